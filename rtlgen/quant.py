@@ -1,0 +1,152 @@
+"""Integer quantization primitives shared by the importer, the golden model and the cores.
+
+Rounding rule
+-------------
+The source models round half-to-even: ONNX ``QuantizeLinear`` (and ONNX Runtime's QLinear* kernels, which
+use ``nearbyintf``) and QONNX ``Quant`` with ``rounding_mode="ROUND"`` (``np.round``). rtlgen therefore
+requantizes with :func:`rshift_round` in mode ``"half_even"`` by default: ``round_half_even(v / 2**sh)``.
+In hardware this is an arithmetic right shift plus a rounding increment computed from the dropped bits and
+the result's LSB (see ``cores/requant.py``). Other QONNX rounding modes are supported where they are cheap.
+
+Requantization
+--------------
+Every requantization in the IR has the form ``out = clamp(rshift_round(v * m, sh) + zp_out, lo, hi)`` with
+integer ``m >= 1`` and ``sh >= 0``. Where all scales are powers of two, ``m`` is itself a power of two
+(a left shift) and the requant is a pure shift; otherwise ``m`` is a fixed-point multiplier with
+``MULT_BITS`` significant bits derived by :func:`fixed_point_multiplier`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: significant bits of a fixed-point requant multiplier for non-power-of-two scale ratios
+MULT_BITS = 24
+
+ROUNDING_MODES = ("half_even", "half_up", "half_down", "floor", "ceil", "to_zero")
+
+#: QONNX ``rounding_mode`` attribute -> rtlgen rounding mode
+QONNX_ROUNDING = {
+    "ROUND": "half_even",
+    "HALF_EVEN": "half_even",
+    "ROUND_HALF_EVEN": "half_even",
+    "HALF_UP": "half_up",
+    "HALF_DOWN": "half_down",
+    "FLOOR": "floor",
+    "DOWN": "to_zero",
+    "ROUND_TO_ZERO": "to_zero",
+    "CEIL": "ceil",
+}
+
+
+def dtype_range(signed: bool, bits: int = 8, narrow: bool = False) -> tuple[int, int]:
+    """Inclusive integer range of a ``bits``-wide (un)signed type, optionally narrow (symmetric)."""
+    if signed:
+        return -(1 << (bits - 1)) + int(narrow), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1 - int(narrow)
+
+
+def round_array(x: np.ndarray, mode: str = "half_even") -> np.ndarray:
+    """Round a float array to integers (float result) with the given mode."""
+    if mode == "half_even":
+        return np.round(x)
+    if mode == "half_up":
+        return np.floor(x + 0.5)
+    if mode == "half_down":
+        return np.ceil(x - 0.5)
+    if mode == "floor":
+        return np.floor(x)
+    if mode == "ceil":
+        return np.ceil(x)
+    if mode == "to_zero":
+        return np.trunc(x)
+    raise ValueError(f"unknown rounding mode {mode!r}; supported: {', '.join(ROUNDING_MODES)}")
+
+
+def rshift_round(v, sh, mode: str = "half_even") -> np.ndarray:
+    """``round(v / 2**sh)`` on int64 arrays, exactly, with the given rounding mode.
+
+    ``sh`` may be a scalar or an array broadcastable against ``v`` (per-channel shifts); ``sh <= 0`` is a
+    left shift by ``-sh`` (no rounding needed).
+    """
+    v = np.asarray(v, dtype=np.int64)
+    sh = np.asarray(sh, dtype=np.int64)
+    if np.all(sh <= 0):
+        return v << (-sh)
+    shp = np.maximum(sh, 0)
+    q = v >> shp  # floor
+    r = v - (q << shp)  # remainder in [0, 2**sh)
+    half = np.where(shp > 0, np.int64(1) << np.maximum(shp - 1, 0), 0)
+    if mode == "floor":
+        out = q
+    elif mode == "ceil":
+        out = q + (r != 0)
+    elif mode == "to_zero":
+        out = q + ((r != 0) & (v < 0))
+    elif mode == "half_up":
+        out = q + ((r >= half) & (shp > 0))
+    elif mode == "half_down":
+        out = q + ((r > half) & (shp > 0))
+    elif mode == "half_even":
+        out = q + (((r > half) | ((r == half) & ((q & 1) == 1))) & (shp > 0))
+    else:
+        raise ValueError(f"unknown rounding mode {mode!r}; supported: {', '.join(ROUNDING_MODES)}")
+    return np.where(sh <= 0, v << np.maximum(-sh, 0), out)
+
+
+def fixed_point_multiplier(ratio, bits: int = MULT_BITS) -> tuple[np.ndarray, np.ndarray]:
+    """Express positive real ``ratio`` (scalar or array) as ``m * 2**-sh`` with integers ``m``, ``sh``.
+
+    Powers of two are represented exactly as ``m = 2**k`` (k >= 0), so a pure shift results. Other ratios get a
+    ``bits``-bit multiplier ``2**(bits-1) <= m < 2**bits``; the relative error is below ``2**-bits``.
+    Returns int64 arrays shaped like ``ratio``.
+    """
+    ratio = np.asarray(ratio, dtype=np.float64)
+    if np.any(~np.isfinite(ratio)) or np.any(ratio <= 0):
+        raise ValueError("requantization scale ratio must be positive and finite")
+    m = np.empty(ratio.shape, dtype=np.int64)
+    sh = np.empty(ratio.shape, dtype=np.int64)
+    for idx, r in np.ndenumerate(ratio):
+        mant, exp = math.frexp(float(r))  # r = mant * 2**exp, 0.5 <= mant < 1
+        if mant == 0.5:  # exact power of two: r = 2**(exp-1)
+            k = exp - 1
+            m[idx], sh[idx] = (1 << k, 0) if k >= 0 else (1, -k)
+            continue
+        s = bits - exp
+        mi = int(round(r * 2.0**s))
+        if mi >= (1 << bits):
+            mi >>= 1
+            s -= 1
+        if s < 0:
+            m[idx], sh[idx] = mi << (-s), 0
+        else:
+            m[idx], sh[idx] = mi, s
+    return m, sh
+
+
+def is_pow2_multiplier(m) -> bool:
+    m = np.asarray(m, dtype=np.int64)
+    return bool(np.all((m > 0) & ((m & (m - 1)) == 0)))
+
+
+def quantize(x, scale, zero_point, lo: int, hi: int, mode: str = "half_even") -> np.ndarray:
+    """ONNX QuantizeLinear / QONNX Quant integer part: ``clamp(round(x / scale) + zp, lo, hi)`` (float32 math)."""
+    x = np.asarray(x, dtype=np.float32)
+    q = round_array(x / np.asarray(scale, dtype=np.float32), mode) + np.asarray(zero_point, dtype=np.float32)
+    return np.clip(q, lo, hi).astype(np.int64)
+
+
+def requantize(v, m, sh, zp_out, lo: int, hi: int, mode: str = "half_even") -> np.ndarray:
+    """``clamp(rshift_round(v * m, sh) + zp_out, lo, hi)`` on int64, the IR's single requant form."""
+    v = np.asarray(v, dtype=np.int64) * np.asarray(m, dtype=np.int64)
+    return np.clip(rshift_round(v, sh, mode) + np.int64(zp_out), lo, hi)
+
+
+def bits_signed(lo: int, hi: int) -> int:
+    """Smallest two's complement width holding every integer of ``[lo, hi]``."""
+    b = 1
+    while not (-(1 << (b - 1)) <= lo and hi <= (1 << (b - 1)) - 1):
+        b += 1
+    return b
