@@ -48,5 +48,21 @@ def doctor(as_json):
         sys.exit(1)
 
 
+def _add_optional_commands():
+    """Commands implemented in their own modules (registered if present)."""
+    import importlib
+
+    for mod, name in (("core_cmd", "core"),):
+        try:
+            m = importlib.import_module(f".{mod}", __package__)
+        except ImportError as e:
+            if e.name != f"{__package__}.{mod}":
+                raise
+            continue
+        main.add_command(getattr(m, name))
+
+
+_add_optional_commands()
+
 if __name__ == "__main__":
     main()
