@@ -1,0 +1,184 @@
+"""Reference executors for the importer tests: ONNX Runtime and QONNX's own executor.
+
+The float input is built from uint8 pixels exactly as documented (``zoo.float_input``):
+``x = (float32(pixel) * float32(input_scale) - float32(mean)) / float32(std)`` in float32, NCHW (or NHWC).
+
+* :func:`run_ort` runs any ONNX model (QDQ, QCDQ, QOperator, plain float) in ONNX Runtime, lowering
+  ``ir_version`` and making the batch dimension dynamic first; it can also return intermediate tensors.
+* :func:`run_qonnx` runs QONNX models (``Quant`` nodes) with ``qonnx.core.onnx_exec.execute_onnx`` after
+  qonnx's cleanup and shape inference, with the batch size baked into the graph.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from zoo import IR_VERSION, float_input  # noqa: F401  (re-exported for tests)
+
+_NP = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT16: np.int16,
+}
+
+
+def _load(model) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        return m
+    return onnx.load(str(model))
+
+
+def _dynamic_batch(m: onnx.ModelProto) -> None:
+    inits = {i.name for i in m.graph.initializer}
+    for vi in list(m.graph.input) + list(m.graph.output):
+        if vi.name in inits:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) >= 1:
+            dims[0].Clear()
+            dims[0].dim_param = "N"
+    del m.graph.value_info[:]
+
+
+def graph_input_names(model) -> list[str]:
+    m = _load(model)
+    inits = {i.name for i in m.graph.initializer}
+    return [i.name for i in m.graph.input if i.name not in inits]
+
+
+def tensor_types(model) -> dict[str, int]:
+    """Element type of every tensor that shape inference can type (initializers, inputs, node outputs)."""
+    m = _load(model)
+    m.ir_version = min(m.ir_version, IR_VERSION)
+    try:
+        m = onnx.shape_inference.infer_shapes(m)
+    except Exception:  # noqa: BLE001 - custom domains: fall back to what is declared
+        pass
+    types = {}
+    for vi in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
+        types[vi.name] = vi.type.tensor_type.elem_type
+    for init in m.graph.initializer:
+        types[init.name] = init.data_type
+    return types
+
+
+@functools.lru_cache(maxsize=16)
+def _session(path: str, mtime: float, extra_outputs: tuple[str, ...]):
+    import onnxruntime as ort
+
+    m = _load(path)
+    m.ir_version = min(m.ir_version, IR_VERSION)
+    if extra_outputs:
+        types = tensor_types(m)
+        existing = {o.name for o in m.graph.output}
+        for name in extra_outputs:
+            if name not in existing:
+                m.graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT), None))
+    _dynamic_batch(m)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    # no graph optimizations: ORT's QDQ fusions would run different (fused QLinear) kernels than the graph says
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def run_ort(model_path, x: np.ndarray, outputs: list[str] | None = None, batch: int = 256, optimize: bool = False) -> dict:
+    """Run ``model_path`` in ONNX Runtime on float input ``x``; returns {output name: array} (graph outputs first).
+
+    ``outputs``: extra intermediate tensor names to fetch. ``optimize``: use ORT's default graph optimizations
+    (fused QLinear kernels for QDQ) instead of executing the graph node by node.
+    """
+    path = str(Path(model_path).resolve())
+    extra = tuple(outputs or ())
+    sess = _session(path, Path(path).stat().st_mtime, extra) if not optimize else _opt_session(path, Path(path).stat().st_mtime)
+    iname = sess.get_inputs()[0].name
+    names = [o.name for o in sess.get_outputs()]
+    res = {n: [] for n in names}
+    for i in range(0, len(x), batch):
+        outs = sess.run(names, {iname: x[i : i + batch]})
+        for n, o in zip(names, outs):
+            res[n].append(o)
+    return {n: np.concatenate(v) for n, v in res.items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _opt_session(path: str, mtime: float):
+    import onnxruntime as ort
+
+    m = _load(path)
+    m.ir_version = min(m.ir_version, IR_VERSION)
+    _dynamic_batch(m)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def ort_output(model_path, x: np.ndarray, **kw) -> np.ndarray:
+    """The (first) graph output of ``model_path`` in ONNX Runtime."""
+    m = _load(model_path)
+    res = run_ort(model_path, x, **kw)
+    return res[m.graph.output[0].name]
+
+
+def qonnx_wrapper(model_path, batch: int):
+    """qonnx ModelWrapper of the model with the batch dimension set to ``batch`` and shapes inferred.
+
+    Only the parts of ``qonnx.util.cleanup.cleanup_model`` that keep tensor names are applied (its
+    ``GiveReadableTensorNames`` would rename every tensor and lose the mapping to the golden model's layers):
+    the Quant domain fix, ``RemoveStaticGraphInputs`` (Brevitas' biases are graph inputs with initializers),
+    ``ChangeBatchSize`` and ``InferShapes``.
+    """
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.transformation.general import RemoveStaticGraphInputs
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    m = _load(model_path)
+    m.ir_version = min(m.ir_version, IR_VERSION)
+    for node in m.graph.node:
+        if node.op_type in ("Quant", "Trunc", "BipolarQuant"):
+            node.domain = "qonnx.custom_op.general"
+    mw = ModelWrapper(m)
+    mw = mw.transform(RemoveStaticGraphInputs())
+    mw = mw.transform(ChangeBatchSize(batch))
+    mw = mw.transform(InferShapes())
+    return mw
+
+
+def run_qonnx(model_path, x: np.ndarray, batch: int = 128, return_all: bool = False) -> dict:
+    """Execute a QONNX model with qonnx's executor; returns {output name: array} (every tensor if ``return_all``)."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    res: dict[str, list] = {}
+    wrappers = {}
+    for i in range(0, len(x), batch):
+        xb = x[i : i + batch]
+        n = len(xb)
+        if n not in wrappers:
+            wrappers[n] = qonnx_wrapper(model_path, n)
+        mw = wrappers[n]
+        iname = mw.graph.input[0].name
+        out = execute_onnx(mw, {iname: xb}, return_full_exec_context=return_all)
+        if return_all:
+            inits = {t.name for t in mw.graph.initializer}
+            out = {k: v for k, v in out.items() if k not in inits and isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == n}
+        for k, v in out.items():
+            res.setdefault(k, []).append(v)
+    return {k: np.concatenate(v) for k, v in res.items()}
+
+
+def qonnx_output(model_path, x: np.ndarray, **kw) -> np.ndarray:
+    """The (first) graph output of a QONNX model (qonnx's cleanup keeps the output tensor name)."""
+    m = _load(model_path)
+    return run_qonnx(model_path, x, **kw)[m.graph.output[0].name]

@@ -1,0 +1,369 @@
+"""Model factories for the importer tests: small quantized models built *inside* the tests (seeded, fast).
+
+Every factory writes an ``.onnx`` file into the given directory and returns a :class:`ZooModel` with the path and
+the preprocessing the model expects: float input = ``(pixel * input_scale - mean) / std`` per channel, computed
+in float32 from uint8 pixels (see ``reference.float_input``).
+
+Factories
+---------
+* :func:`brevitas_resnet` -- Brevitas, power-of-two scales, exported as QONNX or QCDQ (bit-exact arithmetic).
+* :func:`ort_resnet` -- a float ResNet-like torch model quantized with ``onnxruntime.quantization.quantize_static``
+  (QDQ per-tensor / per-channel, int8 / uint8 activations, QOperator).
+* :func:`tflite_style` -- an int8 NHWC graph built with ``onnx.helper`` the way TFLite->ONNX converters write it.
+* :func:`option_a_resnet` -- ResNet20-style "option A" shortcuts exported from torch (Shape/Gather/Pad arithmetic),
+  quantized with ORT QDQ.
+
+Versions measured here: Brevitas 0.13 exporters need ``onnxoptimizer``; onnx 1.23 writes IR version 14, which
+onnxruntime and qonnx's executor refuse, so every factory lowers ``ir_version`` (to :data:`IR_VERSION`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IR_VERSION = 10
+
+#: preprocessing used by the synthetic models (CIFAR-like normalization, exact in float32 either way)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass
+class ZooModel:
+    path: Path
+    input_scale: float = 1.0 / 255.0
+    mean: tuple = (0.0, 0.0, 0.0)
+    std: tuple = (1.0, 1.0, 1.0)
+    layout: str = "NCHW"  # layout of the graph input
+    kind: str = "qdq"  # qonnx | qcdq | qdq | qop | tflite
+    exact: bool = False  # power-of-two scales: bit-exact comparison expected
+    int_output: bool = False  # graph output is an 8-bit integer tensor (not float logits)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def preprocess(self) -> dict:
+        return {"input_scale": self.input_scale, "mean": list(self.mean), "std": list(self.std)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def random_pixels(n: int, seed: int = 0, hw: int = 32) -> np.ndarray:
+    """Smooth-ish random uint8 NHWC images (a blurred noise field plus a colour offset: not pure noise)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=(n, hw // 4, hw // 4, 3)).astype(np.float32)
+    img = base.repeat(4, axis=1).repeat(4, axis=2)
+    img = img + rng.normal(0, 24, size=img.shape)
+    img = img + rng.uniform(-60, 60, size=(n, 1, 1, 3))
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def float_input(pixels: np.ndarray, input_scale=1.0 / 255.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), layout="NCHW"):
+    """The documented preprocessing, in float32: ``(pixel * input_scale - mean) / std`` per channel.
+
+    ``pixels``: uint8 NHWC. Returns float32 NCHW (or NHWC when ``layout == "NHWC"``).
+    """
+    x = pixels.astype(np.float32) * np.float32(input_scale)
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    x = x.astype(np.float32)
+    return x if layout == "NHWC" else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def set_ir_version(path, version: int = IR_VERSION, metadata: dict | None = None):
+    import onnx
+
+    m = onnx.load(str(path))
+    m.ir_version = version
+    if metadata:
+        for k, v in metadata.items():
+            p = m.metadata_props.add()
+            p.key, p.value = k, v
+    onnx.save(m, str(path))
+
+
+def preprocess_metadata(input_scale, mean, std) -> dict:
+    return {
+        "rtlgen.input_scale": repr(float(input_scale)),
+        "rtlgen.mean": ",".join(repr(float(v)) for v in mean),
+        "rtlgen.std": ",".join(repr(float(v)) for v in std),
+    }
+
+
+def _torch_export(model, x, path, opset=13, **kw):
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+            dynamo=False,
+            **kw,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a) Brevitas, power-of-two scales
+
+
+def _brevitas_module():
+    import torch
+    import torch.nn as nn
+    from brevitas import nn as qnn
+    from brevitas.quant import (
+        Int8ActPerTensorFixedPoint,
+        Int8WeightPerTensorFixedPoint,
+        Int16Bias,
+        Uint8ActPerTensorFixedPoint,
+    )
+
+    def qconv(cin, cout, k, stride=1):
+        return qnn.QuantConv2d(
+            cin,
+            cout,
+            k,
+            stride=stride,
+            padding=k // 2,
+            bias=True,
+            weight_quant=Int8WeightPerTensorFixedPoint,
+            bias_quant=Int16Bias,
+            return_quant_tensor=True,
+        )
+
+    def qrelu():
+        return qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
+
+    class BrevitasResNet(nn.Module):
+        """stem conv -> identity block -> projection block (1x1 s2 shortcut, quantized) -> avgpool -> QuantLinear."""
+
+        def __init__(self, c1=8, c2=16, classes=10, hw=32):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True)
+            self.stem = qconv(3, c1, 3)
+            self.stem_relu = qrelu()
+            # block 1: identity shortcut
+            self.b1_conv1 = qconv(c1, c1, 3)
+            self.b1_relu1 = qrelu()
+            self.b1_conv2 = qconv(c1, c1, 3)  # output NOT quantized before the add
+            self.b1_relu = qrelu()
+            # block 2: stride 2 with a 1x1 stride-2 projection shortcut whose output is quantized
+            self.b2_conv1 = qconv(c1, c2, 3, stride=2)
+            self.b2_relu1 = qrelu()
+            self.b2_conv2 = qconv(c2, c2, 3)
+            self.b2_short = qconv(c1, c2, 1, stride=2)
+            self.b2_short_q = qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True)
+            self.b2_relu = qrelu()
+            self.pool = nn.AvgPool2d(hw // 2)
+            self.pool_q = qnn.QuantIdentity(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(
+                c2, classes, bias=True, weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int16Bias, return_quant_tensor=False
+            )
+
+        def forward(self, x):
+            def _v(t):  # QuantTensor -> its dequantized value (plain tensors pass: calibration mode)
+                return t.value if hasattr(t, "value") else t
+
+            x = self.inp(x)
+            x = self.stem_relu(self.stem(x))
+            y = self.b1_relu1(self.b1_conv1(x))
+            y = self.b1_conv2(y)
+            x = self.b1_relu(_v(y) + _v(x))  # conv2 accumulator (dequantized) + skip, then ReLU -> Quant
+            y = self.b2_relu1(self.b2_conv1(x))
+            y = self.b2_conv2(y)
+            s = self.b2_short_q(_v(self.b2_short(x)))
+            x = self.b2_relu(_v(y) + _v(s))
+            x = self.pool_q(self.pool(_v(x)))
+            x = torch.flatten(x, 1)  # keeps the QuantTensor (the head needs its scale for the bias)
+            return self.fc(x)
+
+    return BrevitasResNet
+
+
+def _brevitas_model(seed: int, mean, std, calib_pixels):
+    import torch
+    from brevitas.graph.calibrate import calibration_mode
+
+    torch.manual_seed(seed)
+    model = _brevitas_module()()
+    # Spread weights and biases a bit so the int16 biases and residual adds matter
+    with torch.no_grad():
+        for mod in model.modules():
+            if hasattr(mod, "bias") and mod.bias is not None and hasattr(mod, "weight"):
+                mod.bias.uniform_(-0.2, 0.2)
+    x = torch.from_numpy(float_input(calib_pixels, 1.0 / 255.0, mean, std))
+    with torch.no_grad():  # zero-mean head rows: the (all-positive) pooled features then do not favour one class
+        model.fc.weight -= model.fc.weight.mean(1, keepdim=True)
+    model.eval()
+    with torch.no_grad(), calibration_mode(model):
+        for i in range(0, len(x), 32):
+            model(x[i : i + 32])
+    model.eval()
+    return model
+
+
+def brevitas_resnet(tmpdir, fmt: str = "qonnx", seed: int = 0, with_metadata: bool = False) -> ZooModel:
+    """Brevitas residual CNN with power-of-two scales, exported as ``fmt`` = ``"qonnx"`` or ``"qcdq"``."""
+    import torch
+    from brevitas.export import export_onnx_qcdq, export_qonnx
+
+    mean, std = CIFAR_MEAN, CIFAR_STD
+    model = _brevitas_model(seed, mean, std, random_pixels(64, seed=seed + 100))
+    path = Path(tmpdir) / f"brevitas_{fmt}_{seed}.onnx"
+    x = torch.from_numpy(float_input(random_pixels(1, seed=7), 1.0 / 255.0, mean, std))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fmt == "qonnx":
+            export_qonnx(model, x, export_path=str(path), dynamo=False)
+        elif fmt == "qcdq":
+            export_onnx_qcdq(model, x, export_path=str(path), dynamo=False)
+        else:
+            raise ValueError(fmt)
+    md = preprocess_metadata(1.0 / 255.0, mean, std) if with_metadata else None
+    set_ir_version(path, metadata=md)
+    return ZooModel(path, 1.0 / 255.0, mean, std, kind=fmt, exact=True, meta={"torch_model": model})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# b) onnxruntime quantize_static on a float ResNet-like torch model (float scales)
+
+
+def _float_resnet_module():
+    import torch
+    import torch.nn as nn
+
+    def cbr(cin, cout, k, stride=1, relu=True):
+        layers = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout)]
+        if relu:
+            layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
+
+    class FloatResNet(nn.Module):
+        def __init__(self, c1=8, c2=16, classes=10, maxpool=False):
+            super().__init__()
+            self.stem = cbr(3, c1, 3)
+            self.mp = nn.MaxPool2d(2) if maxpool else nn.Identity()
+            self.b1 = nn.Sequential(cbr(c1, c1, 3), cbr(c1, c1, 3, relu=False))
+            self.b2 = nn.Sequential(cbr(c1, c2, 3, stride=2), cbr(c2, c2, 3, relu=False))
+            self.b2_short = cbr(c1, c2, 1, stride=2, relu=False)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(c2, classes)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            x = self.mp(self.stem(x))
+            x = self.relu(self.b1(x) + x)
+            x = self.relu(self.b2(x) + self.b2_short(x))
+            return self.fc(torch.flatten(self.pool(x), 1))
+
+    return FloatResNet
+
+
+def _randomize_bn(model, seed):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.3 * torch.randn(n, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+            if isinstance(m, torch.nn.Linear):
+                m.weight -= m.weight.mean(1, keepdim=True)
+
+
+class PixelReader:
+    """onnxruntime CalibrationDataReader over uint8 NHWC pixels with the documented preprocessing."""
+
+    def __init__(self, input_name, pixels, input_scale, mean, std, layout="NCHW", batch=16):
+        self.input_name = input_name
+        self.x = float_input(pixels, input_scale, mean, std, layout)
+        self.batch = batch
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(self.x):
+            return None
+        b = self.x[self.i : self.i + self.batch]
+        self.i += self.batch
+        return {self.input_name: b}
+
+    def rewind(self):
+        self.i = 0
+
+
+def ort_quantize(float_path, out_path, calib_pixels, *, input_scale, mean, std, per_channel=False,
+                 activation="int8", fmt="qdq", layout="NCHW", extra_options=None):
+    """``onnxruntime.quantization.quantize_static`` (MinMax calibration, int8 weights)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    m = onnx.load(str(float_path))
+    iname = m.graph.input[0].name
+    reader = PixelReader(iname, calib_pixels, input_scale, mean, std, layout)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_static(
+            str(float_path),
+            str(out_path),
+            reader,
+            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8 if activation == "int8" else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options=extra_options or {},
+        )
+    set_ir_version(out_path)
+
+
+def float_resnet_onnx(tmpdir, seed: int = 0, maxpool: bool = False) -> Path:
+    """The float ResNet-like model (BN folded by the exporter) as ONNX; cached per directory."""
+    import torch
+
+    path = Path(tmpdir) / f"float_resnet_{seed}{'_mp' if maxpool else ''}.onnx"
+    if path.exists():
+        return path
+    torch.manual_seed(seed)
+    model = _float_resnet_module()(maxpool=maxpool).eval()
+    _randomize_bn(model, seed)
+    _torch_export(model, torch.zeros(1, 3, 32, 32), path)
+    set_ir_version(path)
+    return path
+
+
+ORT_VARIANTS = {
+    # name: (fmt, per_channel, activation)
+    "qdq_tensor_s8": ("qdq", False, "int8"),
+    "qdq_channel_s8": ("qdq", True, "int8"),
+    "qdq_tensor_u8": ("qdq", False, "uint8"),
+    "qdq_channel_u8": ("qdq", True, "uint8"),
+    "qop_tensor_u8": ("qop", False, "uint8"),
+    "qop_channel_s8": ("qop", True, "int8"),
+}
+
+
+def ort_resnet(tmpdir, variant: str = "qdq_channel_s8", seed: int = 0, calib_pixels=None, maxpool=False) -> ZooModel:
+    """Float ResNet-like model quantized with ORT ``quantize_static`` (see :data:`ORT_VARIANTS`)."""
+    fmt, per_channel, act = ORT_VARIANTS[variant]
+    mean, std = CIFAR_MEAN, CIFAR_STD
+    fpath = float_resnet_onnx(tmpdir, seed, maxpool)
+    out = Path(tmpdir) / f"ort_{variant}_{seed}{'_mp' if maxpool else ''}.onnx"
+    if calib_pixels is None:
+        calib_pixels = random_pixels(64, seed=seed + 200)
+    ort_quantize(fpath, out, calib_pixels, input_scale=1.0 / 255.0, mean=mean, std=std, per_channel=per_channel,
+                 activation=act, fmt=fmt)
+    return ZooModel(out, 1.0 / 255.0, mean, std, kind=fmt, exact=False, meta={"float_path": fpath})
