@@ -113,6 +113,31 @@ def _torch_export(model, x, path, opset=13, **kw):
         )
 
 
+def _center_head(model, linear, x):
+    """Re-center the classifier on the features of ``x``: ``W' = W / std(f)``, ``b' = -W' mean(f)``.
+
+    Random networks on random images otherwise predict one class for nearly every input, which would make
+    top-1 comparisons meaningless. Works for torch.nn.Linear and Brevitas QuantLinear (float parameters).
+    """
+    import torch
+
+    feats = []
+    h = linear.register_forward_hook(lambda mod, inp, out: feats.append(_plain(inp[0]).detach()))
+    with torch.no_grad():
+        model(x)
+    h.remove()
+    f = torch.cat(feats)
+    mu, sd = f.mean(0), f.std(0).mean() + 1e-6
+    with torch.no_grad():
+        linear.weight.copy_(linear.weight / sd)
+        linear.weight -= linear.weight.mean(1, keepdim=True)
+        linear.bias.copy_(-(linear.weight @ mu))
+
+
+def _plain(t):
+    return t.value if hasattr(t, "value") else t
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # a) Brevitas, power-of-two scales
 
@@ -202,9 +227,9 @@ def _brevitas_model(seed: int, mean, std, calib_pixels):
             if hasattr(mod, "bias") and mod.bias is not None and hasattr(mod, "weight"):
                 mod.bias.uniform_(-0.2, 0.2)
     x = torch.from_numpy(float_input(calib_pixels, 1.0 / 255.0, mean, std))
-    with torch.no_grad():  # zero-mean head rows: the (all-positive) pooled features then do not favour one class
-        model.fc.weight -= model.fc.weight.mean(1, keepdim=True)
     model.eval()
+    with torch.no_grad(), calibration_mode(model):
+        _center_head(model, model.fc, x)
     with torch.no_grad(), calibration_mode(model):
         for i in range(0, len(x), 32):
             model(x[i : i + 32])
@@ -281,8 +306,6 @@ def _randomize_bn(model, seed):
                 m.bias.copy_(0.3 * torch.randn(n, generator=g))
                 m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
                 m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-            if isinstance(m, torch.nn.Linear):
-                m.weight -= m.weight.mean(1, keepdim=True)
 
 
 class PixelReader:
@@ -340,6 +363,7 @@ def float_resnet_onnx(tmpdir, seed: int = 0, maxpool: bool = False) -> Path:
     torch.manual_seed(seed)
     model = _float_resnet_module()(maxpool=maxpool).eval()
     _randomize_bn(model, seed)
+    _center_head(model, model.fc, torch.from_numpy(float_input(random_pixels(128, seed + 500), 1 / 255, CIFAR_MEAN, CIFAR_STD)))
     _torch_export(model, torch.zeros(1, 3, 32, 32), path)
     set_ir_version(path)
     return path
@@ -367,3 +391,268 @@ def ort_resnet(tmpdir, variant: str = "qdq_channel_s8", seed: int = 0, calib_pix
     ort_quantize(fpath, out, calib_pixels, input_scale=1.0 / 255.0, mean=mean, std=std, per_channel=per_channel,
                  activation=act, fmt=fmt)
     return ZooModel(out, 1.0 / 255.0, mean, std, kind=fmt, exact=False, meta={"float_path": fpath})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# c) TFLite-converter-style int8 NHWC graph (built with onnx.helper; no TensorFlow here)
+
+
+def _qparams(lo, hi, signed=True):
+    """Asymmetric 8-bit scale / zero point covering [min(lo,0), max(hi,0)] (TFLite style)."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = max(hi - lo, 1e-6) / 255.0
+    qmin = -128 if signed else 0
+    zp = int(np.clip(round(qmin - lo / scale), qmin, qmin + 255))
+    return np.float32(scale), zp
+
+
+def tflite_style(tmpdir, seed: int = 0, calib_pixels=None) -> ZooModel:
+    """int8 NHWC input -> DequantizeLinear -> Transpose(NCHW) -> QDQ convs (+ residual Add) -> AveragePool ->
+    Transpose/Reshape -> MatMul + Add dense -> QuantizeLinear/DequantizeLinear -> Softmax.
+
+    Preprocessing: raw pixels 0..255 (input_scale 1, mean 0, std 1); the graph input is int8 with scale 1 and
+    zero point -128 (q = pixel - 128 exactly), as TFLite's int8 image models do.
+    The quantized logits (before the Softmax) are the tensor named ``"logits_q"``.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto as TP
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    C1, C2, K = 8, 16, 10
+    if calib_pixels is None:
+        calib_pixels = random_pixels(64, seed=seed + 300)
+
+    # float parameters (then int8 per-channel weights, int32 biases)
+    def conv_w(o, c, k):
+        w = rng.normal(0, np.sqrt(2.0 / (c * k * k)), size=(o, c, k, k)).astype(np.float32)
+        s = (np.abs(w).reshape(o, -1).max(1) / 127.0).astype(np.float32)
+        q = np.clip(np.round(w / s[:, None, None, None]), -127, 127).astype(np.int8)
+        return q, s
+
+    convs = {
+        "conv1": (*conv_w(C1, 3, 3), rng.normal(0, 0.1, C1).astype(np.float32), 1),
+        "conv2": (*conv_w(C2, C1, 3), rng.normal(0, 0.1, C2).astype(np.float32), 2),
+        "conv3": (*conv_w(C2, C2, 3), rng.normal(0, 0.1, C2).astype(np.float32), 1),
+    }
+    head = {}
+
+    def set_head(wd, bd):
+        wd_s = np.float32(np.abs(wd).max() / 127.0)
+        head.update(wd_s=wd_s, wd_q=np.clip(np.round(wd / wd_s), -127, 127).astype(np.int8), bd=bd.astype(np.float32))
+
+    wd0 = rng.normal(0, 0.5, size=(C2, K)).astype(np.float32)
+    set_head(wd0, np.zeros(K, np.float32))
+
+    def build(act_q):
+        """act_q: {tensor: (scale, zp)} for the QDQ'd activations, or None for the float calibration graph."""
+        nodes, inits = [], []
+
+        def init(name, arr):
+            inits.append(numpy_helper.from_array(np.asarray(arr), name))
+            return name
+
+        def qdq(t):
+            if act_q is None:
+                return t
+            s, z = act_q[t]
+            init(t + "_s", np.float32(s))
+            init(t + "_z", np.int8(z))
+            nodes.append(helper.make_node("QuantizeLinear", [t, t + "_s", t + "_z"], [t + "_q"]))
+            nodes.append(helper.make_node("DequantizeLinear", [t + "_q", t + "_s", t + "_z"], [t + "_dq"]))
+            return t + "_dq"
+
+        if act_q is None:
+            nodes.append(helper.make_node("Cast", ["input"], ["in_i"], to=TP.FLOAT))
+            nodes.append(helper.make_node("Sub", ["in_i", "in_zf"], ["in_f"]))
+            init("in_zf", np.float32(-128.0))
+        else:
+            init("in_s", np.float32(1.0))
+            init("in_z", np.int8(-128))
+            nodes.append(helper.make_node("DequantizeLinear", ["input", "in_s", "in_z"], ["in_f"]))
+        nodes.append(helper.make_node("Transpose", ["in_f"], ["x0"], perm=[0, 3, 1, 2]))
+        in_scale = {"x0": np.float32(1.0)}
+        cur = "x0"
+
+        def conv(name, x, relu):
+            q, s, b, stride = convs[name]
+            init(name + "_wq", q)
+            init(name + "_ws", s)
+            init(name + "_wz", np.zeros(len(s), np.int8))
+            nodes.append(helper.make_node("DequantizeLinear", [name + "_wq", name + "_ws", name + "_wz"], [name + "_w"], axis=0))
+            if act_q is None:
+                init(name + "_b", b)
+            else:
+                bs = (np.float32(act_scale(x)) * s).astype(np.float32)
+                init(name + "_bq", np.round(b / bs).astype(np.int32))
+                init(name + "_bs", bs)
+                init(name + "_bz", np.zeros(len(s), np.int32))
+                nodes.append(helper.make_node("DequantizeLinear", [name + "_bq", name + "_bs", name + "_bz"], [name + "_b"], axis=0))
+            out = name + ("_pre" if relu else "")
+            nodes.append(helper.make_node("Conv", [x, name + "_w", name + "_b"], [out], kernel_shape=[3, 3],
+                                          pads=[1, 1, 1, 1], strides=[stride, stride]))
+            if relu:
+                nodes.append(helper.make_node("Relu", [out], [name]))
+            return qdq(name)
+
+        def act_scale(x):
+            if x == "x0":
+                return 1.0
+            return act_q[x.removesuffix("_dq")][0]
+
+        cur = conv("conv1", "x0", relu=True)
+        a = conv("conv2", cur, relu=True)
+        b = conv("conv3", a, relu=False)
+        nodes.append(helper.make_node("Add", [b, a], ["add_pre"]))
+        nodes.append(helper.make_node("Relu", ["add_pre"], ["add"]))
+        cur = qdq("add")
+        nodes.append(helper.make_node("AveragePool", [cur], ["pool"], kernel_shape=[16, 16], strides=[16, 16]))
+        cur = qdq("pool")
+        nodes.append(helper.make_node("Transpose", [cur], ["pool_nhwc"], perm=[0, 2, 3, 1]))
+        init("flat_shape", np.array([-1, C2], np.int64))
+        nodes.append(helper.make_node("Reshape", ["pool_nhwc", "flat_shape"], ["flat"]))
+        wd_q, wd_s, bd = head["wd_q"], head["wd_s"], head["bd"]
+        init("fc_wq", wd_q)
+        init("fc_ws", wd_s)
+        init("fc_wz", np.int8(0))
+        nodes.append(helper.make_node("DequantizeLinear", ["fc_wq", "fc_ws", "fc_wz"], ["fc_w"]))
+        if act_q is None:
+            init("fc_b", bd)
+        else:
+            bs = np.float32(act_q["pool"][0] * wd_s)
+            init("fc_bq", np.round(bd / bs).astype(np.int32))
+            init("fc_bs", bs)
+            init("fc_bz", np.int32(0))
+            nodes.append(helper.make_node("DequantizeLinear", ["fc_bq", "fc_bs", "fc_bz"], ["fc_b"]))
+        nodes.append(helper.make_node("MatMul", ["flat", "fc_w"], ["fc_mm"]))
+        nodes.append(helper.make_node("Add", ["fc_mm", "fc_b"], ["logits"]))
+        if act_q is not None:
+            s, z = act_q["logits"]
+            init("logits_s", np.float32(s))
+            init("logits_z", np.int8(z))
+            nodes.append(helper.make_node("QuantizeLinear", ["logits", "logits_s", "logits_z"], ["logits_q"]))
+            nodes.append(helper.make_node("DequantizeLinear", ["logits_q", "logits_s", "logits_z"], ["logits_dq"]))
+            nodes.append(helper.make_node("Softmax", ["logits_dq"], ["StatefulPartitionedCall:0"], axis=-1))
+        else:
+            nodes.append(helper.make_node("Softmax", ["logits"], ["StatefulPartitionedCall:0"], axis=-1))
+        g = helper.make_graph(
+            nodes,
+            "tflite_style",
+            [helper.make_tensor_value_info("input", TP.INT8, ["N", 32, 32, 3])],
+            [helper.make_tensor_value_info("StatefulPartitionedCall:0", TP.FLOAT, ["N", K])],
+            inits,
+        )
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="tf2onnx-style")
+        m.ir_version = IR_VERSION
+        onnx.checker.check_model(m)
+        return m
+
+    act_names = ["conv1", "conv2", "conv3", "add", "pool", "logits"]
+    qin = (calib_pixels.astype(np.int16) - 128).astype(np.int8)
+
+    def float_run():
+        fm = build(None)
+        for t in act_names:
+            fm.graph.output.append(helper.make_tensor_value_info(t, TP.FLOAT, None))
+        sess = ort.InferenceSession(fm.SerializeToString(), providers=["CPUExecutionProvider"])
+        return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"input": qin})))
+
+    # centre the head on the calibration features (else one class wins on random images), then calibrate
+    f = float_run()["pool"].reshape(len(qin), -1)
+    wd = wd0 / (f.std(0).mean() + 1e-6)
+    wd -= wd.mean(1, keepdims=True)
+    set_head(wd, -(f.mean(0) @ wd))
+    outs = float_run()
+    act_q = {t: _qparams(outs[t].min(), outs[t].max()) for t in act_names}
+    m = build(act_q)
+    path = Path(tmpdir) / f"tflite_style_{seed}.onnx"
+    onnx.save(m, str(path))
+    return ZooModel(path, 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), layout="NHWC", kind="tflite", exact=False,
+                    meta={"input_q": (1.0, -128), "logits_q": "logits_q", "act_q": act_q})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# d) option-A shortcut model exported from torch (Shape/Gather/ConstantOfShape/Slice/Pad), ORT QDQ
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _option_a_module():
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class LambdaLayer(nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, x):
+            return self.fn(x)
+
+    class BasicBlock(nn.Module):
+        """He et al. CIFAR ResNet basic block with the parameter-free option-A shortcut (as in ResNet20 code)."""
+
+        def __init__(self, in_planes, planes, stride=1):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or in_planes != planes:
+                self.shortcut = LambdaLayer(
+                    lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4), "constant", 0)
+                )
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            out = out + self.shortcut(x)
+            return F.relu(out)
+
+    class ResNetA(nn.Module):
+        def __init__(self, widths=(8, 16, 32), blocks=(1, 1, 1), classes=10):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(widths[0])
+            layers, cin = [], widths[0]
+            for i, (w, n) in enumerate(zip(widths, blocks)):
+                for j in range(n):
+                    layers.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
+                    cin = w
+            self.layers = nn.Sequential(*layers)
+            self.linear = nn.Linear(cin, classes)
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            out = self.layers(out)
+            out = F.avg_pool2d(out, out.size()[3])
+            out = out.view(out.size(0), -1)
+            return self.linear(out)
+
+    return ResNetA, BasicBlock
+
+
+def option_a_resnet(tmpdir, seed: int = 0, calib_pixels=None, per_channel=True, with_metadata=True) -> ZooModel:
+    """Small option-A ResNet (8/16/32 channels, one block per stage) exported from torch, quantized with ORT QDQ."""
+    import torch
+
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    torch.manual_seed(seed)
+    ResNetA, _ = _option_a_module()
+    model = ResNetA().eval()
+    _randomize_bn(model, seed)
+    _center_head(model, model.linear, torch.from_numpy(float_input(random_pixels(128, seed + 500), 1 / 255, mean, std)))
+    fpath = Path(tmpdir) / f"option_a_float_{seed}.onnx"
+    _torch_export(model, torch.zeros(1, 3, 32, 32), fpath)
+    md = preprocess_metadata(1.0 / 255.0, mean, std) if with_metadata else None
+    set_ir_version(fpath, metadata=md)
+    out = Path(tmpdir) / f"option_a_qdq_{seed}.onnx"
+    if calib_pixels is None:
+        calib_pixels = random_pixels(64, seed=seed + 400)
+    ort_quantize(fpath, out, calib_pixels, input_scale=1.0 / 255.0, mean=mean, std=std, per_channel=per_channel)
+    # (quantize_static copies the float model's metadata_props, rtlgen.* keys included)
+    return ZooModel(out, 1.0 / 255.0, mean, std, kind="qdq", exact=False, meta={"float_path": fpath, "torch_model": model})
