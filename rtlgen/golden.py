@@ -1,11 +1,14 @@
 """NumPy integer golden model: the specification every core and whole network must match bit for bit.
 
-All functions work on int64 NHWC batches. Convolutions and dense layers use a BLAS matmul in floating point,
+All functions work on NHWC batches of integer values. Between layers the integers travel as float32 arrays (every
+activation is an 8-bit integer, exact in float32; wide outputs use float64); :func:`run` returns int64. Convolutions and dense layers use a BLAS matmul in floating point,
 which is *exact* here: every product and every partial sum is an integer whose magnitude is bounded by
 ``sum_k |w_k| * max|x|`` (computed per layer from the actual weights and the input's clamp range). When that
 bound is below 2**24 a float32 GEMM represents every intermediate integer exactly whatever order BLAS sums in
 (float32 has a 24-bit significand); otherwise float64 is used (exact below 2**53, far above any int32
-accumulator). The bias and the requantization are then applied in int64.
+accumulator). The requantization ``round(v * m / 2**sh)`` is evaluated in float64 when a per-layer bound proves
+``|v * m| < 2**53`` (then the product, the power-of-two scaling and ``np.round``'s half-to-even are all exact),
+and in int64 with :func:`rtlgen.quant.rshift_round` otherwise.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import ir
-from .quant import requantize, rshift_round
+from .quant import round_array, rshift_round
 
 _F32_EXACT = 1 << 24
+_IM2COL_BYTES = 128 << 20
+_F64_EXACT = 1 << 53
 
 
 def _gemm_dtype(w2d: np.ndarray, in_q: ir.QType):
@@ -40,29 +45,27 @@ def windows(x: np.ndarray, kernel, stride) -> np.ndarray:
 
 
 def conv_acc(x: np.ndarray, weights: np.ndarray, bias: np.ndarray, stride, pads, pad_value, in_q) -> np.ndarray:
-    """Integer convolution accumulator ``bias[o] + sum x*w`` (NHWC in, NHWC int64 out)."""
+    """Integer convolution accumulator ``bias[o] + sum x*w`` (NHWC in, NHWC int64 out).
+
+    im2col in chunks of images (bounded memory) and one GEMM per chunk; exact as explained in the module docstring.
+    """
     O, kh, kw, C = weights.shape
-    xp = pad_nhwc(x, pads, pad_value)
     w2d = weights.reshape(O, -1)
     dt = _gemm_dtype(w2d, in_q)
-    wt = w2d.T.astype(dt)
+    wt = np.ascontiguousarray(w2d.T.astype(dt))
+    xp = pad_nhwc(x.astype(dt), pads, pad_value)
     N = xp.shape[0]
     Ho = (xp.shape[1] - kh) // stride[0] + 1
     Wo = (xp.shape[2] - kw) // stride[1] + 1
-    xf = xp.astype(dt)
-    if kh == 1 and kw == 1:
-        cols = xf[:, :: stride[0], :: stride[1], :][:, :Ho, :Wo].reshape(-1, C)
-        acc = cols @ wt
-    else:
-        # sum of kh*kw shifted 1x1 GEMMs: avoids materializing the full im2col matrix
-        acc = np.zeros((N * Ho * Wo, O), dtype=dt)
-        wr = weights.astype(dt)  # O, kh, kw, C
-        for i in range(kh):
-            for j in range(kw):
-                sl = xf[:, i : i + stride[0] * (Ho - 1) + 1 : stride[0], j : j + stride[1] * (Wo - 1) + 1 : stride[1], :]
-                acc += sl.reshape(-1, C) @ wr[:, i, j, :].T
-    out = acc.astype(np.int64).reshape(N, Ho, Wo, O)
-    return out + bias.astype(np.int64)
+    out = np.empty((N, Ho, Wo, O), dtype=np.float64)
+    K = kh * kw * C
+    chunk = max(1, int(_IM2COL_BYTES // (Ho * Wo * K * np.dtype(dt).itemsize)))
+    win = windows(xp, (kh, kw), stride)[:, :Ho, :Wo]
+    for n0 in range(0, N, chunk):
+        cols = np.ascontiguousarray(win[n0 : n0 + chunk]).reshape(-1, K)
+        out[n0 : n0 + chunk] = (cols @ wt).reshape(-1, Ho, Wo, O)
+    out += bias.astype(np.float64)  # |acc| < 2**31 (checked at import): exact in float64
+    return out
 
 
 def run_conv(layer: ir.Conv, x: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
@@ -70,12 +73,36 @@ def run_conv(layer: ir.Conv, x: np.ndarray, skip: np.ndarray | None = None) -> n
     return conv_post(layer, acc, skip)
 
 
+def _exact_requant(v, m, sh, zp, lo, hi, mode, bound) -> np.ndarray:
+    """``clamp(round(v * m / 2**sh) + zp, lo, hi)`` exactly.
+
+    If ``bound`` (a proven bound on ``|v * m|``) is below 2**53 the product, the power-of-two scaling and the
+    rounding are all exact in float64 (``np.round`` is half-to-even), which is several times faster than int64
+    shifting; otherwise the int64 shift-and-round of :func:`rtlgen.quant.rshift_round` is used.
+    """
+    if bound < _F64_EXACT:
+        dt = np.float32 if bound < _F32_EXACT else np.float64
+        scale = (np.asarray(m, dtype=np.float64) * np.exp2(-np.asarray(sh, dtype=np.float64))).astype(dt)
+        f = np.multiply(np.asarray(v, dtype=dt), scale, dtype=dt)
+        f = round_array(f, mode, out=f)
+        f += dt(zp)
+        return np.clip(f, lo, hi, out=f)
+    return np.clip(rshift_round(np.asarray(v, dtype=np.int64) * np.asarray(m, dtype=np.int64), sh, mode) + zp, lo, hi)
+
+
 def conv_post(layer: ir.Conv, acc: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
-    """Requantization of a conv accumulator, with the merged residual if the layer has one."""
+    """Requantization of a conv accumulator, with the merged residual if the layer has one (golden spec:
+    ``clamp(rshift_round(acc*m[o] + (skip-res_zp)*res_m[o], sh[o]) + zp_out, lo, hi)``)."""
     rq = layer.requant
-    v = acc * rq.m
-    if layer.residual is not None:
-        v = v + (skip.astype(np.int64) - layer.res_zp) * layer.res_m
+    lo, hi = layer.post_range()
+    bound = max(abs(lo), abs(hi))
+    if layer.residual is None:
+        return _exact_requant(acc, rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding, bound)
+    if bound < _F64_EXACT:
+        v = np.asarray(acc, dtype=np.float64) * rq.m.astype(np.float64) + \
+            (np.asarray(skip, dtype=np.float64) - layer.res_zp) * layer.res_m.astype(np.float64)
+        return _exact_requant(v, 1, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding, bound)
+    v = np.asarray(acc, dtype=np.int64) * rq.m + (np.asarray(skip, dtype=np.int64) - layer.res_zp) * layer.res_m
     return np.clip(rshift_round(v, rq.sh, rq.rounding) + rq.zp_out, rq.lo, rq.hi)
 
 
@@ -83,34 +110,41 @@ def run_dense(layer: ir.Dense, x: np.ndarray) -> np.ndarray:
     N = x.shape[0]
     v = x.reshape(N, -1)
     dt = _gemm_dtype(layer.weights, layer.in_q)
-    acc = (v.astype(dt) @ layer.weights.T.astype(dt)).astype(np.int64) + layer.bias
+    acc = (v.astype(dt) @ layer.weights.T.astype(dt)).astype(np.float64) + layer.bias
     if layer.requant is not None:
         rq = layer.requant
-        acc = requantize(acc, rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding)
+        lo, hi = layer.acc_range()
+        acc = _exact_requant(acc, rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding, max(abs(lo), abs(hi)) * int(rq.m.max()))
     return acc.reshape(N, 1, 1, -1)
 
 
 def run_add(layer: ir.Add, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    v = (a - layer.a_q.zero_point) * layer.ma + (b - layer.b_q.zero_point) * layer.mb
+    """``clamp(rshift_round((a-za)*ma + (b-zb)*mb, sh) + zp_out, lo, hi)``."""
     q = layer.out_q
+    bound = 256 * (abs(layer.ma) + abs(layer.mb)) * 2
+    if bound < _F64_EXACT:
+        v = (np.asarray(a, np.float64) - layer.a_q.zero_point) * layer.ma + (np.asarray(b, np.float64) - layer.b_q.zero_point) * layer.mb
+        return _exact_requant(v, 1, layer.sh, layer.zp_out, q.lo, q.hi, layer.rounding, bound)
+    v = (np.asarray(a, np.int64) - layer.a_q.zero_point) * layer.ma + (np.asarray(b, np.int64) - layer.b_q.zero_point) * layer.mb
     return np.clip(rshift_round(v, layer.sh, layer.rounding) + layer.zp_out, q.lo, q.hi)
 
 
 def run_pool(layer: ir.Pool, x: np.ndarray) -> np.ndarray:
-    if layer.is_global:
-        if layer.mode == "max":
-            return x.max(axis=(1, 2), keepdims=True)
-        s = (x - layer.in_q.zero_point).sum(axis=(1, 2), keepdims=True)
-        rq = layer.requant
-        return requantize(s, rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding)
+    """Max pooling (padding never wins), or average: ``requant(sum over window of (q - zp_in))``."""
     if layer.mode == "max":
-        lo = np.iinfo(np.int64).min
-        w = windows(pad_nhwc(x, layer.pads, lo), layer.kernel, layer.stride)
+        if layer.is_global:
+            return x.max(axis=(1, 2), keepdims=True)
+        w = windows(pad_nhwc(np.asarray(x, np.float64), layer.pads, -np.inf), layer.kernel, layer.stride)
         return w.max(axis=(3, 4))
-    w = windows(pad_nhwc(x, layer.pads, layer.in_q.zero_point), layer.kernel, layer.stride)
-    s = (w - layer.in_q.zero_point).sum(axis=(3, 4))
     rq = layer.requant
-    return requantize(s, rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding)
+    zp = layer.in_q.zero_point
+    if layer.is_global:
+        s = (np.asarray(x, np.float64) - zp).sum(axis=(1, 2), keepdims=True)
+    else:
+        w = windows(pad_nhwc(np.asarray(x, np.float64), layer.pads, zp), layer.kernel, layer.stride)
+        s = (w - zp).sum(axis=(3, 4))
+    bound = layer.kernel[0] * layer.kernel[1] * 256 * int(rq.m.max())
+    return _exact_requant(s, rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding, bound)
 
 
 def run_shortcut_a(layer: ir.ShortcutA, x: np.ndarray) -> np.ndarray:
@@ -121,7 +155,8 @@ def run_shortcut_a(layer: ir.ShortcutA, x: np.ndarray) -> np.ndarray:
 
 def run_requant(layer: ir.Requantize, x: np.ndarray) -> np.ndarray:
     q = layer.out_q
-    return requantize(x - layer.in_q.zero_point, layer.m, layer.sh, q.zero_point, q.lo, q.hi, layer.rounding)
+    return _exact_requant(np.asarray(x, np.float64) - layer.in_q.zero_point, layer.m, layer.sh, q.zero_point, q.lo, q.hi,
+                          layer.rounding, 512 * layer.m)
 
 
 def run_input(layer: ir.InputStage, pixels: np.ndarray) -> np.ndarray:
@@ -130,7 +165,7 @@ def run_input(layer: ir.InputStage, pixels: np.ndarray) -> np.ndarray:
     if px.dtype != np.uint8:
         raise ValueError("input stage expects uint8 pixels")
     C = layer.table.shape[0]
-    out = np.empty(px.shape, dtype=np.int64)
+    out = np.empty(px.shape, dtype=np.float32)
     for c in range(C):
         out[..., c] = layer.table[c][px[..., c]]
     return out
@@ -165,16 +200,25 @@ def run(net: ir.Network, pixels: np.ndarray, return_all: bool = False):
             vals[layer.name] = run_input(layer, pixels)
             continue
         args = [vals[i] for i in layer.inputs]
-        vals[layer.name] = run_layer(layer, args)
+        vals[layer.name] = _compact(run_layer(layer, args))
         if not return_all:
             for i in layer.inputs:
                 remaining[i] -= 1
                 if remaining[i] == 0 and i != net.output:
                     del vals[i]
     if return_all:
-        return vals
-    out = vals[net.output]
+        return {k: v.astype(np.int64) for k, v in vals.items()}
+    out = vals[net.output].astype(np.int64)
     return out.reshape(out.shape[0], -1)
+
+
+def _compact(v: np.ndarray) -> np.ndarray:
+    """Integer-valued activations travel between layers as float32 (exact below 2**24) or float64 (wide outputs)."""
+    if v.dtype == np.float32:
+        return v
+    if v.size and max(abs(float(v.max())), abs(float(v.min()))) < _F32_EXACT:
+        return v.astype(np.float32)
+    return v.astype(np.float64)
 
 
 def logits(net: ir.Network, q: np.ndarray) -> np.ndarray:

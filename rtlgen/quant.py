@@ -48,20 +48,20 @@ def dtype_range(signed: bool, bits: int = 8, narrow: bool = False) -> tuple[int,
     return 0, (1 << bits) - 1 - int(narrow)
 
 
-def round_array(x: np.ndarray, mode: str = "half_even") -> np.ndarray:
-    """Round a float array to integers (float result) with the given mode."""
+def round_array(x: np.ndarray, mode: str = "half_even", out=None) -> np.ndarray:
+    """Round a float array to integers (float result) with the given mode (``out`` may alias ``x``)."""
     if mode == "half_even":
-        return np.round(x)
+        return np.round(x, out=out)
     if mode == "half_up":
-        return np.floor(x + 0.5)
+        return np.floor(np.add(x, 0.5, out=out), out=out)
     if mode == "half_down":
-        return np.ceil(x - 0.5)
+        return np.ceil(np.subtract(x, 0.5, out=out), out=out)
     if mode == "floor":
-        return np.floor(x)
+        return np.floor(x, out=out)
     if mode == "ceil":
-        return np.ceil(x)
+        return np.ceil(x, out=out)
     if mode == "to_zero":
-        return np.trunc(x)
+        return np.trunc(x, out=out)
     raise ValueError(f"unknown rounding mode {mode!r}; supported: {', '.join(ROUNDING_MODES)}")
 
 
@@ -70,30 +70,37 @@ def rshift_round(v, sh, mode: str = "half_even") -> np.ndarray:
 
     ``sh`` may be a scalar or an array broadcastable against ``v`` (per-channel shifts); ``sh <= 0`` is a
     left shift by ``-sh`` (no rounding needed).
+
+    Every mode is one add and one arithmetic shift, the same circuit the cores build:
+    ``(v + offset) >> sh`` with ``offset`` = ``2**(sh-1) - 1 + lsb`` for half-even (``lsb`` = bit ``sh`` of ``v``,
+    i.e. the LSB of the truncated result), ``2**(sh-1)`` for half-up, ``2**(sh-1) - 1`` for half-down,
+    ``2**sh - 1`` for ceil, that or 0 by sign for round-to-zero, and 0 for floor.
     """
     v = np.asarray(v, dtype=np.int64)
     sh = np.asarray(sh, dtype=np.int64)
     if np.all(sh <= 0):
         return v << (-sh)
     shp = np.maximum(sh, 0)
-    q = v >> shp  # floor
-    r = v - (q << shp)  # remainder in [0, 2**sh)
-    half = np.where(shp > 0, np.int64(1) << np.maximum(shp - 1, 0), 0)
-    if mode == "floor":
-        out = q
-    elif mode == "ceil":
-        out = q + (r != 0)
-    elif mode == "to_zero":
-        out = q + ((r != 0) & (v < 0))
+    one = np.int64(1)
+    half = np.where(shp > 0, one << np.maximum(shp - 1, 0), 0)
+    if mode == "half_even":
+        off = np.where(shp > 0, half - 1, 0) + ((v >> shp) & one) * (shp > 0)
     elif mode == "half_up":
-        out = q + ((r >= half) & (shp > 0))
+        off = half
     elif mode == "half_down":
-        out = q + ((r > half) & (shp > 0))
-    elif mode == "half_even":
-        out = q + (((r > half) | ((r == half) & ((q & 1) == 1))) & (shp > 0))
+        off = np.where(shp > 0, half - 1, 0)
+    elif mode == "floor":
+        off = np.int64(0)
+    elif mode == "ceil":
+        off = (one << shp) - 1
+    elif mode == "to_zero":
+        off = np.where(v < 0, (one << shp) - 1, 0)
     else:
         raise ValueError(f"unknown rounding mode {mode!r}; supported: {', '.join(ROUNDING_MODES)}")
-    return np.where(sh <= 0, v << np.maximum(-sh, 0), out)
+    out = (v + off) >> shp
+    if np.any(sh < 0):
+        out = np.where(sh < 0, v << np.maximum(-sh, 0), out)
+    return out
 
 
 def fixed_point_multiplier(ratio, bits: int = MULT_BITS) -> tuple[np.ndarray, np.ndarray]:
