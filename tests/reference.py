@@ -182,3 +182,64 @@ def qonnx_output(model_path, x: np.ndarray, **kw) -> np.ndarray:
     """The (first) graph output of a QONNX model (qonnx's cleanup keeps the output tensor name)."""
     m = _load(model_path)
     return run_qonnx(model_path, x, **kw)[m.graph.output[0].name]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# layer-by-layer comparison helpers
+
+_QUANT_OPS = ("Quant", "QuantizeLinear", "QLinearConv", "QLinearAdd", "QLinearMatMul", "QGemm", "QLinearAveragePool",
+              "QLinearGlobalAveragePool", "QLinearMul", "QLinearLeakyRelu")
+
+
+def layer_tensors(net, model) -> dict[str, tuple[str, bool]]:
+    """Golden layer name -> (reference tensor holding its quantized output, that tensor is float-dequantized).
+
+    The tensor is the output of the last quantizing node among the layer's ``source_nodes``. QONNX ``Quant``
+    outputs are float (dequantized); QuantizeLinear / QLinear* outputs are integers.
+    """
+    m = _load(model)
+    nodes = {n.name: n for n in m.graph.node if n.name}
+    out = {}
+    for layer in net.layers:
+        if layer.out_q is None:
+            continue
+        cands = [nodes[s] for s in layer.source_nodes if s in nodes and nodes[s].op_type in _QUANT_OPS]
+        if cands:
+            n = cands[-1]
+            out[layer.name] = (n.output[0], n.op_type == "Quant")
+    return out
+
+
+def to_int_nhwc(v: np.ndarray, qt, is_float: bool) -> np.ndarray:
+    """Reference tensor -> int64 NHWC integers of the layer's QType (exact for dequantized 8-bit values)."""
+    if is_float:
+        v = np.round(v.astype(np.float64) / qt.scale) + qt.zero_point
+    v = v.astype(np.int64)
+    if v.ndim == 4:
+        v = v.transpose(0, 2, 3, 1)
+    return v.reshape(v.shape[0], -1)
+
+
+def compare_layers(net, model, golden_all: dict, ref_all: dict, layout: str = "NCHW") -> dict[str, dict]:
+    """Per layer: fraction of identical integers, max |diff|, and the first mismatching (index, golden, ref)."""
+    res = {}
+    for lname, (tname, is_float) in layer_tensors(net, model).items():
+        if tname not in ref_all or lname not in golden_all:
+            continue
+        r = ref_all[tname]
+        if layout == "NHWC" and r.ndim == 4 and lname == net.layers[0].name:
+            r = r.transpose(0, 3, 1, 2)  # int8 NHWC graph input: reference already NHWC
+        g = golden_all[lname].reshape(golden_all[lname].shape[0], -1)
+        rq = to_int_nhwc(r, net[lname].out_q, is_float)
+        if rq.shape != g.shape:
+            res[lname] = {"tensor": tname, "shape_mismatch": (g.shape, rq.shape)}
+            continue
+        diff = np.abs(g - rq)
+        bad = np.argwhere(diff > 0)
+        res[lname] = {
+            "tensor": tname,
+            "equal": float((diff == 0).mean()),
+            "max_diff": int(diff.max()) if diff.size else 0,
+            "first": (tuple(int(i) for i in bad[0]), int(g[tuple(bad[0])]), int(rq[tuple(bad[0])])) if len(bad) else None,
+        }
+    return res

@@ -1,0 +1,49 @@
+"""Fixtures for the pure-python tests (the --runslow option lives in the root conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/zoo.py, tests/reference.py
+
+
+def cifar_dir() -> Path | None:
+    """CIFAR-10 folder from $RTLGEN_CIFAR10 or ../shared beside the checkout; None if absent."""
+    from rtlgen.data import ENV_VAR, default_shared_dir
+
+    env = os.environ.get(ENV_VAR)
+    if env and Path(env).is_dir():
+        return Path(env)
+    return default_shared_dir()
+
+
+def need_shared(what: str):
+    """Missing shared data: fail loudly in CI, skip on a developer machine."""
+    msg = f"{what} not found (set $RTLGEN_CIFAR10 or provide ../shared beside the repository)"
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def zoo_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("zoo")
+
+
+@pytest.fixture(scope="session")
+def sample_pixels():
+    """~600 uint8 NHWC test images: 400 CIFAR-10 test images when available, plus 200 synthetic ones."""
+    import zoo
+
+    parts = [zoo.random_pixels(200, seed=12345)]
+    d = cifar_dir()
+    if d is not None:
+        from rtlgen.data import load_test
+
+        parts.insert(0, load_test(d, limit=400)[0])
+    return np.concatenate(parts)
