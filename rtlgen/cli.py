@@ -6,6 +6,7 @@ import json
 import sys
 
 import click
+import numpy as np
 
 from .errors import RtlgenError
 
@@ -46,6 +47,97 @@ def doctor(as_json):
         click.echo("toolchain OK" if not missing else f"missing: {', '.join(missing)}")
     if missing:
         sys.exit(1)
+
+
+def _floats(text, opt):
+    if text is None:
+        return None
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint=opt) from None
+
+
+def preprocess_options(f):
+    """--input-scale/--mean/--std, shared by predict, build and sim."""
+    f = click.option("--std", default=None, help="per-channel std, e.g. 0.229,0.224,0.225 (default: model metadata or 1)")(f)
+    f = click.option("--mean", default=None, help="per-channel mean, e.g. 0.485,0.456,0.406 (default: model metadata or 0)")(f)
+    f = click.option("--input-scale", type=float, default=None, help="pixel scale S: float input = (pixel*S - mean)/std (default: metadata or 1/255)")(f)
+    return f
+
+
+def load_net(model, input_scale=None, mean=None, std=None):
+    from .importer import load_model
+    from .models import resolve
+
+    return load_model(resolve(model), input_scale=input_scale, mean=_floats(mean, "--mean"), std=_floats(std, "--std"))
+
+
+def _fmt_scale(x):
+    return f"{x:.4g}" if x is not None else "-"
+
+
+@main.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="print {layers, total_macs, total_params} as JSON")
+@preprocess_options
+def inspect(model, as_json, input_scale, mean, std):
+    """Per-layer table of the integer IR of MODEL (an .onnx path or a bundled model name)."""
+    net = load_net(model, input_scale, mean, std)
+    d = net.describe()
+    if as_json:
+        click.echo(json.dumps(d, indent=1))
+        return
+    hdr = f"{'layer':12s} {'op':15s} {'in (HxWxC)':>12s} {'out (HxWxC)':>12s} {'kernel':>7s} {'stride':>6s} {'types (in/w/acc/out)':>24s} {'MACs':>11s} {'params':>8s} {'scales (in -> out)':>22s} requant"
+    click.echo(f"model {net.name} ({net.source_format}){'; trailing Softmax dropped (argmax unchanged)' if net.softmax else ''}")
+    click.echo(hdr)
+    click.echo("-" * len(hdr))
+    for L, lay in zip(d["layers"], net.layers):
+        shp = lambda s: "x".join(str(v) for v in s)  # noqa: E731
+        k = "x".join(str(v) for v in L.get("kernel", [])) or "-"
+        st = "x".join(str(v) for v in L.get("stride", [])) if isinstance(L.get("stride"), list) else str(L.get("stride", "-"))
+        out_t = L["out"]["dtype"]
+        if lay.kind in ("conv", "dense"):
+            types = f"{L['in_dtype']}/int8/int{L['acc_bits']}/{out_t}"
+            sc = f"{_fmt_scale(L['in_scale'])} -> {_fmt_scale(L['out'].get('scale'))}"
+        else:
+            types = out_t
+            sc = _fmt_scale(L["out"].get("scale"))
+        rq = L.get("requant")
+        rqs = (rq["kind"] if rq else "-") if lay.kind != "add" else f"shift {L['shift']}"
+        if lay.kind == "conv" and L.get("residual"):
+            rqs += f" +skip({L['residual']})"
+        click.echo(f"{L['name']:12s} {L['op']:15s} {shp(L['in_shape']):>12s} {shp(L['out_shape']):>12s} {k:>7s} {st:>6s} {types:>24s} {L['macs']:>11,d} {L['params']:>8,d} {sc:>22s} {rqs}")
+    click.echo("-" * len(hdr))
+    click.echo(f"total: {len(net.layers)} layers, {net.total_macs:,d} MACs per frame, {net.total_params:,d} parameters")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--dataset", type=click.Path(), default=None, help="cifar-10-batches-py folder (default: $RTLGEN_CIFAR10)")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="first N test images only")
+@click.option("--batch", type=click.IntRange(min=1), default=500, show_default=True, help="images per golden-model batch")
+@click.option("--json", "as_json", is_flag=True, help='print {"images", "top1", "seconds"} as JSON')
+@preprocess_options
+def predict(model, dataset, limit, batch, as_json, input_scale, mean, std):
+    """Top-1 of MODEL through the bit-exact golden model on the CIFAR-10 test batch."""
+    import time
+
+    from tqdm import tqdm
+
+    from . import data, golden
+
+    net = load_net(model, input_scale, mean, std)
+    x, y = data.load_test(dataset, limit)
+    t0 = time.perf_counter()
+    with tqdm(total=len(x), unit="img", desc=f"golden {net.name}", disable=as_json or None, file=sys.stderr) as bar:
+        pred = golden.predict(net, x, batch=batch, progress=bar.update)
+    secs = time.perf_counter() - t0
+    top1 = float(np.mean(pred == y)) if len(y) else 0.0
+    if as_json:
+        click.echo(json.dumps({"images": int(len(x)), "top1": top1, "seconds": round(secs, 3)}))
+    else:
+        click.echo(f"{net.name}: top-1 {100 * top1:.2f} % on {len(x)} images ({secs:.1f} s, {len(x) / max(secs, 1e-9):.0f} img/s)")
 
 
 def _add_optional_commands():
