@@ -1,0 +1,289 @@
+"""Brevitas int8 ResNets for CIFAR-10 in the graph shape rtlgen's importer merges into hardware.
+
+Every quantizer has a power-of-two per-tensor scale (requantization is a shift in hardware):
+
+* input: ``QuantIdentity`` int8, fixed scale 2**-7. The model's float input is ``(pixel - 128) / 128``
+  (``rtlgen.input_scale=1``, ``rtlgen.mean=128``, ``rtlgen.std=128``), so the int8 input is exactly
+  ``pixel - 128``: every pixel value survives quantization.
+* weights: int8 narrow range, per tensor, power-of-two scale (``Int8WeightPerTensorFixedPoint``).
+* biases: int16 at the accumulator scale (``Int16Bias``: input scale x weight scale).
+* activations: ``QuantReLU`` uint8 (``Uint8ActPerTensorFixedPoint``); projection shortcuts end in their own
+  int8 ``QuantIdentity``.
+* no BatchNormalization anywhere (the float seeds are BN-folded before quantization-aware training).
+
+Residual block (the add merges into conv2's accumulator in hardware)::
+
+    x (quantized) -> conv1 -> QuantReLU -> conv2 (output NOT quantized) -> + shortcut -> QuantReLU
+    shortcut: x itself (identity), a 1x1 stride-2 QuantConv2d -> QuantIdentity int8 (projection, "B"), or the
+    parameter-free stride-2 subsample + zero channel padding (option "A").
+
+Head: AvgPool 8x8 -> QuantIdentity uint8 -> flatten -> QuantLinear (Int16Bias, float logits out).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from brevitas.inject.enum import ScalingImplType
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
+from brevitas.quant import (
+    Int8ActPerTensorFixedPoint,
+    Int8WeightPerTensorFixedPoint,
+    Int16Bias,
+    Uint8ActPerTensorFixedPoint,
+)
+from brevitas.quant_tensor import QuantTensor
+
+#: preprocessing of the exported models: float input = (pixel * INPUT_SCALE - MEAN) / STD
+INPUT_SCALE = 1.0
+MEAN = (128.0, 128.0, 128.0)
+STD = (128.0, 128.0, 128.0)
+
+RESNET8_ONNX = "/work/shared/models/resnet8-mlperf-tiny-float/pretrainedResnet_float.onnx"
+RESNET20_TH = "/work/shared/models/resnet20-cifar10-float/resnet20-12fca82f.th"
+
+
+class InputQuant(Int8ActPerTensorFixedPoint):
+    """int8 input, constant scale 2**-7 (threshold 1.0): q = pixel - 128 exactly."""
+
+    scaling_impl_type = ScalingImplType.CONST
+    scaling_init = 1.0
+
+
+WQ = Int8WeightPerTensorFixedPoint
+BQ = Int16Bias
+
+
+def _val(t):
+    return t.value if isinstance(t, QuantTensor) else t
+
+
+def qconv(cin, cout, k, stride, pad):
+    return QuantConv2d(
+        cin, cout, k, stride=stride, padding=pad, bias=True, weight_quant=WQ, bias_quant=BQ, return_quant_tensor=False
+    )
+
+
+def qrelu():
+    return QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride, shortcut: str):
+        super().__init__()
+        self.conv1 = qconv(cin, cout, 3, stride, 1)
+        self.relu1 = qrelu()
+        self.conv2 = qconv(cout, cout, 3, 1, 1)
+        self.kind = "identity" if (stride == 1 and cin == cout) else shortcut
+        if self.kind == "B":
+            self.sc_conv = qconv(cin, cout, 1, stride, 0)
+            self.sc_quant = QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True)
+        elif self.kind == "A":
+            self.stride = stride
+            self.pad_c = (cout - cin) // 2
+        self.relu2 = qrelu()
+
+    def forward(self, x):
+        h = self.relu1(self.conv1(x))
+        y = _val(self.conv2(h))  # float accumulator: NOT quantized (merged with the add in hardware)
+        if self.kind == "identity":
+            s = _val(x)
+        elif self.kind == "B":
+            s = _val(self.sc_quant(self.sc_conv(x)))
+        else:
+            s = _val(x)[:, :, :: self.stride, :: self.stride]
+            s = F.pad(s, (0, 0, 0, 0, self.pad_c, self.pad_c))
+        return self.relu2(y + s)
+
+
+class QResNet(nn.Module):
+    """CIFAR ResNet: stem conv3x3 -> stages of basic blocks -> avgpool 8x8 -> dense."""
+
+    def __init__(self, widths=(16, 32, 64), blocks=(1, 1, 1), shortcut="B", num_classes=10):
+        super().__init__()
+        self.inp = QuantIdentity(act_quant=InputQuant, return_quant_tensor=True)
+        self.stem = qconv(3, widths[0], 3, 1, 1)
+        self.stem_relu = qrelu()
+        layers = []
+        cin = widths[0]
+        for si, (w, n) in enumerate(zip(widths, blocks)):
+            for bi in range(n):
+                stride = 2 if (si > 0 and bi == 0) else 1
+                layers.append(Block(cin, w, stride, shortcut))
+                cin = w
+        self.blocks = nn.Sequential(*layers)
+        self.pool = nn.AvgPool2d(8)
+        self.pool_quant = QuantIdentity(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
+        self.fc = QuantLinear(
+            cin, num_classes, bias=True, weight_quant=WQ, bias_quant=BQ, return_quant_tensor=False
+        )
+
+    def forward(self, x):
+        x = self.inp(x)
+        x = self.stem_relu(self.stem(x))
+        x = self.blocks(x)
+        x = self.pool_quant(self.pool(_val(x)))
+        x = x.flatten(1) if not isinstance(x, QuantTensor) else torch.flatten(x, 1)
+        return _val(self.fc(x))
+
+
+ARCHS = {
+    "resnet8": dict(widths=(16, 32, 64), blocks=(1, 1, 1), shortcut="B"),
+    "resnet20": dict(widths=(16, 32, 64), blocks=(3, 3, 3), shortcut="B"),
+    "resnet20a": dict(widths=(16, 32, 64), blocks=(3, 3, 3), shortcut="A"),
+    "tiny": dict(widths=(4, 8, 8), blocks=(1, 1, 1), shortcut="B"),  # smoke tests only
+}
+
+
+def build(arch: str) -> QResNet:
+    return QResNet(**ARCHS[arch])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# float seeds (BN folded) -> list of (weight, bias) in the module order of QResNet
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _conv_modules(model: QResNet):
+    """(name, module) of every conv/linear in seed order: stem, per block conv1, conv2, [sc_conv], fc."""
+    mods = [("stem", model.stem)]
+    for i, b in enumerate(model.blocks):
+        mods += [(f"blocks.{i}.conv1", b.conv1), (f"blocks.{i}.conv2", b.conv2)]
+        if b.kind == "B":
+            mods.append((f"blocks.{i}.sc_conv", b.sc_conv))
+    mods.append(("fc", model.fc))
+    return mods
+
+
+def _fold_input(w: np.ndarray, b: np.ndarray, a: np.ndarray, c: np.ndarray):
+    """Seed stem expects u = a*x + c per input channel, where x is our model input; fold that into conv."""
+    w2 = w * a[None, :, None, None]
+    b2 = b + (w * c[None, :, None, None]).sum(axis=(1, 2, 3))
+    return w2, b2
+
+
+def seed_resnet8(path=RESNET8_ONNX):
+    """MLPerf Tiny float ResNet8 (BN already folded in the ONNX; raw 0..255 input)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(path)
+    init = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    convs = [n for n in m.graph.node if n.op_type == "Conv"]
+    params = [(init[n.input[1]].astype(np.float32), init[n.input[2]].astype(np.float32)) for n in convs]
+    gemm = [n for n in m.graph.node if n.op_type == "Gemm"][0]
+    fc = (init[gemm.input[1]].astype(np.float32), init[gemm.input[2]].astype(np.float32))
+    # ONNX conv order: stem, b1c1, b1c2, b2c1, b2c2, b2sc, b3c1, b3c2, b3sc (same as ours)
+    w, b = params[0]
+    # raw pixel u = 128*x + 128
+    params[0] = _fold_input(w, b, np.full(3, 128.0, np.float32), np.full(3, 128.0, np.float32))
+    return params + [fc]
+
+
+def _fold_bn(w, bn):
+    g, beta, mu, var = bn["weight"], bn["bias"], bn["running_mean"], bn["running_var"]
+    s = g / np.sqrt(var + 1e-5)
+    return w * s[:, None, None, None], beta - mu * s
+
+
+def seed_resnet20(path=RESNET20_TH, shortcut="B"):
+    """He et al. float ResNet20 (option A), BN folded; option-A shortcuts become exact 1x1 projections."""
+    sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    sd = {k.removeprefix("module."): v.float().numpy() for k, v in sd.items()}
+
+    def bn(p):
+        return {k: sd[f"{p}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")}
+
+    params = []
+    w, b = _fold_bn(sd["conv1.weight"], bn("bn1"))
+    # seed input u = (pixel/255 - mean)/std with pixel = 128*x + 128
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+    params.append(_fold_input(w, b, 128.0 / 255.0 / std, (128.0 / 255.0 - mean) / std))
+    cin = 16
+    for li, cout in zip((1, 2, 3), (16, 32, 64)):
+        for bi in range(3):
+            p = f"layer{li}.{bi}"
+            params.append(_fold_bn(sd[f"{p}.conv1.weight"], bn(f"{p}.bn1")))
+            params.append(_fold_bn(sd[f"{p}.conv2.weight"], bn(f"{p}.bn2")))
+            if cin != cout and shortcut == "B":
+                ws = np.zeros((cout, cin, 1, 1), np.float32)
+                pad = (cout - cin) // 2
+                ws[pad + np.arange(cin), np.arange(cin), 0, 0] = 1.0
+                params.append((ws, np.zeros(cout, np.float32)))
+            cin = cout
+    params.append((sd["linear.weight"], sd["linear.bias"]))
+    return params
+
+
+def load_seed(model: QResNet, arch: str):
+    if arch == "resnet8":
+        params = seed_resnet8()
+    elif arch in ("resnet20", "resnet20a"):
+        params = seed_resnet20(shortcut=ARCHS[arch]["shortcut"])
+    else:
+        return False
+    mods = _conv_modules(model)
+    assert len(mods) == len(params), (len(mods), len(params))
+    with torch.no_grad():
+        for (name, mod), (w, b) in zip(mods, params):
+            assert tuple(mod.weight.shape) == w.shape, (name, mod.weight.shape, w.shape)
+            mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+            mod.bias.copy_(torch.from_numpy(np.ascontiguousarray(b)))
+    return True
+
+
+class FloatResNet20(nn.Module):
+    """The float option-A ResNet20 seed (with BN), taking our model input (pixel - 128) / 128: a KD teacher."""
+
+    def __init__(self):
+        super().__init__()
+
+        def cbn(cin, cout, s):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, s, 1, bias=False), nn.BatchNorm2d(cout))
+
+        self.conv1 = cbn(3, 16, 1)
+        self.layers = nn.ModuleList()
+        cin = 16
+        for li, cout in enumerate((16, 32, 64)):
+            for bi in range(3):
+                s = 2 if (li > 0 and bi == 0) else 1
+                self.layers.append(nn.ModuleList([cbn(cin, cout, s), cbn(cout, cout, 1)]))
+                cin = cout
+        self.linear = nn.Linear(64, 10)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    @classmethod
+    def from_seed(cls, path=RESNET20_TH):
+        m = cls()
+        sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        sd = {k.removeprefix("module."): v for k, v in sd.items()}
+        new = {}
+        for k, v in sd.items():
+            parts = k.split(".")
+            if parts[0] in ("conv1", "bn1"):
+                new[f"conv1.{0 if parts[0] == 'conv1' else 1}.{parts[1]}"] = v
+            elif parts[0].startswith("layer"):
+                li, bi, mod, pn = int(parts[0][5:]) - 1, int(parts[1]), parts[2], parts[3]
+                j = 0 if mod in ("conv1", "bn1") else 1
+                new[f"layers.{li * 3 + bi}.{j}.{0 if mod.startswith('conv') else 1}.{pn}"] = v
+            else:
+                new[k] = v
+        missing, unexpected = m.load_state_dict(new, strict=False)
+        assert not unexpected and set(missing) <= {"mean", "std"}, (missing, unexpected)
+        return m
+
+    def forward(self, x):
+        x = ((x * 128 + 128) / 255 - self.mean) / self.std
+        h = F.relu(self.conv1(x))
+        for c1, c2 in self.layers:
+            y = c2(F.relu(c1(h)))
+            if y.shape != h.shape:
+                h = h[:, :, ::2, ::2]
+                p = (y.shape[1] - h.shape[1]) // 2
+                h = F.pad(h, (0, 0, 0, 0, p, p))
+            h = F.relu(y + h)
+        return self.linear(F.adaptive_avg_pool2d(h, 1).flatten(1))

@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Quantization-aware training (PyTorch + Brevitas) of rtlgen's int8 CIFAR-10 ResNets, and QONNX export.
+
+Models are defined in ``tools/resnets.py`` (int8 power-of-two scales everywhere, BN-free, residual adds on conv2's
+unquantized accumulator). Training starts from the BN-folded float seeds in ``../shared/models`` where the topology
+matches (``--no-seed`` trains from scratch), calibrates the activation scales, then fine-tunes with SGD + cosine
+learning rate, standard augmentation (4-pixel pad + random 32x32 crop, horizontal flip), seeded and resumable:
+a checkpoint is written to ``--ckpt-dir`` after every epoch and picked up again on restart.
+
+Examples::
+
+    python tools/train.py --arch resnet20 --epochs 6 --lr 0.004 --threads 1 --export rtlgen/models/resnet20.onnx
+    python tools/train.py --arch resnet8 --epochs 40 --lr 0.03 --threads 1 --export rtlgen/models/resnet8.onnx
+    python tools/train.py --arch tiny --smoke --export /tmp/tiny.onnx          # a few batches, seconds
+
+``--export-only`` re-exports the last checkpoint (``--from-best`` for the best one) without training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="resnet8", choices=["resnet8", "resnet20", "resnet20a", "tiny"])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=0.02, help="peak SGD learning rate (cosine decay to 0)")
+    p.add_argument("--warmup", type=float, default=0.0, help="linear warm-up, in epochs")
+    p.add_argument("--wd", type=float, default=5e-4, help="weight decay (conv/linear weights only)")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    p.add_argument("--ckpt-dir", default="/work/ckpt", help="checkpoints and run log (outside the repo)")
+    p.add_argument("--run-name", default=None, help="checkpoint file prefix (default: the arch)")
+    p.add_argument("--dataset", default=None, help="cifar-10-batches-py folder (default: $RTLGEN_CIFAR10 or ../shared)")
+    p.add_argument("--export", default=None, help="write the QONNX model here after training")
+    p.add_argument("--export-qcdq", default=None, help="also write a QCDQ (QuantizeLinear/DequantizeLinear) ONNX")
+    p.add_argument("--export-only", action="store_true", help="no training: export the checkpoint")
+    p.add_argument("--from-best", action="store_true", help="with --export-only: export the best checkpoint")
+    p.add_argument("--no-seed", action="store_true", help="do not load the float seed weights")
+    p.add_argument("--calib-batches", type=int, default=20, help="batches for activation-scale calibration")
+    p.add_argument("--kd-teacher", choices=["none", "resnet20"], default="none",
+                   help="knowledge distillation from the float ResNet20 seed (91.73 %%); its logits are computed once "
+                        "per training image and its mirror image (un-cropped) and cached in --ckpt-dir")
+    p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation loss")
+    p.add_argument("--kd-t", type=float, default=4.0, help="distillation temperature")
+    p.add_argument("--smoke", action="store_true", help="a few batches only (tests)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    return p.parse_args(argv)
+
+
+def to_input(x_uint8_nhwc: np.ndarray):
+    """uint8 NHWC pixels -> the model's float NCHW input (pixel - 128) / 128."""
+    import torch
+
+    from resnets import INPUT_SCALE, MEAN, STD
+
+    x = x_uint8_nhwc.transpose(0, 3, 1, 2).astype(np.float32) * INPUT_SCALE
+    x = (x - np.array(MEAN, np.float32)[None, :, None, None]) / np.array(STD, np.float32)[None, :, None, None]
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def augment_epoch(x_pad: np.ndarray, n: int, rng: np.random.Generator, batch: int):
+    """Yield (indices, batch uint8 NHWC) with random 32x32 crops of the 40x40 padded images and random flips."""
+    perm = rng.permutation(n)
+    dy = rng.integers(0, 9, n)
+    dx = rng.integers(0, 9, n)
+    flip = rng.random(n) < 0.5
+    for i in range(0, n - batch + 1, batch):  # drop last partial batch
+        idx = perm[i : i + batch]
+        out = np.empty((len(idx), 32, 32, 3), np.uint8)
+        for j, k in enumerate(idx):
+            img = x_pad[k, dy[k] : dy[k] + 32, dx[k] : dx[k] + 32]
+            out[j] = img[:, ::-1] if flip[k] else img
+        yield idx, out, flip[idx]
+
+
+def evaluate(model, x, y, batch=500):
+    import torch
+
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            correct += int((model(to_input(x[i : i + batch])).argmax(1).numpy() == y[i : i + batch]).sum())
+    return 100.0 * correct / len(x)
+
+
+def calibrate(model, x, n_batches, batch=250):
+    import torch
+    from brevitas.graph.calibrate import calibration_mode
+
+    model.eval()
+    with torch.no_grad(), calibration_mode(model):
+        for i in range(n_batches):
+            model(to_input(x[i * batch : (i + 1) * batch]))
+
+
+def export(model, path, qcdq_path=None, info=None):
+    """QONNX export with rtlgen preprocessing metadata (and optionally QCDQ)."""
+    import onnx
+    import torch
+    from brevitas.export import export_onnx_qcdq, export_qonnx
+
+    from resnets import INPUT_SCALE, MEAN, STD
+
+    model.eval()
+    meta = {
+        "rtlgen.input_scale": repr(INPUT_SCALE),
+        "rtlgen.mean": ",".join(repr(v) for v in MEAN),
+        "rtlgen.std": ",".join(repr(v) for v in STD),
+    }
+    for k, v in (info or {}).items():
+        meta[f"rtlgen.train.{k}"] = str(v)
+    x = torch.zeros(1, 3, 32, 32)
+    jobs = [(path, "qonnx")] + ([(qcdq_path, "qcdq")] if qcdq_path else [])
+    for out, kind in jobs:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if kind == "qonnx":
+                export_qonnx(model, input_t=x, export_path=str(out), dynamo=False,
+                             input_names=["input"], output_names=["logits"])
+            else:
+                export_onnx_qcdq(model, args=x, export_path=str(out), dynamo=False,
+                                 input_names=["input"], output_names=["logits"])
+        m = onnx.load(str(out))
+        inits = {t.name for t in m.graph.initializer}
+        keep = [i for i in m.graph.input if i.name not in inits]
+        del m.graph.input[:]
+        m.graph.input.extend(keep)
+        del m.metadata_props[:]
+        for k, v in meta.items():
+            m.metadata_props.add(key=k, value=v)
+        onnx.save(m, str(out))
+        print(f"exported {kind} -> {out}", flush=True)
+
+
+def teacher_logits(xtr, ytr, cache):
+    """Float ResNet20 logits [2, N, 10] for every training image (index 0) and its mirror image (index 1)."""
+    import torch
+
+    import resnets
+
+    if cache is not None and Path(cache).exists():
+        t = np.load(cache)
+        if t.shape == (2, len(xtr), 10):
+            return torch.from_numpy(t)
+    teacher = resnets.FloatResNet20.from_seed().eval()
+    out = np.empty((2, len(xtr), 10), np.float32)
+    with torch.no_grad():
+        for i in range(0, len(xtr), 500):
+            x = to_input(xtr[i : i + 500])
+            out[0, i : i + 500] = teacher(x).numpy()
+            out[1, i : i + 500] = teacher(torch.flip(x, dims=[3])).numpy()
+    if cache is not None:
+        np.save(cache, out)
+    print(f"teacher logits cached: teacher top-1 on the un-augmented training images {100 * np.mean(out[0].argmax(1) == ytr):.2f} %",
+          flush=True)
+    return torch.from_numpy(out)
+
+
+def param_groups(model, wd):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if (p.ndim > 1 and name.endswith("weight")) else no_decay).append(p)
+    return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    import torch.nn.functional as F
+
+    import resnets
+    from rtlgen import data as rdata
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    ds = args.dataset or os.environ.get(rdata.ENV_VAR) or rdata.default_shared_dir()
+    run = args.run_name or args.arch
+    ckdir = Path(args.ckpt_dir)
+    ckdir.mkdir(parents=True, exist_ok=True)
+    last_p, best_p = ckdir / f"{run}_last.pt", ckdir / f"{run}_best.pt"
+
+    if args.smoke:
+        args.epochs = min(args.epochs, 2)
+    xte, yte = rdata.load_test(ds)
+    if args.smoke:
+        xte, yte = xte[:200], yte[:200]
+    model = resnets.build(args.arch)
+
+    def info(ep, acc):
+        return {"arch": args.arch, "epochs": ep, "seed": args.seed, "lr": args.lr, "brevitas_top1": f"{acc:.2f}"}
+
+    if args.export_only:
+        ck = torch.load(best_p if args.from_best else last_p, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        acc = evaluate(model, xte, yte)
+        print(f"checkpoint epoch {ck['epoch']}: brevitas top-1 {acc:.2f} % on {len(xte)} test images", flush=True)
+        if args.export:
+            export(model, args.export, args.export_qcdq, info(ck["epoch"], acc))
+        return acc
+
+    xtr, ytr = rdata.load_train(ds)
+    if args.smoke:
+        xtr, ytr = xtr[:512], ytr[:512]
+    x_pad = np.pad(xtr, ((0, 0), (4, 4), (4, 4), (0, 0)))  # black (pixel 0) border, like torchvision on PIL
+    ytr_t = torch.from_numpy(ytr)
+    bs = 32 if args.smoke else args.batch_size
+    steps_per_epoch = len(xtr) // bs
+    total_steps = args.epochs * steps_per_epoch
+    opt = torch.optim.SGD(param_groups(model, args.wd), lr=args.lr, momentum=args.momentum, nesterov=True)
+
+    def lr_at(step):
+        w = args.warmup * steps_per_epoch
+        if step < w:
+            return args.lr * (step + 1) / w
+        return 0.5 * args.lr * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total_steps - w))))
+
+    teacher = None
+    if args.kd_teacher == "resnet20":
+        teacher = teacher_logits(xtr, ytr, None if args.smoke else ckdir / "kd_resnet20_logits.npy")
+
+    start_epoch, best, history = 0, -1.0, []
+    t_used = 0.0
+    if last_p.exists() and not args.smoke:
+        ck = torch.load(last_p, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        start_epoch, best, history, t_used = ck["epoch"], ck["best"], ck["history"], ck.get("wall_s", 0.0)
+        torch.set_rng_state(ck["torch_rng"])
+        print(f"resumed {last_p} at epoch {start_epoch} (best {best:.2f} %)", flush=True)
+    else:
+        seeded = False if args.no_seed else resnets.load_seed(model, args.arch)
+        calibrate(model, xtr, 1 if args.smoke else args.calib_batches, batch=bs if args.smoke else 250)
+        acc0 = evaluate(model, xte, yte)
+        history.append({"epoch": 0, "test_top1": acc0, "seeded": seeded})
+        print(f"after {'seed + ' if seeded else ''}calibration (PTQ): top-1 {acc0:.2f} %", flush=True)
+        best = acc0
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+
+    for ep in range(start_epoch, args.epochs):
+        t0 = time.time()
+        model.train()
+        rng = np.random.default_rng([args.seed, ep])
+        it = augment_epoch(x_pad, len(xtr), rng, bs)
+        if args.smoke:
+            it = (b for _, b in zip(range(4), it))
+        bar = None
+        if tqdm is not None and not args.no_progress:
+            bar = tqdm(total=4 if args.smoke else steps_per_epoch, desc=f"{run} ep {ep + 1}/{args.epochs}",
+                       mininterval=5.0 if sys.stdout.isatty() else 30.0, file=sys.stdout)
+        loss_sum = n_sum = correct = 0
+        for bi, (idx, xb, fl) in enumerate(it):
+            step = ep * steps_per_epoch + bi
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            xin = to_input(xb)
+            yb = ytr_t[idx]
+            out = model(xin)
+            loss = F.cross_entropy(out, yb)
+            if teacher is not None:
+                tl = teacher[fl.astype(np.int64), idx]
+                T = args.kd_t
+                kd = F.kl_div(F.log_softmax(out / T, 1), F.softmax(tl / T, 1), reduction="batchmean") * T * T
+                loss = (1 - args.kd_alpha) * loss + args.kd_alpha * kd
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+            n_sum += len(idx)
+            correct += int((out.argmax(1) == yb).sum())
+            if bar is not None:
+                bar.update(1)
+                if bi % 50 == 0:
+                    bar.set_postfix(loss=f"{loss_sum / n_sum:.3f}", acc=f"{100 * correct / n_sum:.1f}",
+                                    lr=f"{lr_at(step):.4f}")
+                    sys.stdout.flush()  # tqdm to a redirected log: keep the log current
+        if bar is not None:
+            bar.close()
+        acc = evaluate(model, xte, yte)
+        dt = time.time() - t0
+        t_used += dt
+        rec = {"epoch": ep + 1, "train_loss": loss_sum / max(1, n_sum), "train_top1": 100 * correct / max(1, n_sum),
+               "test_top1": acc, "epoch_s": round(dt, 1), "lr_end": lr_at((ep + 1) * steps_per_epoch - 1)}
+        history.append(rec)
+        print(json.dumps(rec), flush=True)
+        if args.smoke:
+            best = max(best, acc)
+            continue
+        ck = {"model": model.state_dict(), "opt": opt.state_dict(), "epoch": ep + 1, "best": max(best, acc),
+              "history": history, "torch_rng": torch.get_rng_state(), "args": vars(args), "wall_s": t_used}
+        torch.save(ck, str(last_p) + ".tmp")
+        os.replace(str(last_p) + ".tmp", last_p)
+        if acc > best:
+            best = acc
+            torch.save(ck, best_p)
+    final = history[-1]["test_top1"]
+    print(f"done: final top-1 {final:.2f} %, best {best:.2f} %, training wall time {t_used / 60:.1f} min", flush=True)
+    if args.export:
+        export(model, args.export, args.export_qcdq, info(len(history) - 1, final))
+    return final
+
+
+if __name__ == "__main__":
+    main()
