@@ -1,0 +1,153 @@
+"""Lane-width converters (e.g. 3 lanes -> 1 lane, 1 -> N, M -> N) that preserve ``last``.
+
+Stream contract (:class:`LaneConverter`)
+----------------------------------------
+* ``i``: frames of ``H x W x C`` at ``lanes_in`` lanes; ``o``: the same values at ``lanes_out`` lanes
+  (:mod:`rtlgen.cores.stream` convention, ``width``-bit lanes, tail lanes zero).
+* ``c_out`` (default ``c_in``) is the channel count of an output "pixel": the converter may regroup pixels, e.g.
+  ``c_in=C, c_out=H*W*C`` turns a frame into one long vector (the dense core uses it to flatten its input). The
+  number of values per frame is the same on both sides; their order never changes.
+* ``last`` rides on the final value of the frame and comes out on the output beat holding it.
+* Latency: 1 cycle from a full output beat's last value to the beat; throughput: ``max(beats in, beats out)``
+  cycles per frame (one beat per cycle on the busier side). ``i.ready`` does not depend on ``o.ready``
+  combinationally.
+
+Implementation: a value buffer of ``2 * lanes_in + lanes_out - 1`` entries with a fill count. Each cycle it may append the
+valid values of one input beat and pop the values of one output beat (``lanes_out`` values, or the pixel's tail).
+The muxes grow with ``buffer size x lanes``: meant for the small lane counts of stream adapters.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .stream import act_signature, beats_per_pixel
+
+__all__ = ["LaneConverter", "Packer"]
+
+
+class Packer(wiring.Component):
+    """Core of the converters: input beats of up to ``m_lanes`` values with an explicit count ``k`` -> output beats
+    of ``n_lanes`` values grouped in pixels of ``c_out`` values (:mod:`~rtlgen.cores.stream` layout).
+
+    Input port ``i`` carries ``data`` (m_lanes x width), ``k`` (number of valid values, lane 0 first, 1..m_lanes)
+    and ``last`` (the k-th value ends the frame).
+    """
+
+    def __init__(self, m_lanes: int, n_lanes: int, c_out: int, width: int = 8):
+        self.M, self.N, self.c_out, self.width = m_lanes, n_lanes, c_out, width
+        from amaranth.hdl import unsigned
+        from amaranth.lib import data
+
+        in_layout = data.StructLayout({"data": unsigned(m_lanes * width), "k": range(m_lanes + 1), "last": unsigned(1)})
+        super().__init__({"i": In(stream.Signature(in_layout)), "o": Out(act_signature(n_lanes, width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        M, N, w = self.M, self.N, self.width
+        B = 2 * M + N - 1  # room for one more input beat whenever the output can pop: no input stall
+        bpp = beats_per_pixel(self.c_out, N)
+        tail = self.c_out - (bpp - 1) * N
+        buf = [Signal(w + 1, name=f"buf{p}") for p in range(B)]  # value | last flag << w
+        cnt = Signal(range(B + 1))
+        oc = Signal(range(max(bpp, 2)))
+        k_out = Signal(range(N + 1))
+        m.d.comb += k_out.eq(Mux(oc == bpp - 1, tail, N) if bpp > 1 else tail)
+
+        # output side: the first k_out buffered values
+        lanes = []
+        last_bits = []
+        for j in range(N):
+            use = k_out > j
+            lanes.append(Mux(use, buf[j][:w], 0))
+            last_bits.append(use & buf[j][w])
+        m.d.comb += [
+            self.o.valid.eq(cnt >= k_out),
+            self.o.payload.data.eq(Cat(*lanes)),
+            self.o.payload.last.eq(Cat(*last_bits).any()),
+        ]
+        pop = Signal(range(N + 1))
+        ofire = self.o.valid & self.o.ready
+        m.d.comb += pop.eq(Mux(ofire, k_out, 0))
+        with m.If(ofire):
+            with m.If((oc == bpp - 1) | self.o.payload.last):
+                m.d.sync += oc.eq(0)
+            with m.Else():
+                m.d.sync += oc.eq(oc + 1)
+
+        # input side
+        m.d.comb += self.i.ready.eq(cnt <= B - M)
+        push = self.i.valid & self.i.ready
+        k_in = Signal(range(M + 1))
+        m.d.comb += k_in.eq(Mux(push, self.i.payload.k, 0))
+        rem = Signal(range(B + 1))
+        m.d.comb += rem.eq(cnt - pop)
+        in_vals = []
+        for j in range(M):
+            flag = self.i.payload.last & (self.i.payload.k == j + 1)
+            in_vals.append(Cat(self.i.payload.data[j * w : (j + 1) * w], flag))
+        in_arr = Array(in_vals)
+        pops = sorted({0, N, tail})
+        for p in range(B):
+            shifted = Signal(w + 1, name=f"shifted{p}")
+            with m.Switch(pop):
+                for P in pops:
+                    with m.Case(P):
+                        m.d.comb += shifted.eq(buf[p + P] if p + P < B else 0)
+            idx = Signal(range(B + 1), name=f"idx{p}")
+            m.d.comb += idx.eq(p - rem)
+            with m.If((rem <= p) & (idx < k_in)):
+                m.d.sync += buf[p].eq(in_arr[idx[: max(1, (M - 1).bit_length())]] if M > 1 else in_vals[0])
+            with m.Else():
+                m.d.sync += buf[p].eq(shifted)
+        m.d.sync += cnt.eq(rem + k_in)
+        return m
+
+
+class LaneConverter(wiring.Component):
+    """``lanes_in`` -> ``lanes_out`` lanes for pixels of ``c_in`` channels (output pixels of ``c_out`` values)."""
+
+    def __init__(self, c_in: int, lanes_in: int, lanes_out: int, c_out: int | None = None, width: int = 8):
+        self.c_in, self.lanes_in, self.lanes_out = c_in, lanes_in, lanes_out
+        self.c_out = c_in if c_out is None else c_out
+        self.width = width
+        super().__init__({"i": In(act_signature(lanes_in, width)), "o": Out(act_signature(lanes_out, width))})
+
+    @property
+    def passthrough(self) -> bool:
+        return self.lanes_in == self.lanes_out and self.c_in == self.c_out
+
+    def cycles_per_frame(self, pixels_in: int) -> int:
+        """Cycles per frame of ``pixels_in`` input pixels, no stalls."""
+        vals = pixels_in * self.c_in
+        return max(pixels_in * beats_per_pixel(self.c_in, self.lanes_in),
+                   (vals // self.c_out) * beats_per_pixel(self.c_out, self.lanes_out))
+
+    latency = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.passthrough:
+            wiring.connect(m, wiring.flipped(self.i), wiring.flipped(self.o))
+            return m
+        M = self.lanes_in
+        m.submodules.packer = pk = Packer(M, self.lanes_out, self.c_out, self.width)
+        bpp = beats_per_pixel(self.c_in, M)
+        tail = self.c_in - (bpp - 1) * M
+        ib = Signal(range(max(bpp, 2)))
+        m.d.comb += [
+            pk.i.valid.eq(self.i.valid),
+            self.i.ready.eq(pk.i.ready),
+            pk.i.payload.data.eq(self.i.payload.data),
+            pk.i.payload.k.eq(Mux(ib == bpp - 1, tail, M) if bpp > 1 else tail),
+            pk.i.payload.last.eq(self.i.payload.last),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            with m.If((ib == bpp - 1) | self.i.payload.last):
+                m.d.sync += ib.eq(0)
+            with m.Else():
+                m.d.sync += ib.eq(ib + 1)
+        wiring.connect(m, pk.o, wiring.flipped(self.o))
+        return m

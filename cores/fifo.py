@@ -1,0 +1,93 @@
+"""Stream plumbing: a FIFO (``amaranth.lib.fifo.SyncFIFOBuffered`` behind stream ports) and a skid buffer.
+
+Stream contract
+---------------
+* :class:`StreamFIFO`: ``i`` -> ``o``, any payload (default the activation layout of :mod:`rtlgen.cores.stream`,
+  ``lanes`` x ``width`` bits + ``last``). Order preserved, nothing dropped or duplicated; ``i.ready`` is low when
+  ``depth`` beats are stored. Latency 1 cycle (buffered read port), one beat per cycle in and out; cycles per frame =
+  the number of beats. ``i.ready`` does not depend on ``o.ready`` combinationally.
+* :class:`SkidBuffer`: a full-throughput register slice (two entries): ``o.valid``/``o.payload`` come from a register
+  and ``i.ready`` is a register output, so it cuts every combinational path between the two sides. Latency 1 cycle,
+  one beat per cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .stream import act_layout
+
+__all__ = ["StreamFIFO", "SkidBuffer"]
+
+
+def _payload_layout(lanes, width, layout):
+    return layout if layout is not None else act_layout(lanes, width)
+
+
+class StreamFIFO(wiring.Component):
+    """``depth``-entry stream FIFO (``SyncFIFOBuffered``: the read side is a register, BRAM/LUTRAM inside)."""
+
+    def __init__(self, depth: int, lanes: int = 1, width: int = 8, layout=None):
+        if depth < 1:
+            raise ValueError("FIFO depth must be >= 1")
+        self.depth = depth
+        self.layout = _payload_layout(lanes, width, layout)
+        sig = stream.Signature(self.layout)
+        super().__init__({"i": In(sig), "o": Out(sig), "level": Out(range(depth + 1))})
+
+    def cycles_per_frame(self, beats: int) -> int:
+        return beats
+
+    latency = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        width = data.Layout.cast(self.layout).size
+        m.submodules.fifo = f = fifo.SyncFIFOBuffered(width=width, depth=self.depth)
+        m.d.comb += [
+            f.w_data.eq(self.i.payload.as_value()),
+            f.w_en.eq(self.i.valid),
+            self.i.ready.eq(f.w_rdy),
+            self.o.valid.eq(f.r_rdy),
+            self.o.payload.eq(f.r_data),
+            f.r_en.eq(self.o.ready),
+            self.level.eq(f.level),
+        ]
+        return m
+
+
+class SkidBuffer(wiring.Component):
+    """Register slice with a skid entry: full throughput, registered ``valid``/``payload`` and ``ready``."""
+
+    def __init__(self, lanes: int = 1, width: int = 8, layout=None):
+        self.layout = _payload_layout(lanes, width, layout)
+        sig = stream.Signature(self.layout)
+        super().__init__({"i": In(sig), "o": Out(sig)})
+
+    def cycles_per_frame(self, beats: int) -> int:
+        return beats
+
+    latency = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        width = data.Layout.cast(self.layout).size
+        o_valid = Signal()
+        o_data = Signal(width)
+        s_valid = Signal()
+        s_data = Signal(width)
+        m.d.comb += [
+            self.i.ready.eq(~s_valid),
+            self.o.valid.eq(o_valid),
+            self.o.payload.eq(o_data),
+        ]
+        with m.If(self.o.ready | ~o_valid):
+            with m.If(s_valid):
+                m.d.sync += [o_valid.eq(1), o_data.eq(s_data), s_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [o_valid.eq(self.i.valid), o_data.eq(self.i.payload.as_value())]
+        with m.Elif(self.i.valid & ~s_valid):
+            m.d.sync += [s_valid.eq(1), s_data.eq(self.i.payload.as_value())]
+        return m
