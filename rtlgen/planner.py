@@ -1,0 +1,442 @@
+"""Throughput planner: per-layer parallelism, DSP packing, multiplier kind and weight storage under a board budget.
+
+Model
+-----
+A convolution stage computes, every cycle, ``K*K*ich_par`` taps for ``och_par`` output channels of ``pix_par``
+output pixels (``K*K*ich_par*och_par*pix_par`` MACs). Its cycles per frame are
+``ceil(Ho*Wo/pix_par) * ceil(O/och_par) * ceil(C/ich_par)`` — no divisor rule: a parallelism that does not divide the
+channel count costs only its tail (see the cores' cycle models). A stage can also never run faster than the beats it
+must read and write (``H*W*ceil(C/lanes_in)`` input beats, ``Ho*Wo*ceil(O/och_par)`` output beats).
+
+Resources per configuration (predictions, calibrated against yosys ``synth_xilinx -family xcup`` runs):
+
+* DSP48E2: one per multiplier, or one per two MACs when two pixels share a weight (``pix_par=2``, packing on).
+  With ``mult="lut"`` the multipliers are LUT fabric instead (when DSPs run out, switchable).
+* Weight ROM read bandwidth binds as hard as DSPs: each cycle the stage reads ``K*K*ich_par*och_par`` int8 weights.
+  A BRAM36 reads at most 72 bits per port, a URAM 72 bits, so a ROM of width ``w`` bits and depth ``d`` words costs
+  ``min over aspect ratios of ceil(w/aw)*ceil(d/ad)`` blocks; a LUT ROM costs about ``w*ceil(d/64)`` LUTs.
+* Line buffer: ``(K-1)`` rows of ``W*C`` bytes (+ a few pixels) in BRAM; skip FIFOs by the temporal-reuse rule.
+
+Search: a binary search over the target cycles per frame ``T``; for each ``T`` every layer takes its cheapest
+configuration meeting ``T`` where cost is a weighted sum of resources normalised by the budget; weights of resources
+that overflow are raised (a few Lagrangian rounds). Seconds for ResNet20, not hours.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import ir
+from .errors import OptionError
+
+
+@dataclass
+class Budget:
+    dsp: int
+    lut: int
+    ff: int
+    bram36: int
+    uram: int
+    clock_mhz: float = 250.0
+    part: str = ""
+
+    def as_dict(self):
+        return {"dsp": self.dsp, "lut": self.lut, "ff": self.ff, "bram36": self.bram36, "uram": self.uram}
+
+
+BOARDS = {
+    "kv260": Budget(1248, 117_120, 234_240, 144, 64, 250.0, "xck26-sfvc784-2LV-c"),
+    "ultra96v2": Budget(360, 70_560, 141_120, 216, 0, 214.29, "xczu3eg-sbva484-1-i"),
+}
+
+#: fraction of each resource the planner may fill (the rest is left for the AXI shell, DMA and routing)
+UTILIZATION = {"dsp": 1.0, "lut": 0.80, "ff": 0.80, "bram36": 0.92, "uram": 1.0}
+
+RESOURCES = ("dsp", "lut", "ff", "bram36", "uram")
+
+# per-unit costs (LUT/FF) of the model; see the module docstring
+LUT_PER_LUTMULT = 70  # 8x9-bit multiplier in fabric
+LUT_PER_MAC_ADD = 12  # adder-tree share per MAC
+FF_PER_MAC = 20
+LUT_PER_STAGE = 400  # control, counters, handshake, requant (shift)
+LUT_PER_REQUANT_LANE = 60
+DSP_PER_MULT_REQUANT_LANE = 2  # 24 x 32-bit fixed-point multiplier
+
+
+def parse_budget(text: str, base: Budget | None = None) -> Budget:
+    """``dsp=…,lut=…,ff=…,bram36=…,uram=…`` (missing keys from ``base``)."""
+    vals = asdict(base) if base else {"dsp": 0, "lut": 0, "ff": 0, "bram36": 0, "uram": 0, "clock_mhz": 250.0, "part": ""}
+    if base is None:
+        vals["ff"] = None
+    for item in filter(None, (t.strip() for t in (text or "").split(","))):
+        if "=" not in item:
+            raise OptionError(f"--budget: {item!r} is not key=value (keys: {', '.join(RESOURCES)})")
+        k, v = (s.strip() for s in item.split("=", 1))
+        k = k.lower()
+        if k not in RESOURCES:
+            raise OptionError(f"--budget: unknown resource {k!r} (keys: {', '.join(RESOURCES)})")
+        try:
+            n = int(v)
+        except ValueError:
+            raise OptionError(f"--budget: {k}={v!r} is not an integer") from None
+        if n < 0:
+            raise OptionError(f"--budget: {k} must be >= 0")
+        vals[k] = n
+    if vals["ff"] is None:
+        vals["ff"] = 2 * vals["lut"]
+    return Budget(**vals)
+
+
+def board_budget(board: str, budget: str | None = None) -> Budget:
+    if board == "generic":
+        if not budget:
+            raise OptionError("--board generic needs --budget dsp=…,lut=…,bram36=…,uram=…")
+        return parse_budget(budget)
+    if board not in BOARDS:
+        raise OptionError(f"--board: unknown board {board!r} (known: {', '.join(list(BOARDS) + ['generic'])})")
+    return parse_budget(budget, BOARDS[board]) if budget else BOARDS[board]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LayerPlan:
+    name: str
+    kind: str
+    och_par: int = 1
+    ich_par: int = 1
+    pix_par: int = 1
+    packing: bool = False
+    mult: str = "dsp"  # dsp | lut
+    storage: str = "lut"  # weight ROM: bram | uram | lut
+    lanes_out: int = 1  # channels per output beat
+    cycles: int = 0
+    dsp: int = 0
+    lut: int = 0
+    ff: int = 0
+    bram36: float = 0.0
+    uram: int = 0
+    fifo_depth: int = 2  # beats of the FIFO on this layer's output
+    skip_fifo_depth: int = 0  # entries (pixels x channel beats) of the skip FIFO feeding this layer's merged add
+    skip_buffer_bits: int = 0
+    notes: list = field(default_factory=list)
+
+    def resources(self):
+        return {"dsp": self.dsp, "lut": self.lut, "ff": self.ff, "bram36": self.bram36, "uram": self.uram}
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+def _par_candidates(n: int) -> list[int]:
+    """Smallest parallelism for each distinct ``ceil(n/p)`` (the only values worth considering)."""
+    out = sorted({_ceil(n, q) for q in range(1, n + 1)})
+    return out
+
+
+def rom_blocks(width_bits: int, depth: int, kind: str) -> float:
+    if width_bits == 0 or depth == 0:
+        return 0
+    if kind == "bram":  # BRAM36 aspect ratios (w x d); 18-bit granularity halves count as 0.5 (BRAM18)
+        best = min(_ceil(width_bits, w) * _ceil(depth, d) for w, d in ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192)))
+        if depth <= 512 and _ceil(width_bits, 36) * 36 >= width_bits:
+            best = min(best, _ceil(width_bits, 36) * 0.5)  # BRAM18 as 512 x 36
+        return best
+    if kind == "uram":
+        return _ceil(width_bits, 72) * _ceil(depth, 4096)
+    raise ValueError(kind)
+
+
+def lut_rom_luts(width_bits: int, depth: int) -> int:
+    return width_bits * _ceil(depth, 64) + (width_bits if depth > 64 else 0)
+
+
+def conv_dims(layer):
+    """(Ho*Wo, O, C, K*K, W_in, K) of a conv or dense layer (dense: 1x1 conv on a 1x1 frame of all inputs)."""
+    if isinstance(layer, ir.Conv):
+        Ho, Wo, O = layer.out_shape
+        kh, kw = layer.kernel
+        return Ho * Wo, O, layer.in_shape[2], kh * kw, layer.in_shape[1], kh
+    O, Cin = layer.weights.shape
+    return 1, O, Cin, 1, 1, 1
+
+
+def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in):
+    npix, O, C, KK, W, K = conv_dims(layer)
+    compute = _ceil(npix, pp) * _ceil(O, po) * _ceil(C, pi)
+    in_h, in_w, in_c = layer.in_shape
+    in_beats = in_h * in_w * _ceil(in_c, lanes_in)
+    out_beats = npix * _ceil(O, po)
+    cycles = max(compute, in_beats, out_beats)
+    mults = KK * pi * po * pp
+    if mult == "dsp":
+        dsp = _ceil(mults, 2) if (packing and pp == 2) else mults
+        lut = mults * LUT_PER_MAC_ADD
+    else:
+        dsp = 0
+        lut = mults * (LUT_PER_LUTMULT + LUT_PER_MAC_ADD)
+    lanes = po * pp
+    rq = layer.requant
+    if rq is not None and rq.kind == "multiplier":
+        dsp += lanes * DSP_PER_MULT_REQUANT_LANE
+    lut += LUT_PER_STAGE + lanes * LUT_PER_REQUANT_LANE
+    ff = mults * FF_PER_MAC + 2 * LUT_PER_STAGE
+    wbits = KK * pi * po * 8
+    depth = _ceil(O, po) * _ceil(C, pi)
+    bram = uram = 0
+    if storage == "lut":
+        lut += lut_rom_luts(wbits, depth)
+    elif storage == "bram":
+        bram = rom_blocks(wbits, depth, "bram")
+    else:
+        uram = rom_blocks(wbits, depth, "uram")
+    # line buffer: (K-1) rows of W*C bytes, read (K-1) rows at once
+    if K > 1:
+        lb_bits = (K - 1) * W * C * 8
+        bram += max(math.ceil(lb_bits / 36864 * 2) / 2, (K - 1) * 0.5)
+    return cycles, {"dsp": dsp, "lut": lut, "ff": ff, "bram36": bram, "uram": uram}
+
+
+def _cost(res, weights, budget):
+    return sum(weights[k] * res[k] / max(getattr(budget, k) * UTILIZATION[k], 1e-9) for k in RESOURCES)
+
+
+@dataclass
+class Plan:
+    model: str
+    board: str
+    clock_mhz: float
+    budget: dict
+    layers: list[LayerPlan]
+    options: dict = field(default_factory=dict)
+
+    @property
+    def cycles_per_frame(self) -> int:
+        return max(lp.cycles for lp in self.layers)
+
+    @property
+    def fps(self) -> float:
+        return self.clock_mhz * 1e6 / self.cycles_per_frame
+
+    def totals(self) -> dict:
+        t = {k: 0 for k in RESOURCES}
+        for lp in self.layers:
+            for k in RESOURCES:
+                t[k] += getattr(lp, k)
+        t["bram36"] = math.ceil(t["bram36"] * 2) / 2
+        return t
+
+    @property
+    def skip_buffer_bits(self) -> int:
+        return sum(lp.skip_buffer_bits for lp in self.layers)
+
+    def layer(self, name) -> LayerPlan:
+        for lp in self.layers:
+            if lp.name == name:
+                return lp
+        raise OptionError(f"plan has no layer {name!r}")
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "model": self.model, "board": self.board, "clock_mhz": self.clock_mhz, "budget": self.budget,
+            "options": self.options, "layers": [asdict(lp) for lp in self.layers],
+        }, indent=1)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _mac_layers(net):
+    return [lay for lay in net.layers if isinstance(lay, (ir.Conv, ir.Dense))]
+
+
+def _lanes_in(net, layer, chosen: dict) -> int:
+    src = net[layer.inputs[0]]
+    lp = chosen.get(src.name)
+    return lp.lanes_out if lp else max(1, min(src.out_shape[2], 8))
+
+
+def _candidates(layer, allow_lut_mult, allow_packing, storages):
+    npix, O, C, KK, W, K = conv_dims(layer)
+    out = []
+    pps = (1, 2) if (isinstance(layer, ir.Conv) and npix >= 2) else (1,)
+    for po in _par_candidates(O):
+        for pi in _par_candidates(C):
+            for pp in pps:
+                for packing in ((False, True) if (pp == 2 and allow_packing) else (False,)):
+                    for mult in (("dsp", "lut") if allow_lut_mult else ("dsp",)):
+                        for st in storages:
+                            out.append((po, pi, pp, packing, mult, st))
+    return out
+
+
+def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = None, clock_mhz: float | None = None,
+                 allow_lut_mult: bool = True, allow_packing: bool = True) -> Plan:
+    """Choose every layer's configuration to minimise the slowest stage's cycles per frame under ``budget``."""
+    budget = budget or board_budget(board)
+    clock = clock_mhz or budget.clock_mhz
+    storages = ("lut", "bram") + (("uram",) if budget.uram > 0 else ())
+    macs = _mac_layers(net)
+    # precompute (cycles, resources) per candidate; lanes_in depends on the producer: assume the producer's lanes
+    # equal its och_par, refined after the choice (input beats rarely bind)
+    table = {}
+    for lay in macs:
+        rows = []
+        for cand in _candidates(lay, allow_lut_mult, allow_packing, storages):
+            po, pi, pp, packing, mult, st = cand
+            cyc, res = conv_config_cost(lay, po, pi, pp, packing, mult, st, lanes_in=max(pi, 1))
+            rows.append((cyc, res, cand))
+        table[lay.name] = rows
+    fixed = _fixed_stage_costs(net)
+
+    arrays = {}
+    for name, rows in table.items():
+        cyc = np.array([r[0] for r in rows], dtype=np.int64)
+        res = np.array([[r[1][k] for k in RESOURCES] for r in rows], dtype=np.float64)
+        arrays[name] = (cyc, res)
+    cap = np.array([max(getattr(budget, k) * UTILIZATION[k], 1e-9) for k in RESOURCES])
+    fixed_tot = np.array([sum(f[1][k] for f in fixed.values()) for k in RESOURCES], dtype=np.float64)
+
+    def choose(T, weights):
+        wv = np.array([weights[k] for k in RESOURCES]) / cap
+        chosen, tot = {}, fixed_tot.copy()
+        for lay in macs:
+            cyc, res = arrays[lay.name]
+            cost = np.where(cyc <= T, res @ wv, np.inf)
+            i = int(np.argmin(cost))
+            if not np.isfinite(cost[i]):
+                return None, None
+            row = table[lay.name][i]
+            chosen[lay.name] = (cost[i], row[0], row[1], row[2])
+            tot += res[i]
+        return chosen, dict(zip(RESOURCES, tot))
+
+    def fits(tot):
+        return all(tot[k] <= getattr(budget, k) * UTILIZATION[k] + 1e-9 for k in RESOURCES)
+
+    starts = [{k: 1.0 for k in RESOURCES}] + [{k: (8.0 if k == r else 1.0) for k in RESOURCES} for r in ("dsp", "lut", "bram36")]
+
+    def feasible(T):
+        for w0 in starts:
+            weights = dict(w0)
+            for _ in range(16):
+                chosen, tot = choose(T, weights)
+                if chosen is None:
+                    return None
+                if fits(tot):
+                    return chosen
+                for k in RESOURCES:
+                    over = tot[k] / max(getattr(budget, k) * UTILIZATION[k], 1e-9)
+                    if over > 1:
+                        weights[k] *= min(1.0 + 2.0 * (over - 1.0), 4.0) + 0.25
+        return None
+
+    lo = max((f[0] for f in fixed.values()), default=1)
+    lo = max(lo, max(min(r[0] for r in table[lay.name]) for lay in macs))
+    hi = max(max(r[0] for r in table[lay.name]) for lay in macs)
+    hi = max(hi, lo)
+    best = feasible(hi)
+    if best is None:
+        need = _min_resources(table, fixed)
+        raise OptionError(
+            f"{net.name} does not fit the {board} budget even at the lowest parallelism: needs at least "
+            + ", ".join(f"{need[k]:g} {k.upper() if k != 'bram36' else 'BRAM36'}" for k in RESOURCES if need[k] > 0)
+            + f" (budget: {', '.join(f'{k}={getattr(budget, k)}' for k in RESOURCES)})")
+    while lo < hi:  # smallest feasible T
+        mid = (lo + hi) // 2
+        ch = feasible(mid)
+        if ch is None:
+            lo = mid + 1
+        else:
+            hi, best = mid, ch
+    if best is None or lo != hi:
+        best = feasible(hi)
+    return _build_plan(net, board, budget, clock, best, fixed, allow_lut_mult, allow_packing)
+
+
+def _fixed_stage_costs(net):
+    """(cycles, resources) of the non-MAC stages (input table, pools, adds, shortcuts) at one pixel per cycle."""
+    out = {}
+    for lay in net.layers:
+        if isinstance(lay, (ir.Conv, ir.Dense)):
+            continue
+        H, W, C = lay.in_shape if not isinstance(lay, ir.InputStage) else lay.out_shape
+        lanes = C if isinstance(lay, ir.InputStage) else max(1, min(C, 16))
+        cyc = H * W * _ceil(C, lanes)
+        res = {"dsp": 0, "lut": 150 + 30 * lanes, "ff": 200 + 40 * lanes, "bram36": 0, "uram": 0}
+        if isinstance(lay, ir.InputStage):
+            res["lut"] += 3 * 8 * 4  # 3 x 256 x 8 table ROMs in LUTs
+        if isinstance(lay, ir.Pool) and not lay.is_global:
+            res["bram36"] = 0.5
+        out[lay.name] = (cyc, res, lanes)
+    return out
+
+
+def _min_resources(table, fixed):
+    need = {k: 0.0 for k in RESOURCES}
+    for f in fixed.values():
+        for k in RESOURCES:
+            need[k] += f[1][k]
+    for rows in table.values():
+        for k in RESOURCES:
+            need[k] += min(r[1][k] for r in rows)
+    need["bram36"] = math.ceil(need["bram36"])
+    return {k: int(math.ceil(v)) for k, v in need.items()}
+
+
+def skip_fifo_entries(K: int, W: int, C: int, och: int, temporal_reuse: bool = True) -> int:
+    """Skip FIFO depth (activation entries) for a residual merged into conv2 (K x K, W columns, C channels).
+
+    Without temporal reuse the skip waits for both convolutions' windows: the paper's
+    ``(fh-1)*W*C + (fw-1)*C + och + 1``. With temporal reuse conv1 forwards the centre pixel of its own window, so the
+    skip only has to wait for conv2's window to reach the same pixel: ``(K-1)/2`` rows and ``(K-1)/2`` pixels, plus
+    one pixel of slack for the pipeline.
+    """
+    if not temporal_reuse:
+        return (K - 1) * W * C + (K - 1) * C + och + 1
+    r = (K - 1) // 2
+    return (r * W + r + 1) * C + och + 1
+
+
+def _build_plan(net, board, budget, clock, chosen, fixed, allow_lut_mult, allow_packing) -> Plan:
+    layers = []
+    for lay in net.layers:
+        if lay.name in chosen:
+            _, cyc, res, (po, pi, pp, packing, mult, st) = chosen[lay.name]
+            lp = LayerPlan(lay.name, lay.kind, po, pi, pp, packing, mult, st, lanes_out=po, cycles=cyc, **res)
+        else:
+            cyc, res, lanes = fixed[lay.name]
+            lp = LayerPlan(lay.name, lay.kind, lanes_out=lanes, cycles=cyc, **res)
+        layers.append(lp)
+    plan = Plan(net.name, board, clock, budget.as_dict(), layers,
+                {"allow_lut_mult": allow_lut_mult, "allow_packing": allow_packing})
+    size_fifos(net, plan)
+    return plan
+
+
+def size_fifos(net, plan: Plan):
+    """Analytic FIFO depths: skip FIFOs by the temporal-reuse rule; stream FIFOs absorb the burstiness of the
+    producer/consumer pair (one output row of beats where a consumer reads in bursts, else 2)."""
+    for lay in net.layers:
+        lp = plan.layer(lay.name)
+        if isinstance(lay, ir.Conv) and lay.residual is not None:
+            kh, kw = lay.kernel
+            H, W, C = lay.out_shape
+            lanes = max(plan.layer(lay.residual).lanes_out, 1)
+            entries = skip_fifo_entries(kh, W, C, lp.och_par)
+            lp.skip_fifo_depth = _ceil(entries, lanes)
+            lp.skip_buffer_bits = entries * 8
+        if isinstance(lay, ir.Add):
+            # standalone add: the shorter branch waits for the longer branch's window delay (3x3 conv assumed)
+            H, W, C = lay.out_shape
+            entries = skip_fifo_entries(3, W, C, C, temporal_reuse=False)
+            lp.skip_fifo_depth = entries
+            lp.skip_buffer_bits = entries * 8
+        cons = net.consumers(lay.name)
+        lp.fifo_depth = 2 if all(plan.layer(c.name).cycles >= lp.cycles for c in cons) else 16
