@@ -140,6 +140,38 @@ def predict(model, dataset, limit, batch, as_json, input_scale, mean, std):
         click.echo(f"{net.name}: top-1 {100 * top1:.2f} % on {len(x)} images ({secs:.1f} s, {len(x) / max(secs, 1e-9):.0f} img/s)")
 
 
+@main.command()
+@click.argument("model", required=False)
+@click.option("--board", default="kv260", show_default=True, help="kv260, ultra96v2 or generic (with --budget)")
+@click.option("--clock-mhz", type=float, default=None, help="clock for FPS figures (default 250 for kv260, 214.29 for ultra96v2)")
+@click.option("--budget", default=None, help="resource budget dsp=…,lut=…,ff=…,bram36=…,uram=… (overrides the board's)")
+@click.option("--plan", "plan_file", type=click.Path(), default=None, help="use this plan.json instead of planning")
+@click.option("--out", "out_dir", type=click.Path(), default="build", show_default=True, help="output folder (replaced atomically)")
+@click.option("--no-lut-mult", is_flag=True, help="never implement multipliers in LUTs")
+@click.option("--no-packing", is_flag=True, help="never pack two int8 MACs into one DSP48E2")
+@click.option("--no-rtl", is_flag=True, help="plan and report only (skip composition and Verilog)")
+@click.option("--json", "as_json", is_flag=True, help="print report.json")
+@preprocess_options
+def build(model, board, clock_mhz, budget, plan_file, out_dir, no_lut_mult, no_packing, no_rtl, as_json, input_scale, mean, std):
+    """Plan and generate the accelerator for MODEL (default: the bundled ResNet8) into --out DIR."""
+    from .build import STEPS, Design
+
+    d = Design.load(model, board=board, clock_mhz=clock_mhz, budget=budget, input_scale=input_scale,
+                    mean=_floats(mean, "--mean"), std=_floats(std, "--std"))
+    d.plan(plan_file, allow_lut_mult=not no_lut_mult, allow_packing=not no_packing)
+    steps = tuple(s for s in STEPS if not (no_rtl and s in ("compose", "verilog")))
+    rep = d.build(out_dir, steps=steps)
+    if as_json:
+        click.echo(json.dumps(rep, indent=1))
+    else:
+        r = rep["resources"]
+        click.echo(f"{rep['model']} on {rep['board']} @ {rep['clock_mhz']} MHz: {rep['cycles_per_frame']:,} cycles/frame "
+                   f"(bottleneck {rep['bottleneck']}), {rep['fps']:,.0f} FPS predicted")
+        click.echo(f"resources: {r['dsp']} DSP, {r['lut']:,} LUT, {r['ff']:,} FF, {r['bram36']} BRAM36, {r['uram']} URAM; "
+                   f"skip buffers {rep['skip_buffer_bits']:,} bits")
+        click.echo(f"wrote {out_dir}/ (plan.json, report.json, report.md{', rtl/' if not no_rtl else ''})")
+
+
 def _add_optional_commands():
     """Commands implemented in their own modules (registered if present)."""
     import importlib
