@@ -68,7 +68,17 @@ def tensor_types(model) -> dict[str, int]:
         types[vi.name] = vi.type.tensor_type.elem_type
     for init in m.graph.initializer:
         types[init.name] = init.data_type
+    # contrib QLinear* ops (com.microsoft) are not typed by onnx shape inference: output type = output zero point's
+    for node in m.graph.node:
+        zi = _ZP_INPUT.get(node.op_type)
+        if zi is not None and node.output[0] not in types and len(node.input) > zi and node.input[zi] in types:
+            types[node.output[0]] = types[node.input[zi]]
     return types
+
+
+#: index of the output zero-point input of the quantized operators
+_ZP_INPUT = {"QuantizeLinear": 2, "QLinearConv": 7, "QLinearAdd": 7, "QLinearMul": 7, "QLinearMatMul": 7, "QGemm": 8,
+             "QLinearAveragePool": 4, "QLinearGlobalAveragePool": 4, "QLinearSoftmax": 4, "QLinearConcat": 1}
 
 
 @functools.lru_cache(maxsize=16)
@@ -243,3 +253,51 @@ def compare_layers(net, model, golden_all: dict, ref_all: dict, layout: str = "N
             "first": (tuple(int(i) for i in bad[0]), int(g[tuple(bad[0])]), int(rq[tuple(bad[0])])) if len(bad) else None,
         }
     return res
+
+
+def isolated_layers(net, model, ref_all: dict, pixels=None) -> dict[str, dict]:
+    """Each golden layer run on the *reference's* input integers, compared with the reference's output.
+
+    This separates a layer's own disagreement from differences propagated from upstream layers. ``pixels``
+    (uint8 NHWC) checks the input stage too.
+    """
+    from rtlgen import golden
+
+    tens = layer_tensors(net, model)
+    res = {}
+    for layer in net.layers:
+        if layer.name not in tens or tens[layer.name][0] not in ref_all:
+            continue
+        tname, is_float = tens[layer.name]
+        if layer.kind == "input":
+            if pixels is None:
+                continue
+            g = golden.run_input(layer, pixels)
+        else:
+            args = []
+            for i in layer.inputs:
+                if i not in tens or tens[i][0] not in ref_all:
+                    break
+                t, f = tens[i]
+                v = to_int_nhwc(ref_all[t], net[i].out_q, f)
+                args.append(v.reshape((v.shape[0], *net[i].out_shape)))
+            else:
+                g = golden.run_layer(layer, args)
+                _fill(res, layer, g, ref_all[tname], is_float, tname)
+            continue
+        _fill(res, layer, g, ref_all[tname], is_float, tname)
+    return res
+
+
+def _fill(res, layer, g, r, is_float, tname):
+    g = g.reshape(g.shape[0], -1)
+    rq = to_int_nhwc(r, layer.out_q, is_float)
+    diff = np.abs(g - rq)
+    bad = np.argwhere(diff > 0)
+    res[layer.name] = {
+        "tensor": tname,
+        "equal": float((diff == 0).mean()),
+        "max_diff": int(diff.max()) if diff.size else 0,
+        "n_diff": int(len(bad)),
+        "first": (tuple(int(i) for i in bad[0]), int(g[tuple(bad[0])]), int(rq[tuple(bad[0])])) if len(bad) else None,
+    }

@@ -536,6 +536,8 @@ def tflite_style(tmpdir, seed: int = 0, calib_pixels=None) -> ZooModel:
             nodes.append(helper.make_node("Softmax", ["logits_dq"], ["StatefulPartitionedCall:0"], axis=-1))
         else:
             nodes.append(helper.make_node("Softmax", ["logits"], ["StatefulPartitionedCall:0"], axis=-1))
+        for k, nd in enumerate(nodes):
+            nd.name = f"{nd.op_type.lower()}_{nd.output[0]}_{k}"
         g = helper.make_graph(
             nodes,
             "tflite_style",
