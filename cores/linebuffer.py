@@ -1,0 +1,431 @@
+"""Line buffer / window generator: turns an activation stream into the K x K windows of a convolution.
+
+Stream contract
+---------------
+* ``i`` (input): activation stream of :mod:`rtlgen.cores.stream`, ``lanes`` x 8 bits, a ``H x W x C`` frame in
+  raster order, ``G = ceil(C / lanes)`` beats per pixel. Frames are counted (``H*W*G`` beats); ``i.last`` is not
+  inspected. One beat per cycle.
+* ``o`` (windows): payload :func:`window_layout` = ``{data, first, wlast, pfirst, plast, flast, p1}``. Output pixels
+  are processed in raster order in groups of ``pix`` (1 or 2) consecutive pixels (a "pixel group"; with ``pix=2`` the
+  pair may span two rows, and the last group of a frame with an odd pixel count has a dummy second pixel, ``p1=0``).
+  For every group the window is emitted ``repeats`` times (once per output-channel group of the conv engine); one
+  emission is ``K*K*G`` beats in the order ``ky, kx, g`` (channel group innermost). ``data`` carries ``pix`` x
+  ``lanes`` bytes: pixel ``q`` lane ``l`` at byte ``q*lanes + l``; positions in the padding carry the input zero
+  point ``pad_value`` in every lane. Flags: ``first``/``wlast`` mark the first/last beat of one emission,
+  ``pfirst``/``plast`` of a pixel group (all emissions), ``flast`` the last beat of the frame, ``p1`` that the
+  second pixel of the group is real.
+* ``centre`` (optional, ``centre=True``): an activation stream (``lanes`` x 8 bits, ``last`` on the frame's final
+  beat) carrying, for every output pixel in raster order, the G beats of its window's centre pixel
+  (input ``(y*s - pt + K//2, x*s - pl + K//2)``, or ``pad_value`` if that is padding). With 'same' padding and stride
+  1 this is the input frame itself, with stride 2 the stride-2 subsampled input: the skip stream of a residual block
+  (temporal reuse) and the input of a 1x1 stride-2 projection shortcut (loop merging).
+* Storage: one circular buffer of ``depth`` pixels (``depth*G`` words of ``lanes*8`` bits, an
+  ``amaranth.lib.memory.Memory``), default ``(K-1 + s-1) * W + K + 2*pix*s + 2`` pixels: K-1 rows plus a few pixels
+  (stride 2 keeps one more row so that the row change does not stall). ``pix=2`` uses two read ports (two memory
+  copies in BRAM).
+* Latency: the first window beat leaves one cycle after the input holds the window's last pixel.
+  Throughput: one window beat per cycle; the input is accepted at one beat per cycle while the buffer has room.
+  Cycles per frame (steady state, back-to-back frames, no stalls): see :meth:`WindowGen.cycles_per_frame`.
+* Frames may follow back to back: the writer runs up to one frame ahead of the reader.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .stream import act_signature
+
+__all__ = ["WindowGen", "window_layout", "conv_out_size", "default_depth"]
+
+
+def window_layout(lanes: int, pix: int = 1) -> data.StructLayout:
+    return data.StructLayout({
+        "data": unsigned(pix * lanes * 8),
+        "first": unsigned(1),
+        "wlast": unsigned(1),
+        "pfirst": unsigned(1),
+        "plast": unsigned(1),
+        "flast": unsigned(1),
+        "p1": unsigned(1),
+    })
+
+
+def conv_out_size(n: int, k: int, s: int, p0: int, p1: int) -> int:
+    return (n + p0 + p1 - k) // s + 1
+
+
+def default_depth(W: int, K: int, stride: int, pix: int) -> int:
+    """Buffer depth in pixels: K-1 rows (+1 row at stride 2) plus a few pixels."""
+    return (K - 1 + stride - 1) * W + K + 2 * pix * stride + 2
+
+
+def _sbits(lo: int, hi: int) -> int:
+    b = 1
+    while not (-(1 << (b - 1)) <= lo and hi < (1 << (b - 1))):
+        b += 1
+    return b
+
+
+class WindowGen(wiring.Component):
+    """K x K window generator over a circular line buffer (see module docstring for the stream contract)."""
+
+    def __init__(self, *, H: int, W: int, C: int, lanes: int, K: int, stride: int = 1, pads=None,
+                 pad_value: int = 0, repeats: int = 1, pix: int = 1, centre: bool = False,
+                 depth: int | None = None, ram_style: str | None = None):
+        if K % 2 != 1 or K < 1:
+            raise ValueError("K must be odd")
+        if stride not in (1, 2):
+            raise ValueError("stride must be 1 or 2")
+        if pix not in (1, 2):
+            raise ValueError("pix must be 1 or 2")
+        if pads is None:
+            pads = (K // 2,) * 4
+        pt, pl, pb, pr = (int(p) for p in pads)
+        if min(pads) < 0 or max(pads) >= K:
+            raise ValueError("pads must be in [0, K)")
+        self.H, self.W, self.C, self.lanes, self.K, self.s = H, W, C, lanes, K, stride
+        self.pads = (pt, pl, pb, pr)
+        self.pad_value = int(pad_value) & 0xFF
+        self.R = int(repeats)
+        self.pix = pix
+        self.centre_out = centre
+        self.G = math.ceil(C / lanes)
+        self.Ho = conv_out_size(H, K, stride, pt, pb)
+        self.Wo = conv_out_size(W, K, stride, pl, pr)
+        if self.Ho < 1 or self.Wo < 1:
+            raise ValueError("empty output")
+        self.NP = math.ceil(self.Ho * self.Wo / pix)
+        self.depth = depth if depth is not None else default_depth(W, K, stride, pix)
+        self.DG = self.depth * self.G
+        span = self._max_span()
+        if self.depth < span:
+            raise ValueError(f"line buffer depth {self.depth} < window span {span} pixels")
+        self.ram_style = ram_style
+        sig = {"i": In(act_signature(lanes)), "o": Out(stream.Signature(window_layout(lanes, pix)))}
+        if centre:
+            sig["centre"] = Out(act_signature(lanes))
+        super().__init__(sig)
+
+    # -- pure-Python models ------------------------------------------------------------------------------------
+    def _positions(self):
+        """(row_org, col_org) of every output pixel, raster order."""
+        pt, pl = self.pads[0], self.pads[1]
+        return [(y * self.s - pt, x * self.s - pl) for y in range(self.Ho) for x in range(self.Wo)]
+
+    def _need(self, ro, co):
+        return (min(ro + self.K - 1, self.H - 1) * self.W + min(co + self.K - 1, self.W - 1) + 1)
+
+    def _oldest(self, ro, co):
+        """First input pixel still needed by this window or any later one (top padding rows clamp to row 0,
+        so while ``ro + s <= 0`` the next output row still needs row 0 from column 0)."""
+        return max(ro, 0) * self.W + (0 if ro + self.s <= 0 else max(co, 0))
+
+    def _groups(self):
+        pos = self._positions()
+        return [pos[j * self.pix:(j + 1) * self.pix] for j in range(self.NP)]
+
+    def _max_span(self) -> int:
+        return max(self._need(*g[-1]) - self._oldest(*g[0]) for g in self._groups())
+
+    @property
+    def beats_per_group(self) -> int:
+        return self.R * self.K * self.K * self.G
+
+    def window_beats_per_frame(self) -> int:
+        return self.NP * self.beats_per_group
+
+    def frame_stall(self) -> int:
+        """Cycles the reader waits at a frame change (back-to-back frames, input at one beat per cycle)."""
+        groups = self._groups()
+        HW = self.H * self.W
+        last_oldest = self._oldest(*groups[-1][0])
+        can_write_ahead = max(0, last_oldest + self.depth - HW)  # pixels of the next frame written early
+        need_first = self._need(*groups[0][-1])
+        return max(0, need_first - can_write_ahead) * self.G
+
+    def cycles_per_frame(self) -> int:
+        """Steady-state cycles per frame with back-to-back frames and no external stalls."""
+        window = self.window_beats_per_frame() + self.frame_stall() + 1
+        inp = self.H * self.W * self.G
+        cen = self.Ho * self.Wo * self.G if self.centre_out else 0
+        return max(window, inp, cen)
+
+    def latency(self) -> int:
+        """Cycles from the first input beat to the first window beat (input at one beat per cycle)."""
+        return self._need(*self._groups()[0][-1]) * self.G + 1
+
+    def reference(self, frame: np.ndarray) -> list[dict]:
+        """Expected window beats for one ``[H, W, C]`` frame (list of payload dicts, ``data`` as lane lists)."""
+        H, W, C = frame.shape
+        G, P, K = self.G, self.lanes, self.K
+        padded = np.zeros((H, W, G * P), dtype=np.int64)
+        padded[..., :C] = np.asarray(frame) & 0xFF
+        out = []
+        groups = self._groups()
+        for j, grp in enumerate(groups):
+            p1 = len(grp) == 2 or self.pix == 1
+            for r in range(self.R):
+                for ky in range(K):
+                    for kx in range(K):
+                        for g in range(G):
+                            lanes = []
+                            for q in range(self.pix):
+                                if q < len(grp):
+                                    ro, co = grp[q]
+                                    y, x = ro + ky, co + kx
+                                    if 0 <= y < H and 0 <= x < W:
+                                        lanes += [int(v) for v in padded[y, x, g * P:(g + 1) * P]]
+                                    else:
+                                        lanes += [self.pad_value] * P
+                                else:
+                                    lanes += [None] * P
+                            first = ky == 0 and kx == 0 and g == 0
+                            wlast = ky == K - 1 and kx == K - 1 and g == G - 1
+                            out.append({
+                                "data": lanes, "first": int(first), "wlast": int(wlast),
+                                "pfirst": int(first and r == 0), "plast": int(wlast and r == self.R - 1),
+                                "flast": int(wlast and r == self.R - 1 and j == len(groups) - 1),
+                                "p1": int(p1 and (self.pix == 2)),
+                            })
+        return out
+
+    def reference_centre(self, frame: np.ndarray) -> np.ndarray:
+        """Expected ``centre`` stream as a ``[Ho, Wo, C]`` frame."""
+        H, W, C = frame.shape
+        out = np.full((self.Ho, self.Wo, C), self.pad_value, dtype=np.int64)
+        for k, (ro, co) in enumerate(self._positions()):
+            y, x = ro + self.K // 2, co + self.K // 2
+            if 0 <= y < H and 0 <= x < W:
+                out[k // self.Wo, k % self.Wo] = np.asarray(frame)[y, x] & 0xFF
+        return out
+
+    # -- hardware ----------------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        H, W, K, s, G, P, R = self.H, self.W, self.K, self.s, self.G, self.lanes, self.R
+        pt, pl, pb, pr = self.pads
+        Ho, Wo, NP, DG, pix = self.Ho, self.Wo, self.NP, self.DG, self.pix
+        HWG = H * W * G
+        attrs = {"ram_style": self.ram_style} if self.ram_style else None
+        m.submodules.lines = mem = Memory(shape=unsigned(P * 8), depth=DG, init=[], attrs=attrs)
+        wp = mem.write_port()
+        rps = [mem.read_port(transparent_for=()) for _ in range(pix)]
+
+        def modadd(a, d: int):
+            """(a + d) mod DG for a in [0, DG) and a constant d."""
+            d %= DG
+            t = a + d
+            return Mux(t >= DG, t - DG, t)
+
+        # ---- writer ----
+        wcount = Signal(range(HWG + 1))
+        waddr = Signal(range(DG))
+        ahead = Signal()  # writer finished the reader's frame and writes the next one
+        oldest = Signal(range(HWG + 1))  # frame-relative beat index of the oldest beat the reader still needs
+        w_abs = Signal(range(2 * HWG + 1))
+        can_write = Signal()
+        clear_ahead = Signal()
+        m.d.comb += [
+            w_abs.eq(Mux(ahead, wcount + HWG, wcount)),
+            can_write.eq((w_abs < oldest + DG) & ~(ahead & (wcount == HWG - 1))),
+            self.i.ready.eq(can_write),
+            wp.addr.eq(waddr),
+            wp.data.eq(self.i.payload.data),
+            wp.en.eq(self.i.valid & can_write),
+        ]
+        with m.If(self.i.valid & can_write):
+            m.d.sync += waddr.eq(Mux(waddr == DG - 1, 0, waddr + 1))
+            with m.If(wcount == HWG - 1):
+                m.d.sync += [wcount.eq(0), ahead.eq(1)]
+            with m.Else():
+                m.d.sync += wcount.eq(wcount + 1)
+        with m.If(clear_ahead):
+            m.d.sync += ahead.eq(0)
+
+        # ---- reader ----
+        running = Signal(init=1)
+        base = Signal(range(DG))  # buffer address of the reader frame's first beat
+        pc = Signal(range(max(NP, 2)))
+        g = Signal(range(max(G, 2)))
+        kx = Signal(range(max(K, 2)))
+        ky = Signal(range(max(K, 2)))
+        r = Signal(range(max(R, 2)))
+        ro_b = _sbits(-pt - 2 * s, H + 4 * s + K)
+        co_b = _sbits(-pl - 2 * Wo * s - 2 * s, W + 4 * s + K)
+        # initial positions of a frame (raster pixel q)
+        init_pos = []
+        for q in range(pix):
+            y0, x0 = divmod(q, Wo)
+            init_pos.append((y0 * s - pt, x0 * s - pl, x0))
+        a_init = [((init_pos[q][0] * W + init_pos[q][1]) * G) % DG for q in range(pix)]
+        ro = [Signal(signed(ro_b), name=f"ro{q}", init=init_pos[q][0]) for q in range(pix)]
+        co = [Signal(signed(co_b), name=f"co{q}", init=init_pos[q][1]) for q in range(pix)]
+        xq = [Signal(range(Wo + 3), name=f"x{q}", init=init_pos[q][2]) for q in range(pix)]
+        aorg = [Signal(range(DG), name=f"aorg{q}", init=a_init[q]) for q in range(pix)]
+        acur = [Signal(range(DG), name=f"acur{q}", init=a_init[q]) for q in range(pix)]
+
+        p1v = Const(1) if pix == 1 or (Ho * Wo) % 2 == 0 else (pc != NP - 1)
+
+        def need_of(q):
+            rr = ro[q] + (K - 1)
+            cc = co[q] + (K - 1)
+            rr = Mux(rr > H - 1, H - 1, rr)
+            cc = Mux(cc > W - 1, W - 1, cc)
+            return (rr * W + cc + 1) * G
+
+        need = Signal(range(HWG + 1))
+        if pix == 1:
+            m.d.comb += need.eq(need_of(0))
+        else:
+            m.d.comb += need.eq(Mux(p1v, need_of(1), need_of(0)))
+        r0 = Mux(ro[0] < 0, 0, ro[0])
+        c0 = Mux((co[0] < 0) | (ro[0] + s <= 0), 0, co[0])
+        m.d.comb += oldest.eq(Mux(running, (r0 * W + c0) * G, HWG))
+
+        have = Signal()
+        m.d.comb += have.eq(running & (ahead | (wcount >= need)))
+
+        # output register stage (the memory read register)
+        ov = Signal()
+        c_ok = Signal()
+        adv = Signal()
+        m.d.comb += adv.eq(~ov | (self.o.ready & c_ok))
+        issue = Signal()
+        m.d.comb += issue.eq(have & adv)
+        for q in range(pix):
+            m.d.comb += [rps[q].addr.eq(acur[q]), rps[q].en.eq(adv)]
+
+        g_last = g == G - 1
+        kx_last = kx == K - 1
+        ky_last = ky == K - 1
+        r_last = r == R - 1
+        win_end = g_last & kx_last & ky_last
+        grp_end = win_end & r_last
+        frame_end = grp_end & (pc == NP - 1)
+        is_first = (g == 0) & (kx == 0) & (ky == 0)
+        is_centre = (r == 0) & (ky == K // 2) & (kx == K // 2)
+
+        pad_r = [Signal(name=f"pad{q}") for q in range(pix)]
+        f_first, f_wlast, f_pfirst, f_plast, f_flast, f_p1, f_centre = (
+            Signal(name=n) for n in ("f_first", "f_wlast", "f_pfirst", "f_plast", "f_flast", "f_p1", "f_centre"))
+        with m.If(adv):
+            m.d.sync += [
+                ov.eq(issue),
+                f_first.eq(is_first), f_wlast.eq(win_end), f_pfirst.eq(is_first & (r == 0)),
+                f_plast.eq(grp_end), f_flast.eq(frame_end), f_p1.eq(p1v if pix == 2 else 0),
+                f_centre.eq(is_centre),
+            ]
+            for q in range(pix):
+                yy = ro[q] + ky
+                xx = co[q] + kx
+                m.d.sync += pad_r[q].eq((yy < 0) | (yy >= H) | (xx < 0) | (xx >= W))
+
+        padword = Const(int.from_bytes(bytes([self.pad_value] * P), "little"), unsigned(P * 8))
+        dq = [Mux(pad_r[q], padword, rps[q].data) for q in range(pix)]
+        m.d.comb += [
+            self.o.valid.eq(ov & c_ok),
+            self.o.payload.data.eq(Cat(*dq)),
+            self.o.payload.first.eq(f_first),
+            self.o.payload.wlast.eq(f_wlast),
+            self.o.payload.pfirst.eq(f_pfirst),
+            self.o.payload.plast.eq(f_plast),
+            self.o.payload.flast.eq(f_flast),
+            self.o.payload.p1.eq(f_p1),
+        ]
+
+        self._dbg = dict(need=need, wcount=wcount, ahead=ahead, oldest=oldest, running=running, pc=pc,
+                         acur0=acur[0], aorg0=aorg[0], ro0=ro[0], co0=co[0], x0=xq[0], waddr=waddr,
+                         acur1=acur[-1], aorg1=aorg[-1], ro1=ro[-1], co1=co[-1], x1=xq[-1])
+        # reader counters
+        rowstep = 1 + (W - K) * G
+        with m.If(issue):
+            m.d.sync += g.eq(Mux(g_last, 0, g + 1))
+            with m.If(g_last):
+                m.d.sync += kx.eq(Mux(kx_last, 0, kx + 1))
+                with m.If(kx_last):
+                    m.d.sync += ky.eq(Mux(ky_last, 0, ky + 1))
+            with m.If(win_end):
+                m.d.sync += r.eq(Mux(r_last, 0, r + 1))
+            for q in range(pix):
+                with m.If(~win_end):
+                    m.d.sync += acur[q].eq(modadd(acur[q], rowstep))
+                    with m.If(~(g_last & kx_last)):
+                        m.d.sync += acur[q].eq(modadd(acur[q], 1))
+                with m.Elif(~r_last):
+                    m.d.sync += acur[q].eq(aorg[q])
+            with m.If(grp_end):
+                m.d.sync += pc.eq(Mux(pc == NP - 1, 0, pc + 1))
+                # advance every pixel generator by ``pix`` raster positions
+                for q in range(pix):
+                    xn = xq[q] + pix
+                    w1 = xn >= Wo
+                    w2 = xn >= 2 * Wo
+                    d = [((pix * s - w * Wo * s) + w * s * W) * G for w in range(3)]
+                    an = [modadd(aorg[q], d[w]) for w in range(3)]
+                    anew = Mux(w2, an[2], Mux(w1, an[1], an[0]))
+                    m.d.sync += [
+                        xq[q].eq(Mux(w2, xn - 2 * Wo, Mux(w1, xn - Wo, xn))),
+                        ro[q].eq(ro[q] + Mux(w2, 2 * s, Mux(w1, s, 0))),
+                        co[q].eq(co[q] + pix * s - Mux(w2, 2 * Wo * s, Mux(w1, Wo * s, 0))),
+                        aorg[q].eq(anew),
+                        acur[q].eq(anew),
+                    ]
+                with m.If(pc == NP - 1):
+                    m.d.sync += running.eq(0)
+
+        # frame change: wait until the writer has finished this frame, then restart at the next frame's base
+        with m.If(~running & ahead):
+            m.d.comb += clear_ahead.eq(1)
+            nb = modadd(base, HWG)
+            m.d.sync += [running.eq(1), base.eq(nb)]
+            for q in range(pix):
+                a0 = Signal(range(DG), name=f"a0_{q}")
+                m.d.comb += a0.eq(modadd(nb, (init_pos[q][0] * W + init_pos[q][1]) * G))
+                m.d.sync += [ro[q].eq(init_pos[q][0]), co[q].eq(init_pos[q][1]), xq[q].eq(init_pos[q][2]),
+                             aorg[q].eq(a0), acur[q].eq(a0)]
+
+        # ---- centre forwarding ----
+        if self.centre_out:
+            cdepth = max(2, 2 * G)
+            m.submodules.cfifo0 = cf0 = fifo.SyncFIFOBuffered(width=P * 8 + 1, depth=cdepth)
+            fifos = [cf0]
+            if pix == 2:
+                m.submodules.cfifo1 = cf1 = fifo.SyncFIFOBuffered(width=P * 8, depth=cdepth)
+                fifos.append(cf1)
+                m.d.comb += c_ok.eq(~f_centre | (cf0.w_rdy & (cf1.w_rdy | ~f_p1)))
+            else:
+                m.d.comb += c_ok.eq(~f_centre | cf0.w_rdy)
+            push = ov & c_ok & self.o.ready & f_centre
+            m.d.comb += [cf0.w_data.eq(Cat(dq[0], f_p1)), cf0.w_en.eq(push)]
+            if pix == 2:
+                m.d.comb += [cf1.w_data.eq(dq[1]), cf1.w_en.eq(push & f_p1)]
+            # sequencer: G beats of pixel 0, then G beats of pixel 1 (if real)
+            sel = Signal()
+            cg = Signal(range(max(G, 2)))
+            cb = Signal(range(max(Ho * Wo * G, 2)))
+            src_valid = Mux(sel, fifos[-1].r_rdy, cf0.r_rdy)
+            src_data = Mux(sel, fifos[-1].r_data[:P * 8], cf0.r_data[:P * 8])
+            take = src_valid & self.centre.ready
+            clast = cb == Ho * Wo * G - 1
+            m.d.comb += [
+                self.centre.valid.eq(src_valid),
+                self.centre.payload.data.eq(src_data),
+                self.centre.payload.last.eq(clast),
+                cf0.r_en.eq(take & ~sel),
+            ]
+            if pix == 2:
+                m.d.comb += cf1.r_en.eq(take & sel)
+            with m.If(take):
+                m.d.sync += [cg.eq(Mux(cg == G - 1, 0, cg + 1)), cb.eq(Mux(clast, 0, cb + 1))]
+                if pix == 2:
+                    with m.If(cg == G - 1):
+                        m.d.sync += sel.eq(~sel & cf0.r_data[P * 8])
+        else:
+            m.d.comb += c_ok.eq(1)
+        return m
