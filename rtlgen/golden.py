@@ -60,10 +60,13 @@ def conv_acc(x: np.ndarray, weights: np.ndarray, bias: np.ndarray, stride, pads,
     out = np.empty((N, Ho, Wo, O), dtype=np.float64)
     K = kh * kw * C
     chunk = max(1, int(_IM2COL_BYTES // (Ho * Wo * K * np.dtype(dt).itemsize)))
-    win = windows(xp, (kh, kw), stride)[:, :Ho, :Wo]
+    sh_, sw_ = stride
     for n0 in range(0, N, chunk):
-        cols = np.ascontiguousarray(win[n0 : n0 + chunk]).reshape(-1, K)
-        out[n0 : n0 + chunk] = (cols @ wt).reshape(-1, Ho, Wo, O)
+        xs = xp[n0 : n0 + chunk]
+        n = xs.shape[0]
+        win = windows(xs, (kh, kw), stride)[:, :Ho, :Wo]  # N, Ho, Wo, kh, kw, C view
+        cols = np.ascontiguousarray(win).reshape(-1, K)
+        out[n0 : n0 + n] = (cols @ wt).reshape(-1, Ho, Wo, O)
     out += bias.astype(np.float64)  # |acc| < 2**31 (checked at import): exact in float64
     return out
 
@@ -99,8 +102,9 @@ def conv_post(layer: ir.Conv, acc: np.ndarray, skip: np.ndarray | None = None) -
     if layer.residual is None:
         return _exact_requant(acc, rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding, bound)
     if bound < _F64_EXACT:
-        v = np.asarray(acc, dtype=np.float64) * rq.m.astype(np.float64) + \
-            (np.asarray(skip, dtype=np.float64) - layer.res_zp) * layer.res_m.astype(np.float64)
+        dt = np.float32 if bound < _F32_EXACT else np.float64
+        v = np.asarray(acc, dtype=dt) * rq.m.astype(dt)
+        v += (np.asarray(skip, dtype=dt) - dt(layer.res_zp)) * layer.res_m.astype(dt)
         return _exact_requant(v, 1, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding, bound)
     v = np.asarray(acc, dtype=np.int64) * rq.m + (np.asarray(skip, dtype=np.int64) - layer.res_zp) * layer.res_m
     return np.clip(rshift_round(v, rq.sh, rq.rounding) + rq.zp_out, rq.lo, rq.hi)
