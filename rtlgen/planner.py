@@ -2,17 +2,18 @@
 
 Model
 -----
-A convolution stage computes, every cycle, ``K*K*ich_par`` taps for ``och_par`` output channels of ``pix_par``
-output pixels (``K*K*ich_par*och_par*pix_par`` MACs). Its cycles per frame are
-``ceil(Ho*Wo/pix_par) * ceil(O/och_par) * ceil(C/ich_par)`` — no divisor rule: a parallelism that does not divide the
-channel count costs only its tail (see the cores' cycle models). A stage can also never run faster than the beats it
+A convolution stage (``cores/linebuffer.py`` + ``cores/conv.py``) takes one window beat per cycle: one tap of
+``ich_par`` input channels for ``pix_par`` output pixels, multiplied by the weights of ``och_par`` output channels
+(``ich_par*och_par*pix_par`` MACs per cycle). The window of a pixel group is replayed once per output-channel group, so
+its cycles per frame are ``ceil(Ho*Wo/pix_par) * ceil(O/och_par) * K*K * ceil(C/ich_par)`` — no divisor rule: a
+parallelism that does not divide the channel count costs only its tail (see the cores' cycle models). A stage can also never run faster than the beats it
 must read and write (``H*W*ceil(C/lanes_in)`` input beats, ``Ho*Wo*ceil(O/och_par)`` output beats).
 
 Resources per configuration (predictions, calibrated against yosys ``synth_xilinx -family xcup`` runs):
 
 * DSP48E2: one per multiplier, or one per two MACs when two pixels share a weight (``pix_par=2``, packing on).
   With ``mult="lut"`` the multipliers are LUT fabric instead (when DSPs run out, switchable).
-* Weight ROM read bandwidth binds as hard as DSPs: each cycle the stage reads ``K*K*ich_par*och_par`` int8 weights.
+* Weight ROM read bandwidth binds as hard as DSPs: each cycle the stage reads ``ich_par*och_par`` int8 weights.
   A BRAM36 reads at most 72 bits per port, a URAM 72 bits, so a ROM of width ``w`` bits and depth ``d`` words costs
   ``min over aspect ratios of ceil(w/aw)*ceil(d/ad)`` blocks; a LUT ROM costs about ``w*ceil(d/64)`` LUTs.
 * Line buffer: ``(K-1)`` rows of ``W*C`` bytes (+ a few pixels) in BRAM; skip FIFOs by the temporal-reuse rule.
@@ -169,12 +170,12 @@ def conv_dims(layer):
 
 def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in):
     npix, O, C, KK, W, K = conv_dims(layer)
-    compute = _ceil(npix, pp) * _ceil(O, po) * _ceil(C, pi)
+    compute = _ceil(npix, pp) * _ceil(O, po) * KK * _ceil(C, pi)
     in_h, in_w, in_c = layer.in_shape
     in_beats = in_h * in_w * _ceil(in_c, lanes_in)
     out_beats = npix * _ceil(O, po)
     cycles = max(compute, in_beats, out_beats)
-    mults = KK * pi * po * pp
+    mults = pi * po * pp
     if mult == "dsp":
         dsp = _ceil(mults, 2) if (packing and pp == 2) else mults
         lut = mults * LUT_PER_MAC_ADD
@@ -187,8 +188,8 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in):
         dsp += lanes * DSP_PER_MULT_REQUANT_LANE
     lut += LUT_PER_STAGE + lanes * LUT_PER_REQUANT_LANE
     ff = mults * FF_PER_MAC + 2 * LUT_PER_STAGE
-    wbits = KK * pi * po * 8
-    depth = _ceil(O, po) * _ceil(C, pi)
+    wbits = pi * po * 8
+    depth = _ceil(O, po) * KK * _ceil(C, pi)
     bram = uram = 0
     if storage == "lut":
         lut += lut_rom_luts(wbits, depth)
