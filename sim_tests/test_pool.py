@@ -1,0 +1,76 @@
+"""Pooling cores (windowed max/avg, global avg/max) vs ``golden.run_pool``, bit-exact, under random stalls, reset
+mid-frame, back-to-back frames, and throughput vs the cycle model. One Verilator build per bundle of configurations.
+"""
+
+import numpy as np
+import pytest
+
+from frame_bench import build, run_bench
+from rtlgen import golden, ir
+from rtlgen.cores.pool import PoolCore
+from rtlgen.cores.stream import frame_to_beats
+
+
+def pool_layer(shape, mode, k=(2, 2), s=(2, 2), pads=(0, 0, 0, 0), glob=False, signed=True, zp=0, m=(1,), sh=(0,),
+               zpo=0, relu=False):
+    q = ir.QType(0.1, zp, signed, lo=-128 if signed else 0, hi=127 if signed else 255)
+    lo = zpo if relu else q.lo
+    rq = ir.Requant(np.array(m, dtype=np.int64), np.array(sh, dtype=np.int64), zpo, lo, q.hi) if mode == "avg" else None
+    H, W, C = shape
+    return ir.Pool("pool", ["x"], shape, (1, 1, C), q, mode=mode, kernel=k, stride=s, pads=pads, is_global=glob,
+                   in_q=q, requant=rq)
+
+
+# name -> (layer, lanes)
+DEFAULT = {
+    # ResNet-stem style 3x3/2 pad 1 on an odd width (window closed in the right padding), non-dividing lanes
+    "max3s2": (pool_layer((7, 6, 5), "max", (3, 3), (2, 2), (1, 1, 1, 1)), 2),
+    "max2u": (pool_layer((4, 4, 3), "max", signed=False), 3),
+    # overlapping 3x3/1 pad 1: virtual padding column AND row; per-channel multipliers; ReLU clamp; saturation
+    "avg3s1": (pool_layer((5, 4, 3), "avg", (3, 3), (1, 1), (1, 1, 1, 1), signed=False, zp=7,
+                          m=(3, 5, 7), sh=(2, 4, 6), zpo=3, relu=True), 2),
+    # pure shift requant: sum / 4 has many exact .5 ties (half-to-even)
+    "avg2": (pool_layer((4, 6, 4), "avg", m=(1,), sh=(2,), zp=-3, zpo=1), 4),
+    "gavg": (pool_layer((4, 4, 8), "avg", glob=True, m=(1,), sh=(4,)), 4),
+    "gavgm": (pool_layer((3, 3, 5), "avg", glob=True, m=(7456540,), sh=(26,), zp=2, zpo=-1), 2),
+    "gmax": (pool_layer((3, 4, 5), "max", glob=True), 3),
+    "wide1": (pool_layer((6, 1, 2), "max", (3, 1), (2, 1), (1, 0, 1, 0)), 1),  # 1-pixel-wide rows
+}
+
+SLOW = {
+    f"k{k}s{s}p{p}l{lanes}{mode}": (pool_layer((9, 7, 6), mode, (k, k), (s, s), (p, p, p, p), m=(5,), sh=(k,),
+                                               signed=(lanes % 2 == 0)), lanes)
+    for k, s, p, lanes, mode in [
+        (1, 1, 0, 1, "max"), (2, 1, 0, 4, "avg"), (3, 3, 1, 3, "max"), (5, 2, 2, 2, "avg"), (5, 1, 2, 1, "max"),
+        (3, 2, 0, 6, "avg"), (4, 2, 1, 5, "max"), (2, 2, 1, 2, "avg"),
+    ]
+}
+
+
+def _check_bundle(tmp_path, configs, name, nframes=3):
+    rng = np.random.default_rng(0)
+    cores = {n: PoolCore.from_layer(layer, lanes) for n, (layer, lanes) in configs.items()}
+    v = build(tmp_path, cores, name)
+    results = {}
+    for n, (layer, lanes) in configs.items():
+        q = layer.in_q
+        xs = [rng.integers(q.lo, q.hi + 1, size=layer.in_shape) for _ in range(nframes)]
+        xs[1][...] = q.hi  # saturation corner: a constant max-valued frame
+        exp = [golden.run_pool(layer, x[None])[0] for x in xs]
+        ins = [frame_to_beats(x, lanes) for x in xs]
+        outs = [frame_to_beats(e, lanes) for e in exp]
+        core = cores[n]
+        assert exp[0].shape == core.out_shape, n
+        results[n] = run_bench(tmp_path, v, name, {"i": ins}, outs, prefix=f"{n}_", last_bit=lanes * 8,
+                               model=core.cycles_per_frame())
+    return results
+
+
+def test_pool(tmp_path):
+    res = _check_bundle(tmp_path, DEFAULT, "pools")
+    assert set(res) == set(DEFAULT)
+
+
+@pytest.mark.slow
+def test_pool_sweep(tmp_path):
+    _check_bundle(tmp_path, SLOW, "pools_sweep")
