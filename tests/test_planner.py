@@ -1,0 +1,124 @@
+"""Planner: budgets respected, balance, no divisor rule, clear errors, plan.json round trip."""
+
+import json
+
+import pytest
+
+import zoo
+from rtlgen import build, planner
+from rtlgen.errors import OptionError
+from rtlgen.importer import load_model
+
+
+@pytest.fixture(scope="module")
+def net(zoo_dir):
+    m = zoo.brevitas_resnet(zoo_dir, "qonnx", seed=3)
+    return load_model(m.path, input_scale=m.input_scale, mean=list(m.mean), std=list(m.std))
+
+
+@pytest.mark.parametrize("board", ["kv260", "ultra96v2"])
+def test_budget_respected_and_balanced(net, board):
+    p = planner.plan_network(net, board)
+    b = planner.BOARDS[board]
+    tot = p.totals()
+    for k in planner.RESOURCES:
+        assert tot[k] <= getattr(b, k), (k, tot[k])
+    # the slowest stage defines throughput; every MAC stage gets within 2x of it or sits at minimum parallelism
+    T = p.cycles_per_frame
+    assert p.fps == pytest.approx(b.clock_mhz * 1e6 / T)
+    for lp in p.layers:
+        assert lp.cycles <= T
+
+
+def test_more_budget_never_slower(net):
+    small = planner.plan_network(net, "generic", planner.parse_budget("dsp=40,lut=20000,bram36=40,uram=0"))
+    big = planner.plan_network(net, "generic", planner.parse_budget("dsp=400,lut=60000,bram36=100,uram=0"))
+    assert big.cycles_per_frame <= small.cycles_per_frame
+    assert small.totals()["dsp"] <= 40
+
+
+def test_no_divisor_rule():
+    cands = planner._par_candidates(24)
+    assert 5 in cands and 24 % 5  # a non-divisor of 24 is a legal parallelism (tail handled by the cores)
+    assert cands == sorted(set(cands))
+
+
+def test_impossible_budget_names_the_need(net):
+    with pytest.raises(OptionError, match=r"needs at least \d+ DSP"):
+        planner.plan_network(net, "generic", planner.parse_budget("dsp=1,lut=100000,bram36=100,uram=0"), allow_lut_mult=False)
+    with pytest.raises(OptionError, match=r"needs at least .*\d+ LUT"):
+        planner.plan_network(net, "generic", planner.parse_budget("dsp=1000,lut=100,bram36=100,uram=0"))
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("dsp=abc", "not an integer"), ("foo=3", "unknown resource"), ("dsp", "key=value"), ("dsp=-1", ">= 0"),
+])
+def test_bad_budget_text(text, msg):
+    with pytest.raises(OptionError, match=msg):
+        planner.parse_budget(text)
+
+
+def test_unknown_board():
+    with pytest.raises(OptionError, match="unknown board 'nope'"):
+        planner.board_budget("nope")
+
+
+def test_lut_mult_switch(net):
+    p = planner.plan_network(net, "ultra96v2", allow_lut_mult=False)
+    assert all(lp.mult == "dsp" for lp in p.layers)
+
+
+def test_skip_fifo_rule():
+    # paper: (fh-1)*W*C + (fw-1)*C + och + 1 ; temporal reuse: about half
+    paper = planner.skip_fifo_entries(3, 32, 16, 16, temporal_reuse=False)
+    assert paper == 2 * 32 * 16 + 2 * 16 + 16 + 1
+    ours = planner.skip_fifo_entries(3, 32, 16, 16)
+    assert ours <= paper / 2 + 3 * 16 + 17
+
+
+def test_plan_round_trip(net, tmp_path):
+    d = build.Design(net, "kv260")
+    p = d.plan()
+    rep = d.build(tmp_path / "out", steps=("import", "plan", "report"))
+    plan_file = tmp_path / "out" / "plan.json"
+    assert json.loads(plan_file.read_text())["layers"][1]["name"] == p.layers[1].name
+    # edit one layer, feed it back
+    data = json.loads(plan_file.read_text())
+    conv = next(L for L in data["layers"] if L["kind"] == "conv")
+    conv["och_par"] = 1
+    conv["ich_par"] = 1
+    conv["pix_par"] = 1
+    conv["packing"] = False
+    plan_file.write_text(json.dumps(data))
+    d2 = build.Design(net, "kv260")
+    p2 = d2.plan(plan_file)
+    lp = p2.layer(conv["name"])
+    assert (lp.och_par, lp.ich_par, lp.pix_par) == (1, 1, 1)
+    assert p2.cycles_per_frame >= p.cycles_per_frame
+    rep2 = d2.build(tmp_path / "out2", steps=("import", "plan", "report"))
+    assert rep2["cycles_per_frame"] == p2.cycles_per_frame
+    assert rep["model"] == rep2["model"]
+
+
+@pytest.mark.parametrize("mutate,msg", [
+    (lambda d: d["layers"].pop(), "no entry for layer"),
+    (lambda d: d["layers"][1].update(och_par=0), "och_par must be a positive integer"),
+    (lambda d: d["layers"][1].update(storage="flash"), "storage must be"),
+    (lambda d: d["layers"][1].update(bogus=1), "unknown field"),
+    (lambda d: d["layers"][1].update(name="nope"), "not in model"),
+])
+def test_bad_plan_file(net, tmp_path, mutate, msg):
+    d = build.Design(net, "kv260")
+    d.plan()
+    d.build(tmp_path / "o", steps=("import", "plan", "report"))
+    data = json.loads((tmp_path / "o" / "plan.json").read_text())
+    mutate(data)
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(OptionError, match=msg):
+        build.Design(net, "kv260").plan(tmp_path / "bad.json")
+
+
+def test_plan_file_not_json(net, tmp_path):
+    (tmp_path / "x.json").write_text("{nope")
+    with pytest.raises(OptionError, match="not valid JSON"):
+        build.Design(net, "kv260").plan(tmp_path / "x.json")
