@@ -111,6 +111,7 @@ class WindowGen(wiring.Component):
         if centre:
             sig["centre"] = Out(act_signature(lanes))
         super().__init__(sig)
+        self._MustUse__silence = True  # also built as a pure cycle/shape model by the planner
 
     # -- pure-Python models ------------------------------------------------------------------------------------
     def _positions(self):

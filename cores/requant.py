@@ -185,6 +185,7 @@ class RequantStage(wiring.Component):
         if self.residual:
             sig["skip"] = In(act_signature(lanes))
         super().__init__(sig)
+        self._MustUse__silence = True  # also built as a pure cycle/shape model by the planner
 
     # -- pure-Python model -------------------------------------------------------------------------------------
     def cycles_per_frame(self) -> int:

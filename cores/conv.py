@@ -1,0 +1,427 @@
+"""Streaming convolution: window generator + MAC engine with DSP packing + requant with a merged residual add.
+
+Stream contract of :class:`Conv`
+--------------------------------
+* ``i``: activation stream (:mod:`rtlgen.cores.stream`), ``ich_par`` lanes x 8 bits (int8, or uint8 when the layer's
+  input is unsigned), the ``H x W x C`` input frame in raster order, ``ceil(C/ich_par)`` beats per pixel (the tail beat
+  may be partial). ``ich_par`` is the conv's input parallelism: a producer with another lane count needs a lane
+  converter in front.
+* ``o``: activation stream, ``och_par`` lanes x 8 bits, the ``Ho x Wo x O`` output frame in raster order,
+  ``R = ceil(O/och_par)`` beats per pixel (tail lanes zero), ``last`` on the final beat of each frame.
+* ``skip`` (only when the layer has a merged residual): activation stream with the layout of ``o`` (``och_par`` lanes,
+  ``R`` beats per pixel, raster order); beat ``n`` is added into output beat ``n`` as
+  ``(skip - res_zp) * res_m[o]`` before the shared rounding shift (exactly ``golden.conv_post``).
+* ``centre`` (optional, temporal reuse): the centre pixel of every window, ``ich_par`` lanes, raster order of the
+  output pixels (see :mod:`rtlgen.cores.linebuffer`): with 'same' padding and stride 1 this is the layer input
+  itself, delayed to the conv's window timing -- the skip stream of the block's second conv needs only
+  :func:`skip_fifo_entries` entries of FIFO behind it.
+* ``proj`` (optional, loop merging): the output of a 1x1 stride-``s`` projection shortcut computed on the window
+  centres of this conv (``Conv(..., proj=layer)``), ``proj_och_par`` lanes, raster order.
+* Throughput (no stalls, back-to-back frames): :meth:`Conv.cycles_per_frame`; one window beat (``pix_par`` pixels x
+  ``ich_par`` channels x ``och_par`` output channels of MACs) per cycle.
+* Latency: :meth:`Conv.latency` (input beat to first output beat, input at full rate).
+
+Engine (:class:`ConvEngine`)
+----------------------------
+For each group of ``pix_par`` output pixels and each of the ``R`` output-channel groups, the window (``K*K*G`` beats,
+``G = ceil(C/ich_par)``) streams through an ``och_par x ich_par x pix_par`` MAC array; weights come from one ROM word
+per beat (``och_par*ich_par`` int8 weights, depth ``R*K*K*G``, storage ``bram`` | ``uram`` | ``lut`` chosen per
+instance with the ``ram_style``/``rom_style`` attributes). Lanes beyond ``C`` or ``O`` carry zero weights, so no
+parallelism needs to divide the channel counts.
+
+DSP packing (``pix_par=2, packing=True``): both pixels share each weight, so one multiplier computes
+``(x0 + x1 * 2**18) * w`` (27 x 8 bits: the DSP48E2 A x B port) for two MACs. Activations are 9-bit signed (int8
+sign-extended or uint8 zero-extended). Packed products are summed in chunks small enough that the low lane stays
+within +-2**17 (4 products for uint8, 8 for int8), then split: ``lo = sext(sum[0:18])`` and
+``hi = (sum >> 18) + sum[17]`` (the borrow of a negative low lane is given back to the high lane); the lanes then
+accumulate separately at full width. ``packing=False`` uses one multiplier per MAC. Accumulators are sized from the
+actual weights (at most 32 bits are needed for int8 layers).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtlgen import ir
+from rtlgen.quant import bits_signed
+
+from .linebuffer import WindowGen, window_layout
+from .requant import RequantStage
+from .stream import act_signature
+
+__all__ = ["Conv", "ConvEngine", "skip_fifo_entries", "STORAGE_ATTRS", "dsp_count"]
+
+STORAGE_ATTRS = {
+    "bram": {"ram_style": "block", "rom_style": "block"},
+    "uram": {"ram_style": "ultra"},
+    "lut": {"ram_style": "distributed", "rom_style": "distributed"},
+}
+
+
+def tree_sum(terms):
+    """Balanced adder tree (avoids deep recursion at Verilog export)."""
+    terms = list(terms)
+    if not terms:
+        return Const(0)
+    while len(terms) > 1:
+        nxt = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
+
+
+def skip_fifo_entries(W: int, C: int, fh: int = 3, fw: int = 3, och: int = 1, *, temporal_reuse: bool = True,
+                      pix: int = 1) -> int:
+    """Skip-FIFO entries (activation values) a residual block with a merged add needs between the skip source and
+    the block's last conv (``fh x fw`` window, ``och`` output channels in parallel, input width ``W``, ``C``
+    channels).
+
+    Without temporal reuse (the skip is tapped at the block input) the paper's rule holds:
+    ``(fh-1)*W*C + (fw-1)*C + och + 1``. With temporal reuse (the skip is the centre pixel forwarded by the first
+    conv's window) the skip only waits for the second conv's window half: ``(fh//2)*W*C + (fw//2 + 2*pix)*C +
+    och + 1`` -- about half.
+    """
+    if not temporal_reuse:
+        return (fh - 1) * W * C + (fw - 1) * C + och + 1
+    return (fh // 2) * W * C + (fw // 2 + 2 * pix) * C + och + 1
+
+
+def dsp_count(och_par: int, ich_par: int, pix_par: int, packing: bool) -> int:
+    """Multipliers (DSP48E2) of the MAC array (the requant multipliers come on top when ``m`` is not a power of 2)."""
+    per = 1 if (pix_par == 2 and packing) else pix_par
+    return och_par * ich_par * per
+
+
+def _mac_range(weights2d: np.ndarray, x_lo: int, x_hi: int) -> tuple[int, int]:
+    w = weights2d.astype(np.int64)
+    pos = np.where(w > 0, w, 0)
+    neg = np.where(w < 0, w, 0)
+    hi = (pos * x_hi).sum(1) + (neg * x_lo).sum(1)
+    lo = (pos * x_lo).sum(1) + (neg * x_hi).sum(1)
+    return int(min(lo.min(), 0)), int(max(hi.max(), 0))
+
+
+def _acc_layout(lanes, bits, extra=0):
+    return unsigned(lanes * bits + extra)
+
+
+class ConvEngine(wiring.Component):
+    """MAC array + requant behind a :class:`~rtlgen.cores.linebuffer.WindowGen` (port ``win``)."""
+
+    def __init__(self, *, weights: np.ndarray, bias: np.ndarray, requant: ir.Requant, in_signed: bool,
+                 out_pixels: int, ich_par: int, och_par: int = 1, pix: int = 1, packing: bool = True,
+                 storage: str = "bram", res_m=None, res_zp: int = 0, skip_signed: bool = True):
+        O, Kh, Kw, C = weights.shape
+        if Kh != Kw:
+            raise ValueError("square kernels only")
+        if storage not in STORAGE_ATTRS:
+            raise ValueError(f"storage must be one of {', '.join(STORAGE_ATTRS)}")
+        if np.any(weights < -128) or np.any(weights > 127):
+            raise ValueError("weights must be int8")
+        self.weights = np.asarray(weights, dtype=np.int64)
+        self.O, self.K, self.C = O, Kh, C
+        self.P, self.och, self.pix = ich_par, och_par, pix
+        self.packing = bool(packing and pix == 2)
+        self.storage = storage
+        self.G = math.ceil(C / ich_par)
+        self.R = math.ceil(O / och_par)
+        self.in_signed = in_signed
+        self.x_lo, self.x_hi = (-128, 127) if in_signed else (0, 255)
+        self.out_pixels = out_pixels
+        lo, hi = _mac_range(self.weights.reshape(O, -1), self.x_lo, self.x_hi)
+        self.acc_lo, self.acc_hi = lo, hi
+        self.acc_bits = bits_signed(lo, hi)
+        if self.acc_bits > 32:
+            raise ValueError(f"accumulator needs {self.acc_bits} bits (> 32)")
+        self.chunk = 8 if in_signed else 4
+        self.requant = RequantStage(
+            lanes=och_par, channels=O, acc_range=(lo, hi), bias=bias, m=requant.m, sh=requant.sh,
+            zp_out=requant.zp_out, lo=requant.lo, hi=requant.hi, rounding=requant.rounding,
+            beats_per_frame=out_pixels * self.R, res_m=res_m, res_zp=res_zp, skip_signed=skip_signed)
+        self.residual = res_m is not None
+        sig = {"win": In(stream.Signature(window_layout(ich_par, pix))), "o": Out(act_signature(och_par))}
+        if self.residual:
+            sig["skip"] = In(act_signature(och_par))
+        super().__init__(sig)
+        self._MustUse__silence = True  # also built as a pure cycle/shape model by the planner
+
+    @property
+    def rom_depth(self) -> int:
+        return self.R * self.K * self.K * self.G
+
+    @property
+    def rom_width(self) -> int:
+        return self.och * self.P * 8
+
+    def rom_init(self) -> list[int]:
+        O, K, C, P, och = self.O, self.K, self.C, self.P, self.och
+        words = []
+        for r in range(self.R):
+            for ky in range(K):
+                for kx in range(K):
+                    for g in range(self.G):
+                        w = 0
+                        for o in range(och):
+                            oc = r * och + o
+                            for i in range(P):
+                                c = g * P + i
+                                v = int(self.weights[oc, ky, kx, c]) if (oc < O and c < C) else 0
+                                w |= (v & 0xFF) << ((o * P + i) * 8)
+                        words.append(w)
+        return words
+
+    def elaborate(self, platform):
+        m = Module()
+        P, och, pix, acb = self.P, self.och, self.pix, self.acc_bits
+        m.submodules.requant = rq = self.requant
+        win = self.win
+
+        # ---- global pipeline enable (stalls only when a finished window cannot enter the result FIFOs) ----
+        en = Signal()
+        v1, v2, v3 = Signal(name="v1"), Signal(name="v2"), Signal(name="v3")
+        m.d.comb += win.ready.eq(en)
+        take = win.valid & en
+
+        # ---- weight ROM ----
+        attrs = dict(STORAGE_ATTRS[self.storage])
+        m.submodules.weights = rom = Memory(shape=unsigned(self.rom_width), depth=self.rom_depth,
+                                            init=self.rom_init(), attrs=attrs)
+        rp = rom.read_port(transparent_for=())
+        waddr = Signal(range(max(self.rom_depth, 2)))
+        cur = Mux(win.payload.pfirst, 0, waddr)
+        m.d.comb += [rp.addr.eq(cur), rp.en.eq(en)]
+        with m.If(take):
+            m.d.sync += waddr.eq(Mux(cur == self.rom_depth - 1, 0, cur + 1))
+
+        # ---- stage 1: activations (9-bit signed) and flags; the ROM word arrives with them ----
+        x1 = [[Signal(signed(9), name=f"x1_{q}_{i}") for i in range(P)] for q in range(pix)]
+        first1, wlast1, p11 = Signal(name="first1"), Signal(name="wlast1"), Signal(name="p1_1")
+        with m.If(en):
+            m.d.sync += [v1.eq(take), first1.eq(win.payload.first), wlast1.eq(win.payload.wlast),
+                         p11.eq(win.payload.p1)]
+            for q in range(pix):
+                for i in range(P):
+                    b = win.payload.data[(q * P + i) * 8:(q * P + i + 1) * 8]
+                    m.d.sync += x1[q][i].eq(b.as_signed() if self.in_signed else b)
+        w1 = [[rp.data[(o * P + i) * 8:(o * P + i + 1) * 8].as_signed() for i in range(P)] for o in range(och)]
+
+        # ---- stage 2: products (one multiplier per weight and pixel, or one per weight when packed) ----
+        first2, wlast2, p12 = Signal(name="first2"), Signal(name="wlast2"), Signal(name="p1_2")
+        with m.If(en):
+            m.d.sync += [v2.eq(v1), first2.eq(first1), wlast2.eq(wlast1), p12.eq(p11)]
+        if self.packing:
+            a1 = []
+            for i in range(P):
+                a = Signal(signed(27), name=f"pk_{i}")
+                m.d.comb += a.eq(x1[0][i] + (x1[1][i] << 18))
+                a1.append(a)
+            prod = [[Signal(signed(35), name=f"mp_{o}_{i}") for i in range(P)] for o in range(och)]
+            with m.If(en):
+                for o in range(och):
+                    for i in range(P):
+                        m.d.sync += prod[o][i].eq(a1[i] * w1[o][i])
+        else:
+            prod = [[[Signal(signed(17), name=f"mul_{q}_{o}_{i}") for i in range(P)] for o in range(och)]
+                    for q in range(pix)]
+            with m.If(en):
+                for q in range(pix):
+                    for o in range(och):
+                        for i in range(P):
+                            m.d.sync += prod[q][o][i].eq(x1[q][i] * w1[o][i])
+
+        # ---- stage 3: per-beat partial sums ----
+        psb = bits_signed(min(-128 * 255 * P, 0), 128 * 255 * P)
+        ps = [[Signal(signed(psb), name=f"ps_{q}_{o}") for o in range(och)] for q in range(pix)]
+        first3, wlast3, p13 = Signal(name="first3"), Signal(name="wlast3"), Signal(name="p1_3")
+        with m.If(en):
+            m.d.sync += [v3.eq(v2), first3.eq(first2), wlast3.eq(wlast2), p13.eq(p12)]
+            for o in range(och):
+                if self.packing:
+                    los, his = [], []
+                    for c0 in range(0, P, self.chunk):
+                        cs = Signal(signed(35 + 4), name=f"cs_{o}_{c0}")
+                        m.d.comb += cs.eq(tree_sum(prod[o][c0:c0 + self.chunk]))
+                        lo = Signal(signed(18), name=f"lo_{o}_{c0}")
+                        hi = Signal(signed(22), name=f"hi_{o}_{c0}")
+                        m.d.comb += [lo.eq(cs[:18].as_signed()), hi.eq((cs >> 18) + cs[17])]
+                        los.append(lo)
+                        his.append(hi)
+                    m.d.sync += [ps[0][o].eq(tree_sum(los)), ps[1][o].eq(tree_sum(his))]
+                else:
+                    for q in range(pix):
+                        m.d.sync += ps[q][o].eq(tree_sum(prod[q][o]))
+
+        # ---- stage 4: accumulate; a finished window enters the result FIFO(s) ----
+        depth = self.R + 2
+        m.submodules.res0 = f0 = fifo.SyncFIFOBuffered(width=och * acb + 1, depth=depth)
+        fifos = [f0]
+        if pix == 2:
+            m.submodules.res1 = f1 = fifo.SyncFIFOBuffered(width=och * acb, depth=depth)
+            fifos.append(f1)
+            fifo_ok = f0.w_rdy & (f1.w_rdy | ~p13)
+        else:
+            fifo_ok = f0.w_rdy
+        m.d.comb += en.eq(~(v3 & wlast3 & ~fifo_ok))
+        acc = [[Signal(signed(acb), name=f"acc_{q}_{o}") for o in range(och)] for q in range(pix)]
+        nxt = [[Signal(signed(acb), name=f"accn_{q}_{o}") for o in range(och)] for q in range(pix)]
+        for q in range(pix):
+            for o in range(och):
+                m.d.comb += nxt[q][o].eq(Mux(first3, 0, acc[q][o]) + ps[q][o])
+                with m.If(en & v3):
+                    m.d.sync += acc[q][o].eq(nxt[q][o])
+        push = en & v3 & wlast3
+        m.d.comb += [
+            f0.w_data.eq(Cat(*[nxt[0][o] for o in range(och)], p13)),
+            f0.w_en.eq(push),
+        ]
+        if pix == 2:
+            m.d.comb += [f1.w_data.eq(Cat(*[nxt[1][o] for o in range(och)])), f1.w_en.eq(push & p13)]
+
+        # ---- output order: R groups of pixel 0, then R groups of pixel 1 ----
+        sel = Signal()
+        rg = Signal(range(max(self.R, 2)))
+        src_valid = Mux(sel, fifos[-1].r_rdy, f0.r_rdy)
+        src_data = Mux(sel, fifos[-1].r_data[:och * acb], f0.r_data[:och * acb])
+        tk = src_valid & rq.i.ready
+        m.d.comb += [rq.i.valid.eq(src_valid), rq.i.payload.data.eq(src_data), f0.r_en.eq(tk & ~sel)]
+        if pix == 2:
+            m.d.comb += f1.r_en.eq(tk & sel)
+        with m.If(tk):
+            m.d.sync += rg.eq(Mux(rg == self.R - 1, 0, rg + 1))
+            if pix == 2:
+                with m.If(rg == self.R - 1):
+                    m.d.sync += sel.eq(~sel & f0.r_data[och * acb])
+
+        wiring.connect(m, wiring.flipped(self.o), rq.o)
+        if self.residual:
+            wiring.connect(m, wiring.flipped(self.skip), rq.skip)
+        return m
+
+
+class Conv(wiring.Component):
+    """A convolution layer of the IR as a streaming core (window generator + :class:`ConvEngine`).
+
+    Knobs: ``ich_par`` (input lanes = input channels per cycle), ``och_par`` (output channels per cycle),
+    ``pix_par`` (1 or 2 output pixels per cycle), ``packing`` (two MACs per DSP when ``pix_par=2``), ``storage``
+    (weight ROM: ``bram`` | ``uram`` | ``lut``), ``centre`` (forward the window centres on port ``centre``),
+    ``proj`` (an :class:`rtlgen.ir.Conv` 1x1 projection computed on the window centres, port ``proj``).
+    """
+
+    def __init__(self, layer: ir.Conv, *, ich_par: int = 1, och_par: int = 1, pix_par: int = 1,
+                 packing: bool = True, storage: str = "bram", centre: bool = False, line_ram_style=None,
+                 proj: ir.Conv | None = None, proj_och_par: int = 1, proj_pix_par: int = 1,
+                 proj_storage: str = "bram"):
+        self.layer = layer
+        H, W, C = layer.in_shape
+        O, K, _, _ = layer.weights.shape
+        if layer.stride[0] != layer.stride[1]:
+            raise ValueError("equal strides only")
+        self.ich_par, self.och_par, self.pix_par = ich_par, och_par, pix_par
+        in_signed = bool(layer.in_q.signed) if layer.in_q is not None else True
+        self.R = math.ceil(O / och_par)
+        self.proj_layer = proj
+        self.centre_out = centre
+        self.window = WindowGen(H=H, W=W, C=C, lanes=ich_par, K=K, stride=layer.stride[0], pads=layer.pads,
+                                pad_value=layer.pad_value, repeats=self.R, pix=pix_par,
+                                centre=centre or proj is not None, ram_style=line_ram_style)
+        if (self.window.Ho, self.window.Wo, O) != tuple(layer.out_shape):
+            raise ValueError(f"{layer.name}: output shape {layer.out_shape} does not match the window geometry")
+        res = layer.residual is not None
+        skip_signed = bool(layer.res_q.signed) if (res and layer.res_q is not None) else True
+        self.engine = ConvEngine(
+            weights=layer.weights, bias=layer.bias, requant=layer.requant, in_signed=in_signed,
+            out_pixels=self.window.Ho * self.window.Wo, ich_par=ich_par, och_par=och_par, pix=pix_par,
+            packing=packing, storage=storage, res_m=layer.res_m if res else None, res_zp=layer.res_zp,
+            skip_signed=skip_signed)
+        sig = {"i": In(act_signature(ich_par)), "o": Out(act_signature(och_par))}
+        if res:
+            sig["skip"] = In(act_signature(och_par))
+        if centre:
+            sig["centre"] = Out(act_signature(ich_par))
+        if proj is not None:
+            self._check_proj(proj)
+            Ho, Wo = self.window.Ho, self.window.Wo
+            Op = proj.weights.shape[0]
+            self.proj_window = WindowGen(H=Ho, W=Wo, C=C, lanes=ich_par, K=1, stride=1, pads=(0, 0, 0, 0),
+                                         pad_value=proj.pad_value, repeats=math.ceil(Op / proj_och_par),
+                                         pix=proj_pix_par)
+            self.proj_engine = ConvEngine(
+                weights=proj.weights, bias=proj.bias, requant=proj.requant, in_signed=in_signed,
+                out_pixels=Ho * Wo, ich_par=ich_par, och_par=proj_och_par, pix=proj_pix_par, packing=packing,
+                storage=proj_storage)
+            sig["proj"] = Out(act_signature(proj_och_par))
+        super().__init__(sig)
+        self._MustUse__silence = True  # also built as a pure cycle/shape model by the planner
+
+    def _check_proj(self, proj: ir.Conv):
+        L = self.layer
+        K = L.weights.shape[1]
+        if proj.weights.shape[1:3] != (1, 1) or any(proj.pads):
+            raise ValueError("loop merging takes a 1x1 projection without padding")
+        if tuple(proj.stride) != tuple(L.stride) or L.pads[0] != K // 2 or L.pads[1] != K // 2:
+            raise ValueError("loop merging needs the projection's stride to equal the conv's and 'same' padding")
+        if tuple(proj.in_shape) != tuple(L.in_shape) or tuple(proj.out_shape[:2]) != tuple(L.out_shape[:2]):
+            raise ValueError("projection shapes do not match the conv's")
+        if proj.pad_value != L.pad_value and any(L.pads):
+            pass  # centres are never padding with 'same' padding
+
+    # -- cycle model ----------------------------------------------------------------------------------------------
+    def cycles_per_frame(self) -> int:
+        """Steady-state cycles per frame (back-to-back frames, no external stalls)."""
+        wg = self.window
+        out_beats = wg.Ho * wg.Wo * self.R
+        cyc = max(wg.cycles_per_frame(), out_beats)
+        if self.proj_layer is not None:
+            cyc = max(cyc, self.proj_window.cycles_per_frame(),
+                      wg.Ho * wg.Wo * math.ceil(self.proj_layer.weights.shape[0] / self.proj_engine.och))
+        return cyc
+
+    def latency(self) -> int:
+        """Cycles from the first input beat to the first output beat (input at full rate)."""
+        wg = self.window
+        return wg.latency() + wg.K * wg.K * wg.G + 3 + 2 + RequantStage.LATENCY
+
+    @property
+    def dsp(self) -> int:
+        e = self.engine
+        n = dsp_count(e.och, e.P, e.pix, e.packing)
+        if self.proj_layer is not None:
+            p = self.proj_engine
+            n += dsp_count(p.och, p.P, p.pix, p.packing)
+        return n
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.window = wg = self.window
+        m.submodules.engine = eng = self.engine
+        wiring.connect(m, wiring.flipped(self.i), wg.i)
+        wiring.connect(m, wg.o, eng.win)
+        wiring.connect(m, eng.o, wiring.flipped(self.o))
+        if self.engine.residual:
+            wiring.connect(m, wiring.flipped(self.skip), eng.skip)
+        if self.proj_layer is not None:
+            m.submodules.proj_window = pw = self.proj_window
+            m.submodules.proj_engine = pe = self.proj_engine
+            wiring.connect(m, pe.o, wiring.flipped(self.proj))
+            m.d.comb += pe.win.payload.eq(pw.o.payload)
+            m.d.comb += [pe.win.valid.eq(pw.o.valid), pw.o.ready.eq(pe.win.ready)]
+            if self.centre_out:
+                # broadcast the centre stream to the projection and the centre port (both must take a beat)
+                c = wg.centre
+                m.d.comb += [
+                    pw.i.payload.eq(c.payload), self.centre.payload.eq(c.payload),
+                    pw.i.valid.eq(c.valid & self.centre.ready), self.centre.valid.eq(c.valid & pw.i.ready),
+                    c.ready.eq(pw.i.ready & self.centre.ready),
+                ]
+            else:
+                wiring.connect(m, wg.centre, pw.i)
+        elif self.centre_out:
+            wiring.connect(m, wg.centre, wiring.flipped(self.centre))
+        return m
