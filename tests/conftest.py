@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -12,22 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/zoo.py, tests/reference.py
 
 
-def cifar_dir() -> Path | None:
-    """CIFAR-10 folder from $RTLGEN_CIFAR10 or ../shared beside the checkout; None if absent."""
-    from rtlgen.data import ENV_VAR, default_shared_dir
-
-    env = os.environ.get(ENV_VAR)
-    if env and Path(env).is_dir():
-        return Path(env)
-    return default_shared_dir()
-
-
-def need_shared(what: str):
-    """Missing shared data: fail loudly in CI, skip on a developer machine."""
-    msg = f"{what} not found (set $RTLGEN_CIFAR10 or provide ../shared beside the repository)"
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+from zoo import cifar_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")

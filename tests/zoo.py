@@ -54,6 +54,26 @@ class ZooModel:
 # helpers
 
 
+def cifar_dir() -> Path | None:
+    """CIFAR-10 folder from $RTLGEN_CIFAR10 or ../shared beside the checkout; None if absent."""
+    from rtlgen.data import ENV_VAR, default_shared_dir
+
+    env = os.environ.get(ENV_VAR)
+    if env and Path(env).is_dir():
+        return Path(env)
+    return default_shared_dir()
+
+
+def need_shared(what: str):
+    """Missing shared data: fail loudly in CI, skip on a developer machine."""
+    msg = f"{what} not found (set $RTLGEN_CIFAR10 or provide ../shared beside the repository)"
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 def random_pixels(n: int, seed: int = 0, hw: int = 32) -> np.ndarray:
     """Smooth-ish random uint8 NHWC images (a blurred noise field plus a colour offset: not pure noise)."""
     rng = np.random.default_rng(seed)
@@ -658,3 +678,71 @@ def option_a_resnet(tmpdir, seed: int = 0, calib_pixels=None, per_channel=True, 
     ort_quantize(fpath, out, calib_pixels, input_scale=1.0 / 255.0, mean=mean, std=std, per_channel=per_channel)
     # (quantize_static copies the float model's metadata_props, rtlgen.* keys included)
     return ZooModel(out, 1.0 / 255.0, mean, std, kind="qdq", exact=False, meta={"float_path": fpath, "torch_model": model})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# e) the float reference models in ../shared/models, prepared for onnxruntime quantization
+
+
+def resnet20_torch(state_dict_path=None):
+    """He et al. CIFAR ResNet-20 with option-A shortcuts (parameter names as in the shared state dict)."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    _, BasicBlock = _option_a_module()
+
+    class ResNet20(nn.Module):
+        def __init__(self, classes=10):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(16)
+            cin = 16
+            for i, w in enumerate((16, 32, 64)):
+                blocks = []
+                for j in range(3):
+                    blocks.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
+                    cin = w
+                setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            self.linear = nn.Linear(64, classes)
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            out = self.layer3(self.layer2(self.layer1(out)))
+            out = F.avg_pool2d(out, out.size()[3])
+            return self.linear(out.view(out.size(0), -1))
+
+    model = ResNet20()
+    if state_dict_path is not None:
+        sd = torch.load(str(state_dict_path), map_location="cpu", weights_only=False)["state_dict"]
+        model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
+    return model.eval()
+
+
+def resnet20_float_onnx(tmpdir, state_dict_path) -> Path:
+    import torch
+
+    path = Path(tmpdir) / "resnet20_float.onnx"
+    _torch_export(resnet20_torch(state_dict_path), torch.zeros(1, 3, 32, 32), path, opset=13)
+    set_ir_version(path, metadata=preprocess_metadata(1.0 / 255.0, IMAGENET_MEAN, IMAGENET_STD))
+    return path
+
+
+def resnet8_float_onnx(tmpdir, onnx_path) -> Path:
+    """The MLPerf Tiny float ResNet-8 ONNX with a dynamic batch dimension and opset 13 (for quantize_static)."""
+    import onnx
+    from onnx import version_converter
+
+    m = onnx.load(str(onnx_path))
+    if max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) < 13:
+        m = version_converter.convert_version(m, 13)
+    for vi in list(m.graph.input) + list(m.graph.output):
+        d = vi.type.tensor_type.shape.dim
+        if len(d):
+            d[0].Clear()
+            d[0].dim_param = "N"
+    del m.graph.value_info[:]
+    m.ir_version = min(m.ir_version, IR_VERSION)
+    path = Path(tmpdir) / "resnet8_float.onnx"
+    onnx.save(m, str(path))
+    return path
