@@ -122,13 +122,18 @@ class Design:
         self.budget = planner.board_budget(board, budget)
         self.clock_mhz = float(clock_mhz or DEFAULT_CLOCK.get(board, self.budget.clock_mhz))
         self.plan_: planner.Plan | None = None
+        self.source = None  # the ONNX ModelProto (copied into the build folder for rtlgen sim)
         self.timings: dict[str, float] = {}
 
     @classmethod
     def load(cls, model=None, *, board="kv260", clock_mhz=None, budget=None, input_scale=None, mean=None, std=None):
         t = time.perf_counter()
-        net = load_model(resolve(model) if not hasattr(model, "graph") else model, input_scale=input_scale, mean=mean, std=std)
+        import onnx
+
+        src = resolve(model) if not hasattr(model, "graph") else model
+        net = load_model(src, input_scale=input_scale, mean=mean, std=std)
         d = cls(net, board, clock_mhz, budget)
+        d.source = src if hasattr(src, "graph") else onnx.load(src)
         d.timings["import"] = time.perf_counter() - t
         return d
 
@@ -175,6 +180,7 @@ class Design:
             "resources": {k: (int(v) if float(v).is_integer() else v) for k, v in tot.items()},
             "budget": self.budget.as_dict(),
             "skip_buffer_bits": plan.skip_buffer_bits,
+            "preprocess": self.net.input.preprocess,
             "layers": layers,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -194,6 +200,10 @@ class Design:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
         try:
             (tmp / "ir.json").write_text(self.net.to_json())
+            if self.source is not None:
+                import onnx
+
+                onnx.save(self.source, str(tmp / "model.onnx"))
             (tmp / "plan.json").write_text(self.plan_.to_json())
             if "compose" in steps or "verilog" in steps:
                 t = time.perf_counter()

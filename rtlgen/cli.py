@@ -172,6 +172,43 @@ def build(model, board, clock_mhz, budget, plan_file, out_dir, no_lut_mult, no_p
         click.echo(f"wrote {out_dir}/ (plan.json, report.json, report.md{', rtl/' if not no_rtl else ''})")
 
 
+@main.command()
+@click.argument("build_dir", type=click.Path())
+@click.option("--dataset", type=click.Path(), default=None, help="cifar-10-batches-py folder (default: $RTLGEN_CIFAR10)")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="number of CIFAR-10 test images (default 10)")
+@click.option("--random", "n_random", type=click.IntRange(min=1), default=None, help="N random uint8 images instead of CIFAR-10")
+@click.option("--stall", type=click.FloatRange(0.0, 0.95), default=0.0, show_default=True, help="probability of an input/output stall per cycle")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@click.option("--waves", is_flag=True, help="dump an FST waveform into BUILD_DIR/sim_build")
+def sim(build_dir, dataset, limit, n_random, stall, seed, as_json, waves):
+    """RTL-simulate a built design (Verilator) on N frames back to back; check every output against the golden model."""
+    from . import data
+    from .sim import run_sim
+
+    if n_random is not None and (dataset is not None or limit is not None):
+        raise click.UsageError("--random excludes --dataset/--limit")
+    labels = None
+    if n_random is not None:
+        rng = np.random.default_rng(seed)
+        from .sim import load_design
+
+        net, _, _ = load_design(build_dir)
+        pixels = rng.integers(0, 256, size=(n_random, *net.input.out_shape), dtype=np.uint8)
+    else:
+        pixels, labels = data.load_test(dataset, limit or 10)
+    res = run_sim(build_dir, pixels, labels, stall=stall, waves=waves, seed=seed)
+    if as_json:
+        keys = ("images", "mismatches", "top1", "cycles_per_frame", "latency_cycles", "fps_at_clock")
+        click.echo(json.dumps({k: res[k] for k in keys} | {k: v for k, v in res.items() if k not in keys}))
+    else:
+        click.echo(f"{res['images']} frames, {res['mismatches']} mismatches; {res['cycles_per_frame']} cycles/frame measured "
+                   f"(predicted {res['predicted_cycles_per_frame']}), latency {res['latency_cycles']} cycles, "
+                   f"{res['fps_at_clock']} FPS at clock" + (f", top-1 {100 * res['top1']:.2f} %" if res["top1"] is not None else ""))
+    if res["mismatches"]:
+        sys.exit(1)
+
+
 def _add_optional_commands():
     """Commands implemented in their own modules (registered if present)."""
     import importlib

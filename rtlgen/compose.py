@@ -1,0 +1,360 @@
+"""Composition: one Amaranth top ``rtlgen_top`` built layer by layer from the IR and the plan.
+
+Top-level ports
+---------------
+* ``i``: raw pixels, one pixel per beat (``C`` lanes of uint8, RGB), raster order, ``last`` on the frame's final beat.
+* ``o``: the network output, ``lanes_out`` lanes per beat (8-bit requantized values, or 32-bit raw accumulators for a
+  final dense layer without output quantization), ``last`` on each frame's final beat.
+
+Residual blocks (the seed's idea, see ``cores/conv.py``)
+--------------------------------------------------------
+* *Temporal reuse*: when a conv's merged skip is the input of the conv feeding it (identity shortcut, stride 1,
+  'same' padding), the first conv forwards the centre pixel of its window (port ``centre``) and only a small skip
+  FIFO (:func:`rtlgen.cores.conv.skip_fifo_entries`, about half the paper's) sits in front of the second conv.
+* *Loop merging*: when the skip is a 1x1 projection conv on the same input as the first conv, with the same stride,
+  it is computed inside the first conv on its window centres (port ``proj``).
+* Otherwise the producer's stream is forked and the skip waits in a FIFO sized from the window delays on the
+  longer path (the paper's rule per conv on it).
+
+Every edge gets a lane converter where the producer's lanes differ from what the consumer reads, and a FIFO sized by
+the planner. Submodules are named after the IR layers (``conv3``, ``conv3_skip_fifo``...), so the Verilog hierarchy
+is stable and readable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from . import ir
+from .errors import RtlgenError
+
+
+@dataclass
+class Edge:
+    src: str  # producing layer
+    port: str  # producer port: o | centre | proj
+    dst: str  # consuming layer
+    dport: str  # consumer port: i | a | b | skip
+    lanes_src: int
+    lanes_dst: int
+    channels: int
+    depth: int  # FIFO depth in beats of lanes_dst
+    width: int = 8
+
+
+@dataclass
+class Topology:
+    edges: list[Edge] = field(default_factory=list)
+    centre_of: dict = field(default_factory=dict)  # conv name -> True when its centre port is used
+    proj_of: dict = field(default_factory=dict)  # conv name -> projection layer merged into it
+    merged: set = field(default_factory=set)  # layers computed inside another core
+    skip_bits: dict = field(default_factory=dict)  # consumer -> skip FIFO bits
+
+
+def _same_padded(lay: ir.Conv) -> bool:
+    kh, kw = lay.kernel
+    return kh == kw and kh % 2 == 1 and tuple(lay.pads) == (kh // 2,) * 4 and lay.stride[0] == lay.stride[1]
+
+
+def _input_lanes(lay, lp) -> int:
+    """Lanes a core reads on its main input."""
+    if isinstance(lay, ir.Conv):
+        return lp.ich_par
+    if isinstance(lay, ir.Dense):
+        return lp.ich_par
+    return lp.lanes_out
+
+
+def _out_lanes(lay, lp) -> int:
+    if isinstance(lay, ir.InputStage):
+        return lay.out_shape[2]
+    if isinstance(lay, (ir.Conv, ir.Dense)):
+        return lp.och_par if isinstance(lay, ir.Conv) else lp.lanes_out
+    return lp.lanes_out
+
+
+def _window_delay_pixels(lay: ir.Conv, pix: int) -> int:
+    """Input pixels a conv must see beyond pixel p before it emits output p (its window look-ahead)."""
+    kh, kw = lay.kernel
+    W = lay.in_shape[1]
+    s = lay.stride[0]
+    return (kh // 2) * W + kw // 2 + 2 * pix + (W if s > 1 else 0) + 2
+
+
+def topology(net: ir.Network, plan) -> Topology:
+    from .cores.conv import skip_fifo_entries
+
+    t = Topology()
+    L = {lay.name: lay for lay in net.layers}
+    P = {lp.name: lp for lp in plan.layers}
+    consumers = {lay.name: [c for c in net.layers if lay.name in c.inputs] for lay in net.layers}
+
+    # 1. residual merges: loop merging (projection) and temporal reuse (identity)
+    skip_src: dict[str, tuple[str, str]] = {}
+    for lay in net.layers:
+        if not (isinstance(lay, ir.Conv) and lay.residual is not None):
+            continue
+        a = L[lay.inputs[0]]
+        r = L[lay.residual]
+        if (isinstance(a, ir.Conv) and isinstance(r, ir.Conv) and r.kernel == (1, 1) and not any(r.pads)
+                and r.inputs[0] == a.inputs[0] and tuple(r.stride) == tuple(a.stride) and _same_padded(a)
+                and a.residual is None and [c.name for c in consumers[r.name]] == [lay.name]
+                and a.name not in t.proj_of and len(consumers[a.name]) == 1):
+            t.proj_of[a.name] = r.name
+            t.merged.add(r.name)
+            skip_src[lay.name] = (a.name, "proj")
+            continue
+        if (isinstance(a, ir.Conv) and a.inputs[0] == r.name and tuple(a.stride) == (1, 1) and _same_padded(a)
+                and len(consumers[a.name]) == 1 and not t.centre_of.get(a.name)):
+            t.centre_of[a.name] = True
+            skip_src[lay.name] = (a.name, "centre")
+            continue
+        skip_src[lay.name] = (r.name, "o")
+
+    # 2. edges
+    for lay in net.layers:
+        if isinstance(lay, ir.InputStage) or lay.name in t.merged:
+            continue
+        lp = P[lay.name]
+        ins = [lay.inputs[0]]
+        ports = ["i"]
+        if isinstance(lay, ir.Add):
+            ins, ports = list(lay.inputs), ["a", "b"]
+        for src, dport in zip(ins, ports):
+            s = L[src]
+            lanes_src = _out_lanes(s, P[src])
+            lanes_dst = _input_lanes(lay, lp) if dport == "i" else lp.lanes_out
+            C = s.out_shape[2]
+            width = 32 if (s.out_q is None) else 8
+            depth = max(P[src].fifo_depth, 2)
+            if isinstance(lay, ir.Add):
+                depth = max(depth, _add_skip_depth(net, lay, src, lanes_dst, P))
+            t.edges.append(Edge(src, "o", lay.name, dport, lanes_src, lanes_dst, C, depth, width))
+        if isinstance(lay, ir.Conv) and lay.residual is not None:
+            src, port = skip_src[lay.name]
+            s = L[src]
+            O = lay.out_shape[2]
+            if port == "centre":
+                lanes_src = P[src].ich_par
+            elif port == "proj":
+                lanes_src = P[lay.residual].och_par
+            else:
+                lanes_src = _out_lanes(s, P[src])
+            R = math.ceil(O / lp.och_par)
+            W = lay.out_shape[1]
+            kh, kw = lay.kernel
+            if port in ("centre", "proj"):
+                entries = skip_fifo_entries(W, O, kh, kw, lp.och_par, temporal_reuse=True, pix=lp.pix_par)
+            else:
+                entries = _generic_skip_entries(net, lay, src, P)
+            pixels = math.ceil(entries / O)
+            depth = pixels * R + R + 2
+            t.skip_bits[lay.name] = depth * lp.och_par * 8
+            t.edges.append(Edge(src, port, lay.name, "skip", lanes_src, lp.och_par, O, depth))
+        if isinstance(lay, ir.Add):
+            H, W, C = lay.out_shape
+            t.skip_bits[lay.name] = max(e.depth for e in t.edges if e.dst == lay.name) * lp.lanes_out * 8
+    return t
+
+
+def _path_delay(net, frm: str, to: str, P) -> int:
+    """Sum of window delays (pixels) of the convs on the longest path frm -> to (exclusive of frm)."""
+    L = {lay.name: lay for lay in net.layers}
+    memo = {}
+
+    def d(name):
+        if name == frm:
+            return 0
+        if name in memo:
+            return memo[name]
+        lay = L[name]
+        best = None
+        for i in lay.inputs:
+            v = d(i)
+            if v is not None:
+                best = v if best is None else max(best, v)
+        if best is not None and isinstance(lay, ir.Conv):
+            best += _window_delay_pixels(lay, P[name].pix_par)
+        elif best is not None and isinstance(lay, ir.Pool) and not lay.is_global:
+            best += lay.kernel[0] * lay.in_shape[1] + 2
+        memo[name] = best
+        return best
+
+    return d(to) or 0
+
+
+def _generic_skip_entries(net, lay: ir.Conv, src: str, P) -> int:
+    """Skip FIFO entries for a merged residual without reuse: the window delays on the main path (paper's rule)."""
+    delay = _path_delay(net, src, lay.inputs[0], P) + _window_delay_pixels(lay, P[lay.name].pix_par)
+    return delay * lay.out_shape[2] + P[lay.name].och_par + 1
+
+
+def _add_skip_depth(net, lay: ir.Add, src: str, lanes: int, P) -> int:
+    """FIFO beats on one input of a standalone add: the other path's extra window delay, at the add's resolution."""
+    other = [i for i in lay.inputs if i != src][0]
+    # common ancestor: walk up from both
+    anc = _ancestors(net, src)
+    common = [a for a in _ancestors(net, other) if a in anc]
+    if not common:
+        return 2
+    root = common[0]
+    d_self = _path_delay(net, root, src, P)
+    d_other = _path_delay(net, root, other, P)
+    H, W, C = lay.out_shape
+    extra = max(0, d_other - d_self) + W + 4
+    return extra * math.ceil(C / lanes) + 4
+
+
+def _ancestors(net, name):
+    L = {lay.name: lay for lay in net.layers}
+    out, stack = [], [name]
+    while stack:
+        n = stack.pop(0)
+        if n in out:
+            continue
+        out.append(n)
+        stack.extend(L[n].inputs)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _make_core(lay, lp, topo: Topology, net, P):
+    from .cores.add import AddCore
+    from .cores.conv import Conv
+    from .cores.dense import DenseCore
+    from .cores.pool import PoolCore
+
+    if isinstance(lay, ir.InputStage):
+        from .cores.input_stage import InputStageCore
+
+        return InputStageCore.from_layer(lay)
+    if isinstance(lay, ir.Conv):
+        proj = net[topo.proj_of[lay.name]] if lay.name in topo.proj_of else None
+        kw = {}
+        if proj is not None:
+            pp = P[proj.name]
+            kw = dict(proj_och_par=pp.och_par, proj_pix_par=1, proj_storage=pp.storage)
+        return Conv(lay, ich_par=lp.ich_par, och_par=lp.och_par, pix_par=lp.pix_par, packing=lp.packing,
+                    storage=lp.storage, centre=bool(topo.centre_of.get(lay.name)), proj=proj, **kw)
+    if isinstance(lay, ir.Dense):
+        return DenseCore.from_layer(lay, lanes_in=lp.ich_par, och_par=lp.och_par, ich_par=lp.ich_par,
+                                    lanes_out=lp.lanes_out, storage="auto" if lp.storage != "lut" else "logic")
+    if isinstance(lay, ir.Pool):
+        return PoolCore.from_layer(lay, lanes=lp.lanes_out)
+    if isinstance(lay, ir.Add):
+        return AddCore.from_layer(lay, lanes=lp.lanes_out)
+    if isinstance(lay, ir.ShortcutA):
+        from .cores.shortcut_a import ShortcutACore
+
+        return ShortcutACore.from_layer(lay, lanes=lp.lanes_out)
+    if isinstance(lay, ir.Requantize):
+        from .cores.requant_core import RequantCore
+
+        return RequantCore.from_layer(lay, lanes=lp.lanes_out)
+    raise RtlgenError(f"layer {lay.name!r}: no core for op {lay.kind!r}")
+
+
+class RtlgenTop(wiring.Component):
+    """The whole network as one streaming component (see the module docstring for its ports)."""
+
+    def __init__(self, net: ir.Network, plan):
+        from .cores.stream import act_signature
+
+        self.net, self.plan = net, plan
+        self.topo = topology(net, plan)
+        P = {lp.name: lp for lp in plan.layers}
+        self.P = P
+        out = net[net.output]
+        self.out_lanes = _out_lanes(out, P[out.name])
+        self.out_width = 32 if out.out_q is None else 8
+        C = net.input.out_shape[2]
+        super().__init__({"i": In(act_signature(C)), "o": Out(act_signature(self.out_lanes, self.out_width))})
+
+    def elaborate(self, platform):
+        from .cores.adapters import LaneConverter
+        from .cores.fifo import StreamFIFO
+        from .cores.fork import Fork
+
+        m = Module()
+        net, P, topo = self.net, self.P, self.topo
+        cores = {}
+        for lay in net.layers:
+            if lay.name in topo.merged:
+                continue
+            core = _make_core(lay, P[lay.name], topo, net, P)
+            cores[lay.name] = core
+            m.submodules[lay.name] = core
+        # group edges by (src, port) for forks
+        groups: dict[tuple[str, str], list[Edge]] = {}
+        for e in topo.edges:
+            groups.setdefault((e.src, e.port), []).append(e)
+        for (src, port), edges in groups.items():
+            prod = getattr(cores[src], port)
+            if len(edges) > 1:
+                fk = Fork(prod.payload.shape(), len(edges))
+                m.submodules[f"{src}_{port}_fork"] = fk
+                wiring.connect(m, prod, fk.i)
+                outs = [fk.out(k) for k in range(len(edges))]
+            else:
+                outs = [prod]
+            for e, s in zip(edges, outs):
+                tag = f"{e.dst}_{e.dport}"
+                if e.lanes_src != e.lanes_dst:
+                    lc = LaneConverter(e.channels, e.lanes_src, e.lanes_dst, width=e.width)
+                    m.submodules[f"{tag}_lanes"] = lc
+                    wiring.connect(m, s, lc.i)
+                    s = lc.o
+                ff = StreamFIFO(e.depth, lanes=e.lanes_dst, width=e.width)
+                m.submodules[f"{tag}_fifo"] = ff
+                wiring.connect(m, s, ff.i)
+                wiring.connect(m, ff.o, getattr(cores[e.dst], e.dport))
+        wiring.connect(m, wiring.flipped(self.i), cores[net.input.name].i)
+        wiring.connect(m, cores[net.output].o, wiring.flipped(self.o))
+        return m
+
+    def manifest(self) -> dict:
+        net = self.net
+        H, W, C = net.input.out_shape
+        out = net[net.output]
+        return {
+            "top": "rtlgen_top",
+            "input": {"port": "i", "lanes": C, "width": 8, "pixels": H * W, "beats_per_frame": H * W, "shape": [H, W, C]},
+            "output": {"port": "o", "lanes": self.out_lanes, "width": self.out_width, "values": out.out_shape[2],
+                       "beats_per_frame": math.ceil(out.out_shape[2] / self.out_lanes),
+                       "signed": bool(out.out_q.signed) if out.out_q is not None else True},
+            "skip_fifo_bits": self.topo.skip_bits,
+            "merged": {"loop_merged_projections": self.topo.proj_of,
+                       "temporal_reuse": [k for k, v in self.topo.centre_of.items() if v]},
+        }
+
+
+def write_rtl(net: ir.Network, plan, out_dir: Path, progress=None) -> dict:
+    """Elaborate ``rtlgen_top`` and write ``rtlgen_top.v``, ``manifest.json`` and per-layer weight images."""
+    from .simulate import verilog_text
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    top = RtlgenTop(net, plan)
+    man = top.manifest()
+    (out_dir / "rtlgen_top.v").write_text(verilog_text(top, "rtlgen_top"))
+    (out_dir / "manifest.json").write_text(json.dumps(man, indent=1))
+    wdir = out_dir / "weights"
+    wdir.mkdir(exist_ok=True)
+    for lay in net.layers:
+        if isinstance(lay, (ir.Conv, ir.Dense)):
+            w = lay.weights.reshape(lay.weights.shape[0], -1)
+            with open(wdir / f"{lay.name}.hex", "w") as f:
+                f.write(f"// {lay.name}: {w.shape[0]} outputs x {w.shape[1]} int8 weights (O, Kh, Kw, C order), then int32 biases\n")
+                for row in w:
+                    f.write(" ".join(f"{int(v) & 0xFF:02x}" for v in row) + "\n")
+                f.write(" ".join(f"{int(b) & 0xFFFFFFFF:08x}" for b in lay.bias) + "\n")
+    return man
