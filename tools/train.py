@@ -189,6 +189,7 @@ def param_groups(model, wd):
 
 def main(argv=None):
     args = parse_args(argv)
+    t_start = time.time()
     import torch
     import torch.nn.functional as F
 
@@ -321,7 +322,8 @@ def main(argv=None):
             best = acc
             torch.save(ck, best_p)
     final = history[-1]["test_top1"]
-    print(f"done: final top-1 {final:.2f} %, best {best:.2f} %, training wall time {t_used / 60:.1f} min", flush=True)
+    print(f"done: final top-1 {final:.2f} %, best {best:.2f} %, training wall time {t_used / 60:.1f} min over all "
+          f"epochs (this process: {(time.time() - t_start) / 60:.1f} min)", flush=True)
     if args.export:
         export(model, args.export, args.export_qcdq, info(len(history) - 1, final))
     return final
