@@ -153,6 +153,7 @@ class _Importer:
         self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
         self.input: GraphInput | None = None
         self.input_layer: ir.InputStage | None = None
+        self.half_slices: dict[str, tuple[set, int]] = {}  # ShortcutA subsampled on one axis only so far
 
     # --- helpers -------------------------------------------------------------------------------------------------
     def uname(self, kind):
@@ -474,7 +475,7 @@ class _Importer:
                 if x.q.lo >= qt.lo and x.q.hi <= qt.hi:
                     return x  # identity (e.g. Q after DQ with the same parameters)
                 return self.requant_act(node, x, qt, 1, 0, mode)
-            m, sh = fixed_point_multiplier(x.q.scale / qt.scale)
+            m, sh = fixed_point_multiplier(_ratio(x.q.scale, qt.scale))
             return self.requant_act(node, x, qt, int(m), int(sh), mode)
         raise _err(node, "quantizes an unsupported value")
 
@@ -594,7 +595,7 @@ class _Importer:
         pads = self._pads(node, a, (kh, kw), strides, (H, W))
         Ho = (H + pads[0] + pads[2] - kh) // strides[0] + 1
         Wo = (W + pads[1] + pads[3] - kw) // strides[1] + 1
-        acc_scale = x.q.scale * ws
+        acc_scale = _f32mul(x.q.scale, ws)
         bias, bbits = self._bias(node, 2, acc_scale, O)
         wt = q.transpose(0, 2, 3, 1).astype(np.int64)  # O, kh, kw, C
         bias = bias - x.q.zero_point * wt.reshape(O, -1).sum(1)
@@ -643,7 +644,7 @@ class _Importer:
         wm = q if transB else q.T  # O, Cin (logical input order)
         wm = self._permute_dense_columns(node, x, wm.astype(np.int64))
         O = wm.shape[0]
-        acc_scale = x.q.scale * ws
+        acc_scale = _f32mul(x.q.scale, ws)
         bias, bbits = self._bias(node, bias_idx, acc_scale, O) if bias_idx is not None else (np.zeros(O, np.int64), 32)
         bias = bias - x.q.zero_point * wm.sum(1)
         p = Pending("dense", node.name, (1, O), acc_scale, dict(weights=wm, bias=bias, w_scale=ws, bias_bits=bbits), [x], nodes=[node.name])
@@ -905,12 +906,30 @@ class _Importer:
         if not sub:
             self.out(node, x)
             return
-        st = sub.get(2, 1)
-        if sub.get(3, 1) != st:
+        # exporters write x[:, :, ::2, ::2] as one Slice on both axes or as two single-axis Slices (often with a
+        # Q/DQ pair between them): a single-axis subsample of a fresh single-axis ShortcutA completes it
+        prev = next((lay for lay in self.layers if lay.name == x.layer), None)
+        half = self.half_slices.get(x.layer)
+        if half is not None and isinstance(prev, ir.ShortcutA) and len(sub) == 1:
+            (ax, st), = sub.items()
+            if ax in half[0] or st != half[1] or any(x.layer in lay.inputs for lay in self.layers):
+                raise _err(node, "unsupported chain of subsampling slices")
+            Hp, Wp, Cp = prev.in_shape
+            Ho, Wo = -(-Hp // st), -(-Wp // st)
+            prev.out_shape = (Ho, Wo, Cp)
+            prev.source_nodes.append(node.name)
+            del self.half_slices[x.layer]
+            self.out(node, Act(prev.name, x.q, (1, Cp, Ho, Wo), x.axes))
+            return
+        st = max(sub.values())
+        if len(sub) == 2 and sub[2] != sub[3]:
             raise _err(node, "unequal subsampling strides on H and W")
-        Ho, Wo = -(-H // st), -(-W // st)
+        Ho = -(-H // st) if 2 in sub else H
+        Wo = -(-W // st) if 3 in sub else W
         lay = self.add_layer(ir.ShortcutA(self.uname("shortcut"), [x.layer], (H, W, C), (Ho, Wo, C), x.q, [node.name],
                                           stride=st, pad_value=x.q.zero_point))
+        if len(sub) == 1:
+            self.half_slices[lay.name] = (set(sub), st)
         self.out(node, Act(lay.name, x.q, (1, C, Ho, Wo), x.axes))
 
     def op_Pad(self, node):
@@ -936,8 +955,8 @@ class _Importer:
         qv = int(round(qv))
         H, W, C = _hwc(x)
         Co = C + full[1] + full[1 + n]
-        lay = self.layers[-1] if self.layers else None
-        if isinstance(lay, ir.ShortcutA) and lay.name == x.layer and lay.pad_before == lay.pad_after == 0 and qv == lay.pad_value \
+        lay = next((lay for lay in self.layers if lay.name == x.layer), None)
+        if isinstance(lay, ir.ShortcutA) and lay.name == x.layer and x.layer not in self.half_slices and lay.pad_before == lay.pad_after == 0 and qv == lay.pad_value \
                 and not any(x.layer in other.inputs for other in self.layers):
             lay.pad_before, lay.pad_after = full[1], full[1 + n]
             lay.out_shape = (H, W, Co)
@@ -1130,10 +1149,10 @@ class _Importer:
         if p.kind in ("conv", "dense"):
             x = p.inputs[0]
             O = p.acc_scale.size
-            m, sh = fixed_point_multiplier(p.acc_scale / qt.scale)
+            m, sh = fixed_point_multiplier(_ratio(p.acc_scale, qt.scale))
             res_m = None
             if p.residual is not None:
-                rm, rsh = fixed_point_multiplier(np.full(O, p.residual.q.scale / qt.scale))
+                rm, rsh = fixed_point_multiplier(np.full(O, _ratio(p.residual.q.scale, qt.scale)))
                 shc = np.maximum(sh, rsh)
                 m, res_m = m << (shc - sh), rm << (shc - rsh)
                 sh = shc
@@ -1160,7 +1179,7 @@ class _Importer:
             return Act(name, out_q, (1, O), ("N", "F"), ("C", "H", "W"))
         if p.kind == "add":
             a, b = p.inputs
-            (ma, sa), (mb, sb) = fixed_point_multiplier(a.q.scale / qt.scale), fixed_point_multiplier(b.q.scale / qt.scale)
+            (ma, sa), (mb, sb) = fixed_point_multiplier(_ratio(a.q.scale, qt.scale)), fixed_point_multiplier(_ratio(b.q.scale, qt.scale))
             sh = max(int(sa), int(sb))
             ma, mb = int(ma) << (sh - int(sa)), int(mb) << (sh - int(sb))
             H, W, C = _hwc(a)
@@ -1170,7 +1189,7 @@ class _Importer:
         if p.kind == "avgpool":
             x = p.inputs[0]
             pr = p.params
-            m, sh = fixed_point_multiplier(x.q.scale / (qt.scale * pr["divisor"]))
+            m, sh = fixed_point_multiplier(_ratio(x.q.scale, _f32mul(qt.scale, pr["divisor"])))
             rq = ir.Requant(np.atleast_1d(m), np.atleast_1d(sh), qt.zero_point, lo, hi, mode)
             H, W, C = _hwc(x)
             _, _, Ho, Wo = p.shape
@@ -1190,6 +1209,9 @@ class _Importer:
                 raise _err(node, "requantization product exceeds 63 bits")
 
     def _finish(self) -> ir.Network:
+        for name in self.half_slices:
+            lay = next(lay for lay in self.layers if lay.name == name)
+            raise ModelError(f"node {lay.source_nodes[0]!r} (Slice): subsamples only one spatial axis (option A needs both)")
         out_name = self.graph.output[0].name
         v = self.env.get(out_name)
         while isinstance(v, SoftmaxOf):
@@ -1254,6 +1276,21 @@ def _bcast(scale, zp, ndim, axis):
         return scale.reshape(-1).reshape(shape) if scale.size > 1 else scale.reshape(-1)[0], \
             zp.reshape(-1).reshape(shape) if zp.size > 1 else zp.reshape(-1)[0]
     return scale.reshape(-1)[0], zp.reshape(-1)[0]
+
+
+def _f32mul(a, b):
+    """Scale product in float32, as the source runtimes compute it (ONNX Runtime: ``X_scale * W_scale``)."""
+    return (np.float32(a) * np.asarray(b, dtype=np.float32)).astype(np.float64)
+
+
+def _ratio(num, den):
+    """Requantization ratio in float32 (``acc_scale / out_scale``), as ONNX Runtime's QLinear kernels compute it.
+
+    A float32 ratio has a 24-bit significand, so the 24-bit fixed-point multiplier represents it exactly; the only
+    remaining difference to ONNX Runtime is its float32 rounding of the product ``acc * ratio`` (the golden model
+    computes that product exactly). With power-of-two scales everything is exact either way.
+    """
+    return (np.asarray(num, dtype=np.float32) / np.float32(den)).astype(np.float64)
 
 
 def _close(a, b):
