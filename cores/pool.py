@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Pooling cores: max / average K x K pooling with stride and padding (line-buffered, separable), global average and
 global max pooling. Bit-exact to ``rtlgen.golden.run_pool``.
 

@@ -1,12 +1,13 @@
+# amaranth: UnusedElaboratable=no
 """Plumbing cores: stream FIFO, skid buffer, lane-width converters.
 
-One Verilator build holds all of them (a :class:`frame_bench.Bundle`); each gets random stalls on both sides over
-back-to-back frames, a reset mid-frame, and a no-stall throughput measurement against its cycle model.
+Each gets random stalls on both sides over back-to-back frames, a reset mid-frame, and a no-stall throughput
+measurement against its cycle model (cores live in the shared ``default`` design of :mod:`frame_bench`).
 """
 
 import numpy as np
 
-from frame_bench import build, run_bench
+from frame_bench import job, register, run_jobs, shared_design
 from rtlgen.cores.adapters import LaneConverter
 from rtlgen.cores.fifo import SkidBuffer, StreamFIFO
 from rtlgen.cores.stream import frame_to_beats
@@ -20,31 +21,35 @@ CONVERTERS = {
 }
 
 
+def _conv(shape, li, lo, flat):
+    H, W, C = shape
+    return LaneConverter(C, li, lo, c_out=H * W * C if flat else C)
+
+
+register("default", "plumb_fifo", lambda: StreamFIFO(depth=4, lanes=2))
+register("default", "plumb_skid", lambda: SkidBuffer(lanes=2))
+for _n, _c in CONVERTERS.items():
+    register("default", f"plumb_{_n}", lambda c=_c: _conv(*c))
+
+
 def _frames(rng, shape, n):
     return [rng.integers(-128, 128, size=shape) for _ in range(n)]
 
 
-def test_plumbing(tmp_path):
+def test_plumbing(tmp_path, tmp_path_factory):
+    design = shared_design("default", tmp_path_factory)
     rng = np.random.default_rng(1)
-    cores = {"fifo": StreamFIFO(depth=4, lanes=2), "skid": SkidBuffer(lanes=2)}
-    for n, (shape, li, lo, flat) in CONVERTERS.items():
-        H, W, C = shape
-        cores[n] = LaneConverter(C, li, lo, c_out=H * W * C if flat else C)
-    v = build(tmp_path, cores, "plumbing")
-
+    jobs = []
     shape, lanes = (3, 4, 5), 2
     words = [frame_to_beats(f, lanes) for f in _frames(rng, shape, 3)]
     for n in ("fifo", "skid"):
-        res = run_bench(tmp_path, v, "plumbing", {"i": words}, words, prefix=f"{n}_", last_bit=lanes * 8,
-                        model=cores[n].cycles_per_frame(len(words[0])))
-        assert res["measured"] == len(words[0]), n
-
+        jobs.append(job(n, {"i": words}, words, prefix=f"plumb_{n}_", last_bit=lanes * 8, model=len(words[0])))
     for n, (shape, li, lo, flat) in CONVERTERS.items():
         H, W, C = shape
-        c_out = cores[n].c_out
+        core = _conv(shape, li, lo, flat)
         frames = _frames(rng, shape, 3)
         ins = [frame_to_beats(f, li) for f in frames]
-        outs = [frame_to_beats(f.reshape(1, -1, c_out), lo) for f in frames]
-        res = run_bench(tmp_path, v, "plumbing", {"i": ins}, outs, prefix=f"{n}_", last_bit=lo * 8,
-                        model=cores[n].cycles_per_frame(H * W))
-        assert res, n
+        outs = [frame_to_beats(f.reshape(1, -1, core.c_out), lo) for f in frames]
+        jobs.append(job(n, {"i": ins}, outs, prefix=f"plumb_{n}_", last_bit=lo * 8, model=core.cycles_per_frame(H * W)))
+    res = run_jobs(tmp_path, design, jobs)
+    assert set(res) == {j["name"] for j in jobs}

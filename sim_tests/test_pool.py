@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Pooling cores (windowed max/avg, global avg/max) vs ``golden.run_pool``, bit-exact, under random stalls, reset
 mid-frame, back-to-back frames, and throughput vs the cycle model. One Verilator build per bundle of configurations.
 """
@@ -5,7 +6,7 @@ mid-frame, back-to-back frames, and throughput vs the cycle model. One Verilator
 import numpy as np
 import pytest
 
-from frame_bench import build, run_bench
+from frame_bench import build, job, register, run_jobs, shared_design
 from rtlgen import golden, ir
 from rtlgen.cores.pool import PoolCore
 from rtlgen.cores.stream import frame_to_beats
@@ -47,30 +48,32 @@ SLOW = {
 }
 
 
-def _check_bundle(tmp_path, configs, name, nframes=3):
+for _n, (_layer, _lanes) in DEFAULT.items():
+    register("default", f"pool_{_n}", lambda layer=_layer, lanes=_lanes: PoolCore.from_layer(layer, lanes))
+
+
+def _jobs(configs, nframes=3):
     rng = np.random.default_rng(0)
-    cores = {n: PoolCore.from_layer(layer, lanes) for n, (layer, lanes) in configs.items()}
-    v = build(tmp_path, cores, name)
-    results = {}
+    jobs = []
     for n, (layer, lanes) in configs.items():
         q = layer.in_q
         xs = [rng.integers(q.lo, q.hi + 1, size=layer.in_shape) for _ in range(nframes)]
         xs[1][...] = q.hi  # saturation corner: a constant max-valued frame
         exp = [golden.run_pool(layer, x[None])[0] for x in xs]
-        ins = [frame_to_beats(x, lanes) for x in xs]
-        outs = [frame_to_beats(e, lanes) for e in exp]
-        core = cores[n]
+        core = PoolCore.from_layer(layer, lanes)
         assert exp[0].shape == core.out_shape, n
-        results[n] = run_bench(tmp_path, v, name, {"i": ins}, outs, prefix=f"{n}_", last_bit=lanes * 8,
-                               model=core.cycles_per_frame())
-    return results
+        jobs.append(job(n, {"i": [frame_to_beats(x, lanes) for x in xs]}, [frame_to_beats(e, lanes) for e in exp],
+                        prefix=f"pool_{n}_", last_bit=lanes * 8, model=core.cycles_per_frame()))
+    return jobs
 
 
-def test_pool(tmp_path):
-    res = _check_bundle(tmp_path, DEFAULT, "pools")
+def test_pool(tmp_path, tmp_path_factory):
+    res = run_jobs(tmp_path, shared_design("default", tmp_path_factory), _jobs(DEFAULT))
     assert set(res) == set(DEFAULT)
 
 
 @pytest.mark.slow
 def test_pool_sweep(tmp_path):
-    _check_bundle(tmp_path, SLOW, "pools_sweep")
+    cores = {f"pool_{n}": PoolCore.from_layer(layer, lanes) for n, (layer, lanes) in SLOW.items()}
+    res = run_jobs(tmp_path, build(tmp_path, cores, "pool_sweep"), _jobs(SLOW))
+    assert set(res) == set(SLOW)

@@ -1,0 +1,220 @@
+"""Dense (fully connected) core: matrix-vector product with weights in a ROM, int32 accumulation, bias and optional
+requantization. Bit-exact to ``rtlgen.golden.run_dense``.
+
+Stream contract (:class:`DenseCore`)
+------------------------------------
+* ``i``: one ``H x W x C`` frame per ``last`` (:mod:`rtlgen.cores.stream`, ``lanes_in`` 8-bit lanes, int8 or
+  uint8). The input vector is the frame in stream order (NHWC flatten, ``N = H*W*C`` values), as in the golden model.
+* ``o``: one ``1 x 1 x O`` frame per input frame, ``lanes_out`` lanes; 8-bit lanes holding
+  ``clamp(rshift_round(acc[o] * m[o], sh[o]) + zp_out, lo, hi)`` (per-channel requant), or with ``requant=None``
+  32-bit lanes holding the raw int32 accumulator ``acc[o] = bias[o] + sum_n w[o, n] * x[n]``.
+* Parallelism: ``och_par`` outputs x ``ich_par`` inputs per cycle (``och_par * ich_par`` multipliers); neither has
+  to divide ``O`` or ``N`` (tail weights are zero). An internal lane converter regroups the input into ``ich_par``
+  values per beat; for each input group the engine cycles over the ``ceil(O / och_par)`` output groups, reading
+  one ROM word (``och_par * ich_par`` weights) per cycle and updating ``och_par`` accumulators (a memory of
+  ``ceil(O / och_par)`` words). The final input group's results are requantized and leave ``och_par`` per beat,
+  pass a FIFO of ``ceil(O / och_par) + 1`` beats (the burst drains while the next frame computes) and are regrouped
+  to ``lanes_out`` lanes.
+* Latency: 6 cycles after the frame's final input group. Cycles per frame without stalls:
+  :meth:`DenseCore.cycles_per_frame` = ``max(ceil(N/ich_par) * ceil(O/och_par), input beats, output beats)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .adapters import LaneConverter
+from .fifo import StreamFIFO
+from .add import lane, normalize_requant, requant_value, tree_reduce
+from .stream import act_signature, beats_per_pixel
+
+__all__ = ["DenseCore"]
+
+ACC_BITS = 32
+
+
+class DenseCore(wiring.Component):
+    def __init__(self, in_shape, weights, bias, *, lanes_in: int = 1, och_par: int = 1, ich_par: int = 1,
+                 lanes_out: int = 1, in_signed: bool = True, requant=None, storage: str = "auto"):
+        """``weights`` int [O, N] (int8 range), ``bias`` int [O]; ``requant``: ``(m, sh, zp_out, lo, hi[, rounding])``
+        or None for a raw int32 output. ``storage``: ``auto`` (ROM memory, BRAM/LUTRAM by size), ``logic``."""
+        self.in_shape = tuple(int(x) for x in in_shape)
+        H, W, C = self.in_shape
+        self.weights = np.asarray(weights, dtype=np.int64)
+        self.bias = np.asarray(bias, dtype=np.int64).reshape(-1)
+        O, N = self.weights.shape
+        if N != H * W * C:
+            raise ValueError(f"dense weights have {N} inputs, the input frame {self.in_shape} has {H * W * C}")
+        if self.weights.min(initial=0) < -128 or self.weights.max(initial=0) > 127:
+            raise ValueError("dense weights must be int8")
+        if len(self.bias) != O:
+            raise ValueError(f"dense bias has {len(self.bias)} entries for {O} outputs")
+        self.O, self.N = O, N
+        self.lanes_in, self.Po, self.Pi, self.lanes_out = lanes_in, och_par, ich_par, lanes_out
+        self.in_signed, self.requant, self.storage = in_signed, requant, storage
+        self.G = math.ceil(N / ich_par)
+        self.n_og = math.ceil(O / och_par)
+        self.out_width = 8 if requant is not None else ACC_BITS
+        lo_x, hi_x = (-128, 127) if in_signed else (0, 255)
+        pos, neg = np.where(self.weights > 0, self.weights, 0), np.where(self.weights < 0, self.weights, 0)
+        acc_hi = self.bias + pos.sum(1) * hi_x + neg.sum(1) * lo_x
+        acc_lo = self.bias + pos.sum(1) * lo_x + neg.sum(1) * hi_x
+        if acc_hi.max(initial=0) >= 1 << (ACC_BITS - 1) or acc_lo.min(initial=0) < -(1 << (ACC_BITS - 1)):
+            raise ValueError("dense accumulator may overflow int32")
+        super().__init__({"i": In(act_signature(lanes_in)), "o": Out(act_signature(lanes_out, self.out_width))})
+
+    @classmethod
+    def from_layer(cls, layer, lanes_in=1, och_par=1, ich_par=1, lanes_out=1, storage="auto"):
+        rq = layer.requant
+        req = None if rq is None else (rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding)
+        return cls(layer.in_shape, layer.weights, layer.bias, lanes_in=lanes_in, och_par=och_par, ich_par=ich_par,
+                   lanes_out=lanes_out, in_signed=layer.in_q.signed, requant=req, storage=storage)
+
+    def cycles_per_frame(self) -> int:
+        H, W, C = self.in_shape
+        return max(self.G * self.n_og, H * W * beats_per_pixel(C, self.lanes_in), beats_per_pixel(self.O, self.lanes_out))
+
+    latency = 6
+
+    def rom_words(self) -> list[int]:
+        Po, Pi = self.Po, self.Pi
+        wp = np.zeros((self.n_og * Po, self.G * Pi), dtype=np.int64)
+        wp[: self.O, : self.N] = self.weights
+        words = []
+        for gi in range(self.G):
+            for go in range(self.n_og):
+                blk = wp[go * Po : (go + 1) * Po, gi * Pi : (gi + 1) * Pi].reshape(-1)  # j-major, i-minor
+                w = 0
+                for k, v in enumerate(blk):
+                    w |= (int(v) & 0xFF) << (8 * k)
+                words.append(w)
+        return words
+
+    def elaborate(self, platform):
+        m = Module()
+        Po, Pi, G, n_og, O = self.Po, self.Pi, self.G, self.n_og, self.O
+        H, W, C = self.in_shape
+        m.submodules.gather = conv = LaneConverter(C, self.lanes_in, Pi, c_out=self.N)
+        wiring.connect(m, wiring.flipped(self.i), conv.i)
+        # the final group's n_og result beats come in a burst: a FIFO lets them drain at the output rate while the
+        # engine goes on with the next frame
+        m.submodules.results = rf = StreamFIFO(depth=n_og + 1, lanes=Po, width=self.out_width)
+        m.submodules.scatter = outc = LaneConverter(O, Po, self.lanes_out, width=self.out_width)
+        wiring.connect(m, rf.o, outc.i)
+        wiring.connect(m, outc.o, wiring.flipped(self.o))
+
+        c2_valid = Signal()
+        en = Signal()
+        m.d.comb += en.eq(~c2_valid | rf.i.ready)
+
+        # sequencer: input group gi, output group go
+        gi = Signal(range(max(G, 2)))
+        go = Signal(range(max(n_og, 2)))
+        addr = Signal(range(max(G * n_og, 2)))
+        issue = en & conv.o.valid
+        m.d.comb += conv.o.ready.eq(en & (go == n_og - 1))
+        final = (gi == G - 1) | conv.o.payload.last
+        with m.If(issue):
+            with m.If(go == n_og - 1):
+                m.d.sync += go.eq(0)
+                with m.If(final):
+                    m.d.sync += [gi.eq(0), addr.eq(0)]
+                with m.Else():
+                    m.d.sync += [gi.eq(gi + 1), addr.eq(addr + 1)]
+            with m.Else():
+                m.d.sync += [go.eq(go + 1), addr.eq(addr + 1)]
+
+        # stage B: ROM word + accumulator read arrive; x registered
+        b_valid, b_first, b_final = Signal(), Signal(), Signal()
+        b_go = Signal.like(go)
+        b_x = Signal(Pi * 8)
+        with m.If(en):
+            m.d.sync += [b_valid.eq(issue), b_first.eq(gi == 0), b_final.eq(final), b_go.eq(go),
+                         b_x.eq(conv.o.payload.data)]
+        words = self.rom_words()
+        wbits = Po * Pi * 8
+        wword = Signal(wbits)
+        if len(words) == 1:
+            m.d.comb += wword.eq(words[0])
+        else:
+            m.submodules.weights = rom = memory.Memory(shape=unsigned(wbits), depth=len(words), init=words)
+            rp = rom.read_port()
+            m.d.comb += [rp.addr.eq(addr), rp.en.eq(en), wword.eq(rp.data)]
+
+        aw = ACC_BITS
+        acc_rd = Signal(Po * aw)
+        acc_new = Signal(Po * aw)
+        acc_we = en & b_valid
+        if n_og == 1:
+            acc_reg = Signal(Po * aw)
+            with m.If(acc_we):
+                m.d.sync += acc_reg.eq(acc_new)
+            m.d.comb += acc_rd.eq(acc_reg)
+        else:
+            m.submodules.acc = accm = memory.Memory(shape=unsigned(Po * aw), depth=n_og, init=[])
+            wp = accm.write_port()
+            rp2 = accm.read_port(transparent_for=(wp,))
+            m.d.comb += [rp2.addr.eq(go), rp2.en.eq(en), acc_rd.eq(rp2.data),
+                         wp.addr.eq(b_go), wp.data.eq(acc_new), wp.en.eq(acc_we)]
+
+        xs = [lane(b_x, i, 8, self.in_signed) for i in range(Pi)]
+        bias_p = np.zeros(n_og * Po, dtype=np.int64)
+        bias_p[:O] = self.bias
+        news = []
+        for j in range(Po):
+            prods = []
+            for i in range(Pi):
+                w = wword[(j * Pi + i) * 8 : (j * Pi + i + 1) * 8].as_signed()
+                p = Signal(signed(17), name=f"prod{j}_{i}")
+                m.d.comb += p.eq(xs[i] * w)
+                prods.append(p)
+            dot = tree_reduce(prods, lambda a, b: a + b)
+            bj = [int(bias_p[g * Po + j]) for g in range(n_og)]
+            if len(set(bj)) == 1:
+                bval = Const(bj[0], signed(aw))
+            else:
+                bval = Array(Const(x, signed(aw)) for x in bj)[b_go]
+            base = Mux(b_first, bval, acc_rd[j * aw : (j + 1) * aw].as_signed())
+            nv = Signal(signed(aw), name=f"acc{j}")
+            m.d.comb += nv.eq(base + dot)
+            news.append(nv)
+        m.d.comb += acc_new.eq(Cat(*news))
+
+        # stage C1: final accumulators; stage C2: requantized output beat (och_par lanes)
+        c1_valid = Signal()
+        c1_go = Signal.like(go)
+        c1_acc = Signal(Po * aw)
+        with m.If(en):
+            m.d.sync += [c1_valid.eq(b_valid & b_final), c1_go.eq(b_go), c1_acc.eq(acc_new)]
+        ow = self.out_width
+        outs = []
+        if self.requant is not None:
+            mq, shq, zp_out, lo, hi = self.requant[:5]
+            rounding = self.requant[5] if len(self.requant) > 5 else "half_even"
+            mm, S = normalize_requant(mq, shq, O)
+        for j in range(Po):
+            a = c1_acc[j * aw : (j + 1) * aw].as_signed()
+            if self.requant is None:
+                r = a
+            else:
+                ms = [mm[g * Po + j] if g * Po + j < O else 1 for g in range(n_og)]
+                mult = ms[0] if len(set(ms)) == 1 else Array(Const(x, unsigned(max(x.bit_length() for x in ms)))
+                                                              for x in ms)[c1_go]
+                r = requant_value(a, mult, S, zp_out, lo, hi, rounding)
+            o = Signal(ow, name=f"out{j}")
+            if (n_og - 1) * Po + j >= O:  # lane past O on the tail group: zero
+                m.d.comb += o.eq(Mux(c1_go == n_og - 1, 0, r[:ow]))
+            else:
+                m.d.comb += o.eq(r[:ow])
+            outs.append(o)
+        c2_data = Signal(Po * ow)
+        c2_last = Signal()
+        with m.If(en):
+            m.d.sync += [c2_valid.eq(c1_valid), c2_data.eq(Cat(*outs)), c2_last.eq(c1_go == n_og - 1)]
+        m.d.comb += [rf.i.valid.eq(c2_valid), rf.i.payload.data.eq(c2_data), rf.i.payload.last.eq(c2_last)]
+        return m
