@@ -1,0 +1,99 @@
+"""Resource checks with Debian's yosys (``synth_xilinx -family xcup``, UltraScale+).
+
+* A conv with ``och_par=8``, ``K=3``, ``pix_par=2`` infers 72 DSP48E2 with packing and 144 without. In rtlgen's
+  engine the K x K kernel positions are time-multiplexed and ``ich_par`` input channels are multiplied in parallel,
+  so the MAC array is ``och_par x ich_par x pix_par``; ``ich_par=9`` gives the same 144 MACs per cycle as the
+  paper's full-window (K*K) engine. Requant is a pure shift here, so every DSP is a MAC multiplier.
+* A line buffer's memory is inferred as block RAM with exactly ``depth * G * lanes * 8`` bits.
+
+Synthesis stops after memory mapping (``-run :map_ffram``): DSP and BRAM inference are done by then; the LUT
+mapping that follows (the slow part) cannot change those counts. The tests skip when yosys is missing, except under
+``CI=true`` where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from rtlgen import ir
+from rtlgen.cores.conv import Conv, dsp_count
+from rtlgen.cores.linebuffer import WindowGen
+from rtlgen.simulate import write_verilog
+
+YOSYS = shutil.which("yosys")
+
+
+@pytest.fixture(autouse=True)
+def _need_yosys():
+    if YOSYS is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("yosys not found (required under CI=true): apt-get install yosys")
+        pytest.skip("yosys not found on PATH (Debian: apt-get install yosys)")
+
+
+def yosys_cells(verilog, top, script_tail="synth_xilinx -family xcup -top {top} -run :map_ffram") -> dict:
+    """Cell counts of the whole design after ``script_tail`` (default: UltraScale+ mapping up to memories)."""
+    out = verilog.parent / f"{top}_stat.txt"
+    script = f"read_verilog {verilog}; {script_tail.format(top=top)}; flatten; tee -q -o {out} stat"
+    r = subprocess.run([YOSYS, "-q", "-p", script], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cells = {}
+    text = out.read_text()
+    for name, n in re.findall(r"^\s+(\S+)\s+(\d+)\s*$", text, re.M):
+        cells[name] = cells.get(name, 0) + int(n)
+    return cells
+
+
+def yosys_memories(verilog, top) -> list[tuple[int, int]]:
+    """(width, depth) of every inferred memory before technology mapping."""
+    out = verilog.parent / f"{top}_mem.json"
+    script = f"read_verilog {verilog}; hierarchy -top {top}; proc; opt; memory -nomap; flatten; write_json {out}"
+    r = subprocess.run([YOSYS, "-q", "-p", script], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    mods = json.loads(out.read_text())["modules"]
+    mems = []
+    for cell in mods[top]["cells"].values():
+        if cell["type"] == "$mem_v2":
+            p = cell["parameters"]
+            mems.append((int(p["WIDTH"], 2), int(p["SIZE"], 2)))
+    return mems
+
+
+def _conv_layer(C=9, O=8, H=8, W=8, K=3, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-128, 128, (O, K, K, C))
+    q = ir.QType(1.0, 0, False, 8, 0, 255)
+    rq = ir.Requant(m=np.ones(O, dtype=np.int64), sh=np.full(O, 9, dtype=np.int64), zp_out=0, lo=0, hi=255)
+    return ir.Conv(name="conv", inputs=["x"], in_shape=(H, W, C), out_shape=(H, W, O), out_q=q, weights=w,
+                   bias=rng.integers(-1000, 1000, O), stride=(1, 1), pads=(1, 1, 1, 1), pad_value=0, requant=rq,
+                   in_q=q, w_scale=np.ones(O), relu=True)
+
+
+@pytest.mark.parametrize("packing,expected", [(True, 72), (False, 144)])
+def test_conv_dsp_packing(packing, expected, tmp_path):
+    conv = Conv(_conv_layer(), ich_par=9, och_par=8, pix_par=2, packing=packing)
+    assert dsp_count(8, 9, 2, packing) == expected == conv.dsp
+    v = write_verilog(conv, "conv", tmp_path / "conv.v")
+    cells = yosys_cells(v, "conv")
+    print(f"packing={packing}: {cells.get('DSP48E2', 0)} DSP48E2, {cells.get('RAMB36E2', 0)} RAMB36E2, "
+          f"{cells.get('RAMB18E2', 0)} RAMB18E2")
+    assert cells.get("DSP48E2", 0) == expected
+
+
+def test_linebuffer_block_ram(tmp_path):
+    g = WindowGen(H=32, W=32, C=32, lanes=8, K=3, stride=1, pix=1)
+    bits = g.DG * g.lanes * 8
+    assert (g.depth, g.DG, bits) == (71, 284, 18176)  # 2 rows of 32 pixels + 7 pixels, 4 beats of 64 bits each
+    v = write_verilog(g, "window_gen", tmp_path / "window_gen.v")
+    assert yosys_memories(v, "window_gen") == [(64, 284)]
+    cells = yosys_cells(v, "window_gen")
+    print(f"line buffer {bits} bits: {cells.get('RAMB36E2', 0)} RAMB36E2, {cells.get('RAMB18E2', 0)} RAMB18E2")
+    assert cells.get("RAMB36E2", 0) == 1  # 284 x 64 bits fits one RAMB36E2 in its 512 x 72 configuration
+    assert not any(k.startswith("RAM32") or k.startswith("RAM64") for k in cells)  # no LUTRAM
