@@ -191,10 +191,12 @@ class ConvEngine(wiring.Component):
 
         # ---- weight ROM ----
         attrs = dict(STORAGE_ATTRS[self.storage])
-        m.submodules.weights = rom = Memory(shape=unsigned(self.rom_width), depth=self.rom_depth,
-                                            init=self.rom_init(), attrs=attrs)
+        init = self.rom_init()
+        init += [0] * (2 - len(init))  # no 1-entry memories (zero-width address in Verilog)
+        m.submodules.weights = rom = Memory(shape=unsigned(self.rom_width), depth=len(init), init=init,
+                                            attrs=attrs)
         rp = rom.read_port(transparent_for=())
-        waddr = Signal(range(max(self.rom_depth, 2)))
+        waddr = Signal(range(len(init)))
         cur = Mux(win.payload.pfirst, 0, waddr)
         m.d.comb += [rp.addr.eq(cur), rp.en.eq(en)]
         with m.If(take):

@@ -236,6 +236,7 @@ class RequantStage(wiring.Component):
         par = {}
         if romf:
             words, width = self._rom_init()
+            words += [0] * (2 - len(words))  # no 1-entry memories (zero-width address in Verilog)
             m.submodules.params = rom = Memory(shape=unsigned(width), depth=len(words), init=words,
                                                attrs={"rom_style": "distributed", "ram_style": "distributed"})
             rp = rom.read_port(transparent_for=())

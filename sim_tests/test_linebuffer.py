@@ -1,6 +1,7 @@
 """Window generator (cores/linebuffer.py) against its pure-Python reference, with cocotb + Verilator.
 
-Each pytest case builds one design and runs three cocotb tests on it: several frames under random valid/ready pauses
+The cases are compiled into one Verilator build (``test_conv.Bundle``) and three cocotb tests run on all of them at
+once: several frames under random valid/ready pauses
 (window beats and the centre stream bit-exact), back-to-back frames without stalls (measured cycles per frame vs the
 cycle model, within 2 %), and a reset in the middle of a frame followed by a clean frame.
 """
@@ -67,80 +68,95 @@ def _check_centre(gen, words, frames):
         np.testing.assert_array_equal(got, gen.reference_centre(f))
 
 
+class _Inst:
+    def __init__(self, dut, name, params, pause, seed):
+        from streams import StreamSink, StreamSource
+
+        self.name = name
+        self.gen = WindowGen(**params)
+        self.params = params
+        self.src = StreamSource(dut, f"{name}_i", dut.clk, pause, seed=seed + 1)
+        self.sink = StreamSink(dut, f"{name}_o", dut.clk, pause, seed=seed + 2)
+        self.csink = StreamSink(dut, f"{name}_centre", dut.clk, pause, seed=seed + 3) if self.gen.centre_out else None
+        self.task = None
+
+    def start(self, n, seed):
+        self.frames = _frames({"params": self.params}, n, seed)
+        self.task = self.src.start([w for f in self.frames for w in frame_to_beats(f, self.gen.lanes)])
+
+    async def wait(self, timeout_factor=200):
+        n = len(self.frames) * self.gen.window_beats_per_frame()
+        await self.sink.wait_for(n, timeout_factor * n + 10_000)
+
+    def check(self, what):
+        _check(self.gen, self.sink.words, self.frames, f"{self.name} {what}")
+        if self.csink is not None:
+            _check_centre(self.gen, self.csink.words, self.frames)
+
+
+async def _setup(dut, pause, seed=0):
+    cfg = sim_config()
+    cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
+    dut.rst.value = 1
+    insts = [_Inst(dut, n, p, pause, seed + 10 * k) for k, (n, p) in enumerate(cfg["cases"].items())]
+    await _reset(dut)
+    return cfg, insts
+
+
 @cocotb.test()
 async def windows_under_pauses(dut):
-    from streams import StreamSink, StreamSource
-
-    cfg = sim_config()
-    gen = _gen(cfg)
-    cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
-    src = StreamSource(dut, "i", dut.clk, cfg["pause"], seed=11)
-    sink = StreamSink(dut, "o", dut.clk, cfg["pause"], seed=12)
-    csink = StreamSink(dut, "centre", dut.clk, cfg["pause"], seed=13) if gen.centre_out else None
-    await _reset(dut)
-    frames = _frames(cfg, cfg["frames"], 1)
-    src.start([w for f in frames for w in frame_to_beats(f, gen.lanes)])
-    n = len(frames) * gen.window_beats_per_frame()
-    got = await sink.wait_for(n, 200 * n + 10_000)
+    cfg, insts = await _setup(dut, 0.3)
+    for k, inst in enumerate(insts):
+        inst.start(cfg["frames"], 1 + k)
+    for inst in insts:
+        await inst.wait()
     await ClockCycles(dut.clk, 50)
-    _check(gen, sink.words, frames, "paused")
-    if csink is not None:
-        _check_centre(gen, csink.words, frames)
+    for inst in insts:
+        inst.check("paused")
 
 
 @cocotb.test()
 async def throughput_matches_model(dut):
-    from streams import StreamSink, StreamSource
-
-    cfg = sim_config()
-    gen = _gen(cfg)
-    cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
-    src = StreamSource(dut, "i", dut.clk, 0.0)
-    sink = StreamSink(dut, "o", dut.clk, 0.0)
-    csink = StreamSink(dut, "centre", dut.clk, 0.0) if gen.centre_out else None
-    await _reset(dut)
-    frames = _frames(cfg, 4, 2)
-    src.start([w for f in frames for w in frame_to_beats(f, gen.lanes)])
-    per = gen.window_beats_per_frame()
-    await sink.wait_for(4 * per, 100 * per + 10_000)
-    _check(gen, sink.words, frames, "back-to-back")
-    if csink is not None:
-        await ClockCycles(dut.clk, 20)
-        _check_centre(gen, csink.words, frames)
-    ends = [sink.cycles[(k + 1) * per - 1] for k in range(4)]
-    measured = (ends[3] - ends[1]) / 2
-    model = gen.cycles_per_frame()
-    dut._log.info(f"cycles/frame measured {measured} model {model}")
-    assert abs(measured - model) <= 0.02 * model, f"measured {measured} cycles/frame, model {model}"
+    cfg, insts = await _setup(dut, 0.0)
+    for k, inst in enumerate(insts):
+        inst.start(4, 20 + k)
+    for inst in insts:
+        await inst.wait(100)
+    await ClockCycles(dut.clk, 50)
+    errors = []
+    for inst in insts:
+        inst.check("back-to-back")
+        per = inst.gen.window_beats_per_frame()
+        ends = [inst.sink.cycles[(k + 1) * per - 1] for k in range(4)]
+        measured = (ends[3] - ends[1]) / 2
+        model = inst.gen.cycles_per_frame()
+        dut._log.info(f"{inst.name}: cycles/frame measured {measured} model {model}")
+        if abs(measured - model) > 0.02 * model:
+            errors.append(f"{inst.name}: measured {measured} cycles/frame, model {model}")
+    assert not errors, errors
 
 
 @cocotb.test()
 async def reset_mid_frame(dut):
-    from streams import StreamSink, StreamSource
-
-    cfg = sim_config()
-    gen = _gen(cfg)
-    cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
-    src = StreamSource(dut, "i", dut.clk, 0.2, seed=5)
-    sink = StreamSink(dut, "o", dut.clk, 0.2, seed=6)
-    csink = StreamSink(dut, "centre", dut.clk, 0.0) if gen.centre_out else None
+    cfg, insts = await _setup(dut, 0.2, seed=5)
+    for k, inst in enumerate(insts):
+        inst.start(1, 40 + k)
+    await ClockCycles(dut.clk, min(i.gen.cycles_per_frame() for i in insts) // 2)
+    for inst in insts:
+        inst.task.cancel()
+        inst.src.valid.value = 0
     await _reset(dut)
-    frames = _frames(cfg, 2, 3)
-    beats = frame_to_beats(frames[0], gen.lanes)
-    task = src.start(beats)
-    await sink.wait_for(gen.window_beats_per_frame() // 2, 100_000)
-    task.cancel()
-    src.valid.value = 0
-    await _reset(dut)
-    sink.words.clear()
-    if csink is not None:
-        csink.words.clear()
-    src.start(frame_to_beats(frames[1], gen.lanes))
-    await sink.wait_for(gen.window_beats_per_frame(), 200_000)
+    for k, inst in enumerate(insts):
+        for s in (inst.sink, inst.csink):
+            if s is not None:
+                s.words.clear()
+                s.cycles.clear()
+        inst.start(1, 60 + k)
+    for inst in insts:
+        await inst.wait()
     await ClockCycles(dut.clk, 50)
-    _check(gen, sink.words, frames[1:], "after reset")
-    if csink is not None:
-        _check_centre(gen, csink.words, frames[1:])
+    for inst in insts:
+        inst.check("after reset")
 
 
 CASES = {
@@ -153,26 +169,26 @@ CASES = {
     "k7s2_stem": dict(H=9, W=8, C=3, lanes=3, K=7, stride=2, pad_value=0, repeats=1, pix=1),
     "k3s1_wide_rows": dict(H=4, W=12, C=8, lanes=8, K=3, stride=1, repeats=1, pix=1),
 }
-DEFAULT = ["k3s1_same_pix2_centre_tail", "k5s2_w1_pix1", "k1s2_pix2_odd"]
+DEFAULT = ["k3s1_same_pix2_centre_tail", "k5s2_w1_pix1", "k1s2_pix2_odd", "k3s2_valid_asym_pix2"]
 
 
-def _run(name, tmp_path, pause=0.3, frames=2):
-    params = CASES[name]
-    gen = WindowGen(**params)
-    v = write_verilog(gen, "window_gen", tmp_path / "window_gen.v")
-    run_cocotb([v], "window_gen", "test_linebuffer", HERE, tmp_path / "build",
-               config={"params": params, "pause": pause, "frames": frames})
+def _run(names, tmp_path, pause=0.3, frames=2):
+    from test_conv import Bundle
+
+    cases = {n: CASES[n] for n in names}
+    v = write_verilog(Bundle({n: WindowGen(**p) for n, p in cases.items()}), "window_gens", tmp_path / "wg.v")
+    run_cocotb([v], "window_gens", "test_linebuffer", HERE, tmp_path / "build",
+               config={"cases": cases, "pause": pause, "frames": frames})
 
 
-@pytest.mark.parametrize("name", DEFAULT)
-def test_window_gen(name, tmp_path):
-    _run(name, tmp_path)
+def test_window_gens(tmp_path):
+    """All default cases in one Verilator build."""
+    _run(DEFAULT, tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in CASES if n not in DEFAULT])
-def test_window_gen_more(name, tmp_path):
-    _run(name, tmp_path)
+def test_window_gens_more(tmp_path):
+    _run([n for n in CASES if n not in DEFAULT], tmp_path)
 
 
 def test_window_gen_model_depth():
