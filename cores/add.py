@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Standalone residual add core, plus the small arithmetic helpers (requantization, balanced trees) shared by the
 pooling, dense and add cores.
 
@@ -153,6 +154,17 @@ class AddCore(wiring.Component):
         last2 = Signal()
         m.d.comb += en.eq(~v2 | self.o.ready)
         fire = self.a.valid & self.b.valid & en
+        C = self.shape[2]
+        bpp = beats_per_pixel(C, L)
+        bb = Signal(range(max(bpp, 2)))
+        tail1 = Signal()  # stage 1 holds the pixel's tail beat (lanes past C must come out zero)
+        with m.If(fire):
+            with m.If((bb == bpp - 1) | self.a.payload.last):
+                m.d.sync += bb.eq(0)
+            with m.Else():
+                m.d.sync += bb.eq(bb + 1)
+        with m.If(en):
+            m.d.sync += tail1.eq(bb == bpp - 1)
         m.d.comb += [self.a.ready.eq(self.b.valid & en), self.b.ready.eq(self.a.valid & en)]
         sums = []
         for i in range(L):
@@ -169,7 +181,7 @@ class AddCore(wiring.Component):
             r = requant_value(sums[i], 1, self.sh, self.zo, self.lo, self.hi, self.rounding)
             o = Signal(8, name=f"out{i}")
             with m.If(en):
-                m.d.sync += o.eq(r[:8])
+                m.d.sync += o.eq(Mux(tail1, 0, r[:8]) if (bpp - 1) * L + i >= C else r[:8])
             outs.append(o)
         with m.If(en):
             m.d.sync += [v1.eq(fire), last1.eq(self.a.payload.last), v2.eq(v1), last2.eq(last1)]

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Dense (fully connected) core: matrix-vector product with weights in a ROM, int32 accumulation, bias and optional
 requantization. Bit-exact to ``rtlgen.golden.run_dense``.
 
