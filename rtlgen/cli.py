@@ -116,7 +116,7 @@ def inspect(model, as_json, input_scale, mean, std):
 @click.argument("model")
 @click.option("--dataset", type=click.Path(), default=None, help="cifar-10-batches-py folder (default: $RTLGEN_CIFAR10)")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="first N test images only")
-@click.option("--batch", type=click.IntRange(min=1), default=500, show_default=True, help="images per golden-model batch")
+@click.option("--batch", type=click.IntRange(min=1), default=100, show_default=True, help="images per golden-model batch")
 @click.option("--json", "as_json", is_flag=True, help='print {"images", "top1", "seconds"} as JSON')
 @preprocess_options
 def predict(model, dataset, limit, batch, as_json, input_scale, mean, std):

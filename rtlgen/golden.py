@@ -231,7 +231,7 @@ def logits(net: ir.Network, q: np.ndarray) -> np.ndarray:
     return (q.astype(np.float64) - net.output_zero_point) * scale
 
 
-def predict(net: ir.Network, pixels: np.ndarray, batch: int = 500, progress=None) -> np.ndarray:
+def predict(net: ir.Network, pixels: np.ndarray, batch: int = 100, progress=None) -> np.ndarray:
     """Top-1 class per image, in batches (``progress``: optional callable taking the number of images done)."""
     preds = []
     for i in range(0, len(pixels), batch):
