@@ -393,7 +393,7 @@ class WindowGen(wiring.Component):
 
         # ---- centre forwarding ----
         if self.centre_out:
-            cdepth = max(2, 2 * G)
+            cdepth = max(3, 2 * G)  # SyncFIFOBuffered(2) would hold a 1-entry inner FIFO (zero-width address)
             m.submodules.cfifo0 = cf0 = fifo.SyncFIFOBuffered(width=P * 8 + 1, depth=cdepth)
             fifos = [cf0]
             if pix == 2:
