@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/zoo.py, tests/reference.py
 
 
-from zoo import cifar_dir  # noqa: E402
+from zoo import cifar_dir, need_shared  # noqa: E402,F401  (re-exported: tests/test_cli.py imports them from conftest)
 
 
 @pytest.fixture(scope="session")
