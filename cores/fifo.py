@@ -35,7 +35,7 @@ class StreamFIFO(wiring.Component):
         self.depth = depth
         self.layout = _payload_layout(lanes, width, layout)
         sig = stream.Signature(self.layout)
-        super().__init__({"i": In(sig), "o": Out(sig), "level": Out(range(depth + 1))})
+        super().__init__({"i": In(sig), "o": Out(sig), "level": Out(range((3 if depth == 2 else depth) + 1))})
 
     def cycles_per_frame(self, beats: int) -> int:
         return beats
@@ -45,7 +45,9 @@ class StreamFIFO(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width = data.Layout.cast(self.layout).size
-        m.submodules.fifo = f = fifo.SyncFIFOBuffered(width=width, depth=self.depth)
+        # depth 2 is built as 3: amaranth's buffered FIFO of depth 2 has a zero-width inner address
+        depth = 3 if self.depth == 2 else self.depth
+        m.submodules.fifo = f = fifo.SyncFIFOBuffered(width=width, depth=depth)
         m.d.comb += [
             f.w_data.eq(self.i.payload.as_value()),
             f.w_en.eq(self.i.valid),

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """``rtlgen core NAME [--param value ...] -o FILE.v``: any single core as standalone Verilog, for users' own designs.
 
 Each core is one :class:`CoreSpec` in :data:`CORES` (its parameters with types, defaults and help, and a builder
