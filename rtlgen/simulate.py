@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -23,10 +24,38 @@ class SimulationError(Exception):
 
 
 def verilog_text(component, name: str) -> str:
-    """Verilog for an Amaranth ``wiring.Component`` with top module ``name``."""
+    """Verilog for an Amaranth ``wiring.Component`` with top module ``name`` (identifiers made plain, see
+    :func:`plain_identifiers`)."""
     from amaranth.back import verilog
 
-    return verilog.convert(component, name=name, emit_src=False)
+    return plain_identifiers(verilog.convert(component, name=name, emit_src=False))
+
+
+_ESCAPED = re.compile(r"\\([^\s]+)\s")
+
+
+def plain_identifiers(text: str) -> str:
+    """Replace Verilog escaped identifiers (``\\rtlgen_top.conv0.engine``, ``\\o__ready$14``) by plain ones
+    (``rtlgen_top__conv0__engine``, ``o__ready_14``): hierarchy dots become ``__``, other odd characters ``_``.
+    Names stay stable (derived from the IR layer names) and the file reads well in any tool."""
+    taken = set(re.findall(r"\b[A-Za-z_][A-Za-z0-9_]*\b", text))
+    mapping: dict[str, str] = {}
+
+    def plain(name: str) -> str:
+        if name in mapping:
+            return mapping[name]
+        base = re.sub(r"[^A-Za-z0-9_]", "_", name.replace(".", "__"))
+        if not re.match(r"[A-Za-z_]", base):
+            base = "n_" + base
+        cand, k = base, 1
+        while cand in taken:
+            cand = f"{base}_{k}"
+            k += 1
+        taken.add(cand)
+        mapping[name] = cand
+        return cand
+
+    return _ESCAPED.sub(lambda m: plain(m.group(1)) + m.group(0)[-1], text)
 
 
 def write_verilog(component, name: str, path: Path) -> Path:
@@ -98,6 +127,7 @@ def run_cocotb(
         waves=waves,
         testcase=testcase,
         results_xml=str(results),
+        log_file=build_dir / "sim.log",
     )
     n, fails = get_results(results)
     if n == 0:
