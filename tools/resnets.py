@@ -22,6 +22,8 @@ Head: AvgPool 8x8 -> QuantIdentity uint8 -> flatten -> QuantLinear (Int16Bias, f
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -176,10 +178,54 @@ def seed_resnet8(path=RESNET8_ONNX):
     gemm = [n for n in m.graph.node if n.op_type == "Gemm"][0]
     fc = (init[gemm.input[1]].astype(np.float32), init[gemm.input[2]].astype(np.float32))
     # ONNX conv order: stem, b1c1, b1c2, b2c1, b2c2, b2sc, b3c1, b3c2, b3sc (same as ours)
+    # The seed works on raw pixels u (0..255), so its activations are ~255x those of a normalised network: far too
+    # large for SGD without BN. A ReLU network with biases is positively homogeneous, so feed it u/255 and divide
+    # every bias by 255 (all activations shrink by 255, exactly), then multiply the dense weights by 255 to keep the
+    # logits. With u = 128*x + 128: u/255 = (128/255) x + 128/255.
     w, b = params[0]
-    # raw pixel u = 128*x + 128
     params[0] = _fold_input(w, b, np.full(3, 128.0, np.float32), np.full(3, 128.0, np.float32))
     return params + [fc]
+
+
+def rebalance(params, blocks, x, target=4.0, q=99.99):
+    """Rescale a BN-free ReLU ResNet's parameters so every activation tensor peaks near ``target``, function unchanged.
+
+    ``params`` in QResNet order; ``blocks`` a list of 'identity'/'B' per block; ``x`` a float NCHW sample batch.
+    ReLU networks with biases are positively homogeneous: scaling a tensor by g (weights and bias of its producer by
+    g / g_in and g) and the consumers' weights by 1 / g leaves the logits unchanged. A residual stream keeps one scale
+    across identity blocks. Needed for the MLPerf ResNet8 seed, which works on raw 0..255 pixels with BN folded, so
+    its activations and per-layer weight magnitudes are far from what SGD without BN tolerates.
+    """
+    P = [(torch.from_numpy(np.ascontiguousarray(w)), torch.from_numpy(np.ascontiguousarray(b))) for w, b in params]
+
+    def conv(h, p, stride):
+        return F.conv2d(h, p[0], p[1], stride=stride, padding=p[0].shape[-1] // 2)
+
+    def peak(t):
+        return float(np.percentile(t.numpy(), q))
+
+    out = list(params)
+    with torch.no_grad():
+        h = F.relu(conv(x, P[0], 1))
+        g_s = target / peak(h)
+        out[0] = (params[0][0] * g_s, params[0][1] * g_s)
+        i = 1
+        for kind in blocks:
+            stride = 1 if kind == "identity" else 2
+            r = F.relu(conv(h, P[i], stride))
+            y = conv(r, P[i + 1], 1)
+            sc = h if kind == "identity" else conv(h, P[i + 2], stride)
+            hn = F.relu(y + sc)
+            g_r = target / peak(r)
+            g_n = g_s if kind == "identity" else target / peak(hn)
+            out[i] = (params[i][0] * (g_r / g_s), params[i][1] * g_r)
+            out[i + 1] = (params[i + 1][0] * (g_n / g_r), params[i + 1][1] * g_n)
+            if kind != "identity":
+                out[i + 2] = (params[i + 2][0] * (g_n / g_s), params[i + 2][1] * g_n)
+            i += 2 if kind == "identity" else 3
+            h, g_s = hn, g_n
+        out[i] = (params[i][0] / g_s, params[i][1])
+    return [(w.astype(np.float32), b.astype(np.float32)) for w, b in out]
 
 
 def _fold_bn(w, bn):
@@ -220,7 +266,12 @@ def seed_resnet20(path=RESNET20_TH, shortcut="B"):
 
 def load_seed(model: QResNet, arch: str):
     if arch == "resnet8":
+        from rtlgen import data as rdata
+
         params = seed_resnet8()
+        xs = rdata.load_train(os.environ.get(rdata.ENV_VAR) or rdata.default_shared_dir())[0][:500]  # stats only
+        xs = (torch.from_numpy(xs.transpose(0, 3, 1, 2).astype(np.float32)) - 128.0) / 128.0
+        params = rebalance(params, [b.kind for b in model.blocks], xs)
     elif arch in ("resnet20", "resnet20a"):
         params = seed_resnet20(shortcut=ARCHS[arch]["shortcut"])
     else:

@@ -44,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=float, default=0.0, help="linear warm-up, in epochs")
     p.add_argument("--wd", type=float, default=5e-4, help="weight decay (conv/linear weights only)")
     p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--clip-grad", type=float, default=0.0, help="clip the gradient norm (0: off)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
@@ -292,6 +293,8 @@ def main(argv=None):
                 loss = (1 - args.kd_alpha) * loss + args.kd_alpha * kd
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if args.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
             opt.step()
             loss_sum += loss.item() * len(idx)
             n_sum += len(idx)
