@@ -26,7 +26,8 @@ Engine (:class:`ConvEngine`)
 For each group of ``pix_par`` output pixels and each of the ``R`` output-channel groups, the window (``K*K*G`` beats,
 ``G = ceil(C/ich_par)``) streams through an ``och_par x ich_par x pix_par`` MAC array; weights come from one ROM word
 per beat (``och_par*ich_par`` int8 weights, depth ``R*K*K*G``, storage ``bram`` | ``uram`` | ``lut`` chosen per
-instance with the ``ram_style``/``rom_style`` attributes). Lanes beyond ``C`` or ``O`` carry zero weights, so no
+instance: a memory with ``ram_style``/``rom_style`` attributes, or a ROM in logic for ``lut``; see
+:data:`STORAGE_ATTRS`). Lanes beyond ``C`` or ``O`` carry zero weights, so no
 parallelism needs to divide the channel counts.
 
 DSP packing (``pix_par=2, packing=True``): both pixels share each weight, so one multiplier computes
@@ -52,15 +53,19 @@ from rtlgen import ir
 from rtlgen.quant import bits_signed
 
 from .linebuffer import WindowGen, window_layout
-from .requant import RequantStage
+from .requant import RequantStage, logic_rom
 from .stream import act_signature
 
 __all__ = ["Conv", "ConvEngine", "skip_fifo_entries", "STORAGE_ATTRS", "dsp_count"]
 
+#: Memory attributes per weight storage. ``lut`` is not a memory at all but a ROM built from logic
+#: (:func:`rtlgen.cores.requant.logic_rom`), which every tool maps to LUTs. ``uram``: UltraRAM cannot be
+#: initialized from the bitstream on every flow -- yosys refuses to map an initialized memory to URAM, Vivado
+#: support depends on the version (not verified here); a weight-loading port is future work.
 STORAGE_ATTRS = {
     "bram": {"ram_style": "block", "rom_style": "block"},
     "uram": {"ram_style": "ultra"},
-    "lut": {"ram_style": "distributed", "rom_style": "distributed"},
+    "lut": {},
 }
 
 
@@ -190,15 +195,18 @@ class ConvEngine(wiring.Component):
         take = win.valid & en
 
         # ---- weight ROM ----
-        attrs = dict(STORAGE_ATTRS[self.storage])
         init = self.rom_init()
         init += [0] * (2 - len(init))  # no 1-entry memories (zero-width address in Verilog)
-        m.submodules.weights = rom = Memory(shape=unsigned(self.rom_width), depth=len(init), init=init,
-                                            attrs=attrs)
-        rp = rom.read_port(transparent_for=())
         waddr = Signal(range(len(init)))
         cur = Mux(win.payload.pfirst, 0, waddr)
-        m.d.comb += [rp.addr.eq(cur), rp.en.eq(en)]
+        if self.storage == "lut":
+            rom_data = logic_rom(m, "weights", init, self.rom_width, cur, en)
+        else:
+            m.submodules.weights = rom = Memory(shape=unsigned(self.rom_width), depth=len(init), init=init,
+                                                attrs=dict(STORAGE_ATTRS[self.storage]))
+            rp = rom.read_port(transparent_for=())
+            m.d.comb += [rp.addr.eq(cur), rp.en.eq(en)]
+            rom_data = rp.data
         with m.If(take):
             m.d.sync += waddr.eq(Mux(cur == self.rom_depth - 1, 0, cur + 1))
 
@@ -212,7 +220,7 @@ class ConvEngine(wiring.Component):
                 for i in range(P):
                     b = win.payload.data[(q * P + i) * 8:(q * P + i + 1) * 8]
                     m.d.sync += x1[q][i].eq(b.as_signed() if self.in_signed else b)
-        w1 = [[rp.data[(o * P + i) * 8:(o * P + i + 1) * 8].as_signed() for i in range(P)] for o in range(och)]
+        w1 = [[rom_data[(o * P + i) * 8:(o * P + i + 1) * 8].as_signed() for i in range(P)] for o in range(och)]
 
         # ---- stage 2: products (one multiplier per weight and pixel, or one per weight when packed) ----
         first2, wlast2, p12 = Signal(name="first2"), Signal(name="wlast2"), Signal(name="p1_2")

@@ -35,14 +35,13 @@ import math
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtlgen.quant import bits_signed
 
 from .stream import act_signature
 
-__all__ = ["rshift_round_expr", "clamp_expr", "RequantStage", "acc_layout"]
+__all__ = ["rshift_round_expr", "clamp_expr", "RequantStage", "acc_layout", "logic_rom"]
 
 
 def _ubits(n: int) -> int:
@@ -107,6 +106,20 @@ def rshift_round_expr(v, sh, mode: str = "half_even", max_sh: int | None = None)
 def clamp_expr(v, lo: int, hi: int):
     v = v.as_signed()
     return Mux(v < lo, lo, Mux(v > hi, hi, v))
+
+
+def logic_rom(m: Module, name: str, words: list[int], width: int, addr, en):
+    """A ROM built from logic (a case statement on ``addr``, registered when ``en``): one-cycle read latency like
+    a synchronous memory read port, LUTs in every tool (no memory inference, no attributes needed)."""
+    out = Signal(unsigned(max(width, 1)), name=f"{name}_data")
+    with m.If(en):
+        with m.Switch(addr):
+            for k, w in enumerate(words):
+                with m.Case(k):
+                    m.d.sync += out.eq(w)
+            with m.Default():
+                m.d.sync += out.eq(0)
+    return out
 
 
 def acc_layout(lanes: int, acc_bits: int) -> data.StructLayout:
@@ -236,16 +249,12 @@ class RequantStage(wiring.Component):
         par = {}
         if romf:
             words, width = self._rom_init()
-            words += [0] * (2 - len(words))  # no 1-entry memories (zero-width address in Verilog)
-            m.submodules.params = rom = Memory(shape=unsigned(width), depth=len(words), init=words,
-                                               attrs={"rom_style": "distributed", "ram_style": "distributed"})
-            rp = rom.read_port(transparent_for=())
-            m.d.comb += [rp.addr.eq(grp), rp.en.eq(en)]
+            data_ = logic_rom(m, "params", words, width, grp, en)
             pos = 0
             for lane in range(L):
                 for f in romf:
                     s = Signal(f.shape, name=f"p_{f.name}_{lane}")
-                    m.d.comb += s.eq(rp.data[pos:pos + f.bits])
+                    m.d.comb += s.eq(data_[pos:pos + f.bits])
                     par[(f.name, lane)] = s
                     pos += f.bits
 

@@ -76,15 +76,19 @@ def _conv_layer(C=9, O=8, H=8, W=8, K=3, seed=0):
                    in_q=q, w_scale=np.ones(O), relu=True)
 
 
-@pytest.mark.parametrize("packing,expected", [(True, 72), (False, 144)])
-def test_conv_dsp_packing(packing, expected, tmp_path):
-    conv = Conv(_conv_layer(), ich_par=9, och_par=8, pix_par=2, packing=packing)
+@pytest.mark.parametrize("packing,expected,storage", [(True, 72, "bram"), (False, 144, "lut")])
+def test_conv_dsp_packing(packing, expected, storage, tmp_path):
+    """72 / 144 DSP48E2; the weight ROM lands in block RAM (``bram``: 576-bit words -> 8 RAMB36E2 at 72 bits)
+    or in logic (``lut``: no block RAM at all)."""
+    conv = Conv(_conv_layer(), ich_par=9, och_par=8, pix_par=2, packing=packing, storage=storage)
     assert dsp_count(8, 9, 2, packing) == expected == conv.dsp
     v = write_verilog(conv, "conv", tmp_path / "conv.v")
     cells = yosys_cells(v, "conv")
     print(f"packing={packing}: {cells.get('DSP48E2', 0)} DSP48E2, {cells.get('RAMB36E2', 0)} RAMB36E2, "
           f"{cells.get('RAMB18E2', 0)} RAMB18E2")
     assert cells.get("DSP48E2", 0) == expected
+    brams = cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0)
+    assert brams == (8 if storage == "bram" else 0)
 
 
 def test_linebuffer_block_ram(tmp_path):
