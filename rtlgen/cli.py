@@ -206,6 +206,8 @@ def sim(build_dir, dataset, limit, n_random, stall, seed, as_json, waves):
                    f"(predicted {res['predicted_cycles_per_frame']}), latency {res['latency_cycles']} cycles, "
                    f"{res['fps_at_clock']} FPS at clock" + (f", top-1 {100 * res['top1']:.2f} %" if res["top1"] is not None else ""))
     if res["mismatches"]:
+        click.echo(f"MISMATCH: first in frame {res['first_mismatch_frame']}; first differing layer: "
+                   f"{res.get('first_differing_layer') or 'none of the probed layers (output stage)'}", err=True)
         sys.exit(1)
 
 

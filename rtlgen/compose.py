@@ -255,7 +255,7 @@ def _make_core(lay, lp, topo: Topology, net, P):
     if isinstance(lay, ir.ShortcutA):
         from .cores.shortcut_a import ShortcutACore
 
-        return ShortcutACore.from_layer(lay, lanes=lp.lanes_out)
+        return ShortcutACore.from_layer(lay, lanes_in=lp.lanes_out, lanes_out=lp.lanes_out)
     if isinstance(lay, ir.Requantize):
         from .cores.requant_core import RequantCore
 
@@ -297,8 +297,11 @@ class RtlgenTop(wiring.Component):
         groups: dict[tuple[str, str], list[Edge]] = {}
         for e in topo.edges:
             groups.setdefault((e.src, e.port), []).append(e)
+        self.probes = []
         for (src, port), edges in groups.items():
             prod = getattr(cores[src], port)
+            if port == "o":
+                self._probe(m, src, prod)
             if len(edges) > 1:
                 fk = Fork(prod.payload.shape(), len(edges))
                 m.submodules[f"{src}_{port}_fork"] = fk
@@ -321,6 +324,19 @@ class RtlgenTop(wiring.Component):
         wiring.connect(m, cores[net.output].o, wiring.flipped(self.o))
         return m
 
+    def _probe(self, m, name, s):
+        """Named copies of a layer's output stream (``probe_<layer>__valid/ready/payload``) for mismatch localization."""
+        from amaranth.hdl import Signal
+
+        v, r = Signal(name=f"probe_{name}__valid"), Signal(name=f"probe_{name}__ready")
+        p = Signal(len(s.payload.as_value()), name=f"probe_{name}__payload")
+        m.d.comb += [v.eq(s.valid), r.eq(s.ready), p.eq(s.payload.as_value())]
+        lay = self.net[name]
+        src_lp = self.P[name]
+        self.probes.append({"layer": name, "prefix": f"probe_{name}", "lanes": _out_lanes(lay, src_lp),
+                            "width": 32 if lay.out_q is None else 8, "shape": list(lay.out_shape),
+                            "signed": bool(lay.out_q.signed) if lay.out_q is not None else True})
+
     def manifest(self) -> dict:
         net = self.net
         H, W, C = net.input.out_shape
@@ -332,6 +348,7 @@ class RtlgenTop(wiring.Component):
                        "beats_per_frame": math.ceil(out.out_shape[2] / self.out_lanes),
                        "signed": bool(out.out_q.signed) if out.out_q is not None else True},
             "skip_fifo_bits": self.topo.skip_bits,
+            "probes": getattr(self, "probes", []),
             "merged": {"loop_merged_projections": self.topo.proj_of,
                        "temporal_reuse": [k for k, v in self.topo.centre_of.items() if v]},
         }
@@ -344,8 +361,8 @@ def write_rtl(net: ir.Network, plan, out_dir: Path, progress=None) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     top = RtlgenTop(net, plan)
-    man = top.manifest()
     (out_dir / "rtlgen_top.v").write_text(verilog_text(top, "rtlgen_top"))
+    man = top.manifest()  # after elaboration (lists the probes)
     (out_dir / "manifest.json").write_text(json.dumps(man, indent=1))
     wdir = out_dir / "weights"
     wdir.mkdir(exist_ok=True)

@@ -65,18 +65,10 @@ def decode_outputs(outs: list[int], man: dict, n: int) -> np.ndarray:
     return res[:, :values]
 
 
-def run_sim(build_dir, pixels: np.ndarray, labels: np.ndarray | None = None, stall: float = 0.0, waves: bool = False,
-            seed: int = 1, progress=None) -> dict:
-    from .simulate import run_cocotb, SimulationError
+def _simulate(d: Path, rep, man, pixels, stall, seed, waves, probes=()):
+    from .simulate import SimulationError, run_cocotb
 
-    d = Path(build_dir).resolve()
-    net, rep, man = load_design(d)
     n = len(pixels)
-    if n < 1:
-        raise OptionError("no frames to simulate")
-    t0 = time.perf_counter()
-    expect = golden.run(net, pixels)
-    t_golden = time.perf_counter() - t0
     sim_dir = d / "sim_build"
     sim_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=sim_dir) as tmp:
@@ -85,16 +77,47 @@ def run_sim(build_dir, pixels: np.ndarray, labels: np.ndarray | None = None, sta
         results = tmp / "results.json"
         cfg = {"frames": str(tmp / "frames.npy"), "out_beats": man["output"]["beats_per_frame"],
                "pause_in": stall, "pause_out": stall, "seed": seed, "results": str(results),
-               "max_cycles": int(50 * rep["cycles_per_frame"] * (n + 4) + 200_000)}
-        t1 = time.perf_counter()
+               "max_cycles": int(50 * rep["cycles_per_frame"] * (n + 4) + 200_000), "probes": list(probes)}
         try:
             run_cocotb([d / "rtl" / "rtlgen_top.v"], "rtlgen_top", "rtlgen.sim_bench", Path(__file__).parent,
                        sim_dir / "verilator", config=cfg, waves=waves)
         except SimulationError:
             if not results.exists():
                 raise
-        t_sim = time.perf_counter() - t1
-        r = json.loads(results.read_text())
+        return json.loads(results.read_text())
+
+
+def first_differing_layer(net: ir.Network, man: dict, probes: dict, expect_all: dict) -> str | None:
+    """The first layer (topological order) whose probed output stream differs from the golden model."""
+    from .cores.stream import beats_to_frame
+
+    by = {p["layer"]: p for p in man.get("probes", [])}
+    for lay in net.layers:
+        if lay.name not in probes or lay.name not in by:
+            continue
+        p = by[lay.name]
+        try:
+            got = beats_to_frame(probes[lay.name], tuple(p["shape"]), p["lanes"], p["width"], p["signed"])
+        except ValueError:
+            return lay.name
+        if not np.array_equal(got, expect_all[lay.name][0]):
+            return lay.name
+    return None
+
+
+def run_sim(build_dir, pixels: np.ndarray, labels: np.ndarray | None = None, stall: float = 0.0, waves: bool = False,
+            seed: int = 1, progress=None) -> dict:
+    d = Path(build_dir).resolve()
+    net, rep, man = load_design(d)
+    n = len(pixels)
+    if n < 1:
+        raise OptionError("no frames to simulate")
+    t0 = time.perf_counter()
+    expect = golden.run(net, pixels)
+    t_golden = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    r = _simulate(d, rep, man, pixels, stall, seed, waves)
+    t_sim = time.perf_counter() - t1
     if r["timeout"]:
         raise RtlgenError(f"simulation stalled: {len(r['outs'])} of {n * man['output']['beats_per_frame']} output beats "
                           f"after {r['cycles']} cycles (deadlock?)")
@@ -123,6 +146,10 @@ def run_sim(build_dir, pixels: np.ndarray, labels: np.ndarray | None = None, sta
         logits = golden.logits(net, got)
         out["top1"] = float(np.mean(np.argmax(logits, axis=1) == labels))
     if len(mism):
-        out["first_mismatch_frame"] = int(mism[0])
-        out["first_mismatch"] = {"expected": expect[mism[0]].tolist(), "got": got[mism[0]].tolist()}
+        f = int(mism[0])
+        out["first_mismatch_frame"] = f
+        out["first_mismatch"] = {"expected": expect[f].tolist(), "got": got[f].tolist()}
+        # re-run the failing frame alone with every layer's output stream probed
+        r2 = _simulate(d, rep, man, pixels[f : f + 1], 0.0, seed, False, probes=man.get("probes", []))
+        out["first_differing_layer"] = first_differing_layer(net, man, r2["probes"], golden.run(net, pixels[f : f + 1], return_all=True))
     return out

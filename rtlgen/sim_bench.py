@@ -38,6 +38,11 @@ async def stream_frames(dut):
     dut.rst.value = 0
     await RisingEdge(clk)
 
+    probes = {}
+    for pr in cfg.get("probes", []):
+        probes[pr["layer"]] = []
+        cocotb.start_soon(_monitor(dut, clk, pr["prefix"], probes[pr["layer"]]))
+
     flat = frames.reshape(-1)
     total_in, total_out = flat.size, n_frames * out_beats
     k = 0  # next input beat index
@@ -79,6 +84,15 @@ async def stream_frames(dut):
             extra += 1
     with open(cfg["results"], "w") as f:
         json.dump({"outs": outs, "first_in": first_in, "last_out": last_out, "cycles": cyc, "extra_beats": extra,
-                   "timeout": cyc > max_cycles}, f)
+                   "timeout": cyc > max_cycles, "probes": probes}, f)
     assert cyc <= max_cycles, f"timeout after {cyc} cycles: {len(outs)} of {total_out} output beats (deadlock?)"
     assert extra == 0, f"{extra} output beats after the last expected one"
+
+
+async def _monitor(dut, clk, prefix, sink: list):
+    """Record every beat of a probed internal stream (``<prefix>__valid/ready/payload``)."""
+    v, r, p = getattr(dut, f"{prefix}__valid"), getattr(dut, f"{prefix}__ready"), getattr(dut, f"{prefix}__payload")
+    while True:
+        await RisingEdge(clk)
+        if int(v.value) and int(r.value):
+            sink.append(int(p.value))
