@@ -12,7 +12,8 @@ Stream contract (:class:`LaneConverter`)
   cycles per frame (one beat per cycle on the busier side). ``i.ready`` does not depend on ``o.ready``
   combinationally.
 
-Implementation: a value buffer of ``2 * lanes_in + lanes_out - 1`` entries with a fill count. Each cycle it may append the
+Implementation: when neither side has tail beats and one lane count divides the other, a beat splitter or
+gatherer (no value buffer); otherwise a value buffer of ``2 * lanes_in + lanes_out - 1`` entries with a fill count. Each cycle it may append the
 valid values of one input beat and pop the values of one output beat (``lanes_out`` values, or the pixel's tail).
 The muxes grow with ``buffer size x lanes``: meant for the small lane counts of stream adapters.
 """
@@ -119,6 +120,20 @@ class LaneConverter(wiring.Component):
     def passthrough(self) -> bool:
         return self.lanes_in == self.lanes_out and self.c_in == self.c_out
 
+    @property
+    def mode(self) -> str:
+        """``pass``, ``split`` (M = k*N, no tail beats: a beat is sent as k slices), ``gather`` (N = k*M, no tail
+        beats: k beats are concatenated) or ``pack`` (the general value buffer)."""
+        M, N = self.lanes_in, self.lanes_out
+        if self.passthrough:
+            return "pass"
+        full = self.c_in % M == 0 and self.c_out % N == 0
+        if full and M % N == 0:
+            return "split"
+        if full and N % M == 0:
+            return "gather"
+        return "pack"
+
     def cycles_per_frame(self, pixels_in: int) -> int:
         """Cycles per frame of ``pixels_in`` input pixels, no stalls."""
         vals = pixels_in * self.c_in
@@ -129,9 +144,14 @@ class LaneConverter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if self.passthrough:
+        mode = self.mode
+        if mode == "pass":
             wiring.connect(m, wiring.flipped(self.i), wiring.flipped(self.o))
             return m
+        if mode == "split":
+            return self._split(m)
+        if mode == "gather":
+            return self._gather(m)
         M = self.lanes_in
         m.submodules.packer = pk = Packer(M, self.lanes_out, self.c_out, self.width)
         bpp = beats_per_pixel(self.c_in, M)
@@ -150,4 +170,38 @@ class LaneConverter(wiring.Component):
             with m.Else():
                 m.d.sync += ib.eq(ib + 1)
         wiring.connect(m, pk.o, wiring.flipped(self.o))
+        return m
+
+    def _split(self, m):
+        """M = k*N lanes, all beats full: send each input beat as k output beats (no storage, latency 0)."""
+        k, w = self.lanes_in // self.lanes_out, self.lanes_out * self.width
+        sel = Signal(range(max(k, 2)))
+        endb = sel == k - 1
+        m.d.comb += [
+            self.o.valid.eq(self.i.valid),
+            self.o.payload.data.eq(Array(self.i.payload.data[j * w : (j + 1) * w] for j in range(k))[sel]),
+            self.o.payload.last.eq(self.i.payload.last & endb),
+            self.i.ready.eq(self.o.ready & endb),
+        ]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += sel.eq(Mux(endb, 0, sel + 1))
+        return m
+
+    def _gather(self, m):
+        """N = k*M lanes, all beats full: hold k-1 input beats, send them with the k-th (latency 0 after it)."""
+        k, w = self.lanes_out // self.lanes_in, self.lanes_in * self.width
+        sel = Signal(range(max(k, 2)))
+        bufs = [Signal(w, name=f"hold{j}") for j in range(k - 1)]
+        endb = sel == k - 1
+        m.d.comb += [
+            self.o.valid.eq(self.i.valid & endb),
+            self.o.payload.data.eq(Cat(*bufs, self.i.payload.data)),
+            self.o.payload.last.eq(self.i.payload.last),
+            self.i.ready.eq(~endb | self.o.ready),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += sel.eq(Mux(endb | self.i.payload.last, 0, sel + 1))
+            for j, b in enumerate(bufs):
+                with m.If(sel == j):
+                    m.d.sync += b.eq(self.i.payload.data)
         return m

@@ -11,13 +11,15 @@ Stream contract (:class:`DenseCore`)
   32-bit lanes holding the raw int32 accumulator ``acc[o] = bias[o] + sum_n w[o, n] * x[n]``.
 * Parallelism: ``och_par`` outputs x ``ich_par`` inputs per cycle (``och_par * ich_par`` multipliers); neither has
   to divide ``O`` or ``N`` (tail weights are zero). An internal lane converter regroups the input into ``ich_par``
-  values per beat; for each input group the engine cycles over the ``ceil(O / och_par)`` output groups, reading
+  values per beat; the engine takes a group, holds it, and cycles over the ``ceil(O / och_par)`` output groups
+  (the converter gathers the next group meanwhile), reading
   one ROM word (``och_par * ich_par`` weights) per cycle and updating ``och_par`` accumulators (a memory of
   ``ceil(O / och_par)`` words). The final input group's results are requantized and leave ``och_par`` per beat,
   pass a FIFO of ``ceil(O / och_par) + 1`` beats (the burst drains while the next frame computes) and are regrouped
   to ``lanes_out`` lanes.
 * Latency: 6 cycles after the frame's final input group. Cycles per frame without stalls:
-  :meth:`DenseCore.cycles_per_frame` = ``max(ceil(N/ich_par) * ceil(O/och_par), input beats, output beats)``.
+  :meth:`DenseCore.cycles_per_frame`: ``ceil(N/ich_par)`` groups, each taking the larger of ``ceil(O/och_par)``
+  cycles and the input beats it needs, or the output beats if more.
 """
 
 from __future__ import annotations
@@ -38,12 +40,22 @@ __all__ = ["DenseCore"]
 
 ACC_BITS = 32
 
+#: weight ROM storage -> Memory attributes (synthesis hints; same names as the conv core's)
+STORAGE_ATTRS = {
+    "auto": {},
+    "bram": {"ram_style": "block", "rom_style": "block"},
+    "uram": {"ram_style": "ultra"},
+    "lut": {"ram_style": "distributed", "rom_style": "distributed"},
+    "logic": {"ram_style": "distributed", "rom_style": "distributed"},  # alias of "lut"
+}
+
 
 class DenseCore(wiring.Component):
     def __init__(self, in_shape, weights, bias, *, lanes_in: int = 1, och_par: int = 1, ich_par: int = 1,
                  lanes_out: int = 1, in_signed: bool = True, requant=None, storage: str = "auto"):
         """``weights`` int [O, N] (int8 range), ``bias`` int [O]; ``requant``: ``(m, sh, zp_out, lo, hi[, rounding])``
-        or None for a raw int32 output. ``storage``: ``auto`` (ROM memory, BRAM/LUTRAM by size), ``logic``."""
+        or None for a raw int32 output. ``storage``: weight ROM hint, ``auto`` (the tool decides by size), ``bram``,
+        ``uram`` or ``lut`` (alias ``logic``)."""
         self.in_shape = tuple(int(x) for x in in_shape)
         H, W, C = self.in_shape
         self.weights = np.asarray(weights, dtype=np.int64)
@@ -58,6 +70,8 @@ class DenseCore(wiring.Component):
         self.O, self.N = O, N
         self.lanes_in, self.Po, self.Pi, self.lanes_out = lanes_in, och_par, ich_par, lanes_out
         self.in_signed, self.requant, self.storage = in_signed, requant, storage
+        if storage not in STORAGE_ATTRS:
+            raise ValueError(f"storage must be one of {', '.join(STORAGE_ATTRS)}")
         self.G = math.ceil(N / ich_par)
         self.n_og = math.ceil(O / och_par)
         self.out_width = 8 if requant is not None else ACC_BITS
@@ -78,7 +92,8 @@ class DenseCore(wiring.Component):
 
     def cycles_per_frame(self) -> int:
         H, W, C = self.in_shape
-        return max(self.G * self.n_og, H * W * beats_per_pixel(C, self.lanes_in), beats_per_pixel(self.O, self.lanes_out))
+        in_beats = H * W * beats_per_pixel(C, self.lanes_in)
+        return max(self.G * self.n_og, in_beats, beats_per_pixel(self.O, self.lanes_out))
 
     latency = 6
 
@@ -113,16 +128,29 @@ class DenseCore(wiring.Component):
         en = Signal()
         m.d.comb += en.eq(~c2_valid | rf.i.ready)
 
-        # sequencer: input group gi, output group go
+        # sequencer: input group gi, output group go. The group's values are taken from the converter at go == 0
+        # (and held for the other output groups), so the converter gathers the next group meanwhile.
         gi = Signal(range(max(G, 2)))
         go = Signal(range(max(n_og, 2)))
         addr = Signal(range(max(G * n_og, 2)))
-        issue = en & conv.o.valid
-        m.d.comb += conv.o.ready.eq(en & (go == n_og - 1))
-        final = (gi == G - 1) | conv.o.payload.last
+        busy = Signal()
+        x_hold = Signal(Pi * 8)
+        last_hold = Signal()
+        x_cur = Signal(Pi * 8)
+        last_cur = Signal()
+        issue = Signal()
+        with m.If(busy):
+            m.d.comb += [issue.eq(en), x_cur.eq(x_hold), last_cur.eq(last_hold)]
+        with m.Else():
+            m.d.comb += [issue.eq(en & conv.o.valid), conv.o.ready.eq(en), x_cur.eq(conv.o.payload.data),
+                         last_cur.eq(conv.o.payload.last)]
+        final = (gi == G - 1) | last_cur
         with m.If(issue):
+            if n_og > 1:
+                with m.If(~busy):
+                    m.d.sync += [x_hold.eq(conv.o.payload.data), last_hold.eq(conv.o.payload.last), busy.eq(1)]
             with m.If(go == n_og - 1):
-                m.d.sync += go.eq(0)
+                m.d.sync += [go.eq(0), busy.eq(0)]
                 with m.If(final):
                     m.d.sync += [gi.eq(0), addr.eq(0)]
                 with m.Else():
@@ -135,15 +163,15 @@ class DenseCore(wiring.Component):
         b_go = Signal.like(go)
         b_x = Signal(Pi * 8)
         with m.If(en):
-            m.d.sync += [b_valid.eq(issue), b_first.eq(gi == 0), b_final.eq(final), b_go.eq(go),
-                         b_x.eq(conv.o.payload.data)]
+            m.d.sync += [b_valid.eq(issue), b_first.eq(gi == 0), b_final.eq(final), b_go.eq(go), b_x.eq(x_cur)]
         words = self.rom_words()
         wbits = Po * Pi * 8
         wword = Signal(wbits)
         if len(words) == 1:
             m.d.comb += wword.eq(words[0])
         else:
-            m.submodules.weights = rom = memory.Memory(shape=unsigned(wbits), depth=len(words), init=words)
+            m.submodules.weights = rom = memory.Memory(shape=unsigned(wbits), depth=len(words), init=words,
+                                                         attrs=dict(STORAGE_ATTRS[self.storage]))
             rp = rom.read_port()
             m.d.comb += [rp.addr.eq(addr), rp.en.eq(en), wword.eq(rp.data)]
 

@@ -151,7 +151,7 @@ def _dense(p, rng):
         m, sh = fixed_point_multiplier(1.0 / (64 * math.sqrt(N)))
         req = (int(m), int(sh), 0, 0 if p["relu"] else -128, 127)
     return DenseCore((H, W, C), w, bias, lanes_in=p["lanes_in"], och_par=p["och_par"], ich_par=p["ich_par"],
-                     lanes_out=p["lanes_out"], in_signed=p["signed"], requant=req)
+                     lanes_out=p["lanes_out"], in_signed=p["signed"], requant=req, storage=p["storage"])
 
 
 _add(CoreSpec("dense", "fully connected layer (ROM weights, int32 accumulation, bias, requant or raw int32 out)", {
@@ -159,7 +159,8 @@ _add(CoreSpec("dense", "fully connected layer (ROM weights, int32 accumulation, 
     "cout": Param(int, 10, "outputs"), "lanes_in": Param(int, 1, "input lanes"),
     "och_par": Param(int, 1, "outputs per cycle"), "ich_par": Param(int, 1, "inputs per cycle"),
     "lanes_out": Param(int, 1, "output lanes"), "raw": Param(bool, False, "raw int32 accumulator output"),
-    "relu": Param(bool, False, "fused ReLU"), "signed": Param(bool, True, "int8 input (else uint8)"), **_SEED,
+    "relu": Param(bool, False, "fused ReLU"), "signed": Param(bool, True, "int8 input (else uint8)"),
+    "storage": Param(str, "auto", "weight ROM storage", ("auto", "bram", "uram", "lut")), **_SEED,
 }, _dense, needs_weights=True))
 
 

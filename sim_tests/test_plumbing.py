@@ -18,7 +18,13 @@ CONVERTERS = {
     "c1to3": ((3, 2, 5), 1, 3, False),  # 1 -> 3 with a 2-lane tail beat per pixel
     "c2to3f": ((2, 3, 5), 2, 3, True),  # non-dividing both sides, frame flattened into one vector (dense input)
     "c4to4f": ((2, 2, 3), 4, 4, True),  # same width, regrouped pixels (tail beats removed)
+    "c4to2": ((2, 3, 8), 4, 2, False),  # splitter fast path
+    "c2to6f": ((2, 2, 6), 2, 6, True),  # gatherer fast path
+    "c3to3": ((2, 2, 3), 3, 3, False),  # pass-through
 }
+
+CONVERTERS_MODES = {"c3to1": "split", "c1to3": "pack", "c2to3f": "pack", "c4to4f": "pack", "c4to2": "split",
+                    "c2to6f": "gather", "c3to3": "pass"}
 
 
 def _conv(shape, li, lo, flat):
@@ -51,5 +57,6 @@ def test_plumbing(tmp_path, tmp_path_factory):
         ins = [frame_to_beats(f, li) for f in frames]
         outs = [frame_to_beats(f.reshape(1, -1, core.c_out), lo) for f in frames]
         jobs.append(job(n, {"i": ins}, outs, prefix=f"plumb_{n}_", last_bit=lo * 8, model=core.cycles_per_frame(H * W)))
+    assert [CONVERTERS_MODES[n] for n in CONVERTERS] == [_conv(*c).mode for c in CONVERTERS.values()]
     res = run_jobs(tmp_path, design, jobs)
     assert set(res) == {j["name"] for j in jobs}
