@@ -338,3 +338,35 @@ class FloatResNet20(nn.Module):
                 h = F.pad(h, (0, 0, 0, 0, p, p))
             h = F.relu(y + h)
         return self.linear(F.adaptive_avg_pool2d(h, 1).flatten(1))
+
+
+def float_forward(model: QResNet, x):
+    """Float (unquantized) forward through a QResNet's own weights and biases: the cheap pre-training stage.
+
+    Same topology and zero padding as the quantized model, about 3x faster than Brevitas QAT on a CPU.
+    """
+    h = F.relu(F.conv2d(x, model.stem.weight, model.stem.bias, padding=1))
+    for b in model.blocks:
+        s = b.conv1.stride
+        r = F.relu(F.conv2d(h, b.conv1.weight, b.conv1.bias, stride=s, padding=1))
+        y = F.conv2d(r, b.conv2.weight, b.conv2.bias, padding=1)
+        if b.kind == "identity":
+            sc = h
+        elif b.kind == "B":
+            sc = F.conv2d(h, b.sc_conv.weight, b.sc_conv.bias, stride=b.sc_conv.stride)
+        else:
+            sc = F.pad(h[:, :, :: b.stride, :: b.stride], (0, 0, 0, 0, b.pad_c, b.pad_c))
+        h = F.relu(y + sc)
+    return F.linear(F.avg_pool2d(h, 8).flatten(1), model.fc.weight, model.fc.bias)
+
+
+def float_params(model: QResNet) -> dict:
+    """The trainable float weights and biases (no quantizer parameters)."""
+    return {f"{n}.{k}": getattr(m, k).detach().clone() for n, m in _conv_modules(model) for k in ("weight", "bias")}
+
+
+def load_float_params(model: QResNet, params: dict):
+    with torch.no_grad():
+        for n, m in _conv_modules(model):
+            for k in ("weight", "bias"):
+                getattr(m, k).copy_(params[f"{n}.{k}"])

@@ -39,7 +39,9 @@ sys.path.insert(0, str(HERE.parent))
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="resnet8", choices=["resnet8", "resnet20", "resnet20a", "tiny"])
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=30, help="quantization-aware training epochs")
+    p.add_argument("--float-epochs", type=int, default=0,
+                   help="float (unquantized, ~3x cheaper) epochs before QAT; one cosine schedule spans both stages")
     p.add_argument("--lr", type=float, default=0.02, help="peak SGD learning rate (cosine decay to 0)")
     p.add_argument("--warmup", type=float, default=0.0, help="linear warm-up, in epochs")
     p.add_argument("--wd", type=float, default=5e-4, help="weight decay (conv/linear weights only)")
@@ -63,6 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation loss")
     p.add_argument("--kd-t", type=float, default=4.0, help="distillation temperature")
     p.add_argument("--smoke", action="store_true", help="a few batches only (tests)")
+    p.add_argument("--max-train", type=int, default=None, help="use only the first N training images (debugging)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return p.parse_args(argv)
 
@@ -93,14 +96,15 @@ def augment_epoch(x_pad: np.ndarray, n: int, rng: np.random.Generator, batch: in
         yield idx, out, flip[idx]
 
 
-def evaluate(model, x, y, batch=500):
+def evaluate(model, x, y, batch=500, fwd=None):
     import torch
 
     model.eval()
+    fwd = fwd or model
     correct = 0
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            correct += int((model(to_input(x[i : i + batch])).argmax(1).numpy() == y[i : i + batch]).sum())
+            correct += int((fwd(to_input(x[i : i + batch])).argmax(1).numpy() == y[i : i + batch]).sum())
     return 100.0 * correct / len(x)
 
 
@@ -207,16 +211,20 @@ def main(argv=None):
 
     if args.smoke:
         args.epochs = min(args.epochs, 2)
+        args.float_epochs = min(args.float_epochs, 1)
     xte, yte = rdata.load_test(ds)
     if args.smoke:
         xte, yte = xte[:200], yte[:200]
     model = resnets.build(args.arch)
 
     def info(ep, acc):
-        return {"arch": args.arch, "epochs": ep, "seed": args.seed, "lr": args.lr, "brevitas_top1": f"{acc:.2f}"}
+        return {"arch": args.arch, "epochs": ep, "seed": args.seed, "lr": args.lr if args.float_epochs + args.epochs else 0,
+                "brevitas_top1": f"{acc:.2f}"}
 
     if args.export_only:
         ck = torch.load(best_p if args.from_best else last_p, map_location="cpu", weights_only=False)
+        if ck.get("model") is None:
+            sys.exit("checkpoint is from the float stage (not calibrated/quantized yet): nothing to export")
         model.load_state_dict(ck["model"])
         acc = evaluate(model, xte, yte)
         print(f"checkpoint epoch {ck['epoch']}: brevitas top-1 {acc:.2f} % on {len(xte)} test images", flush=True)
@@ -227,11 +235,14 @@ def main(argv=None):
     xtr, ytr = rdata.load_train(ds)
     if args.smoke:
         xtr, ytr = xtr[:512], ytr[:512]
+    if args.max_train:
+        xtr, ytr = xtr[: args.max_train], ytr[: args.max_train]
     x_pad = np.pad(xtr, ((0, 0), (4, 4), (4, 4), (0, 0)))  # black (pixel 0) border, like torchvision on PIL
     ytr_t = torch.from_numpy(ytr)
     bs = 32 if args.smoke else args.batch_size
     steps_per_epoch = len(xtr) // bs
-    total_steps = args.epochs * steps_per_epoch
+    n_epochs = args.float_epochs + args.epochs
+    total_steps = n_epochs * steps_per_epoch
     opt = torch.optim.SGD(param_groups(model, args.wd), lr=args.lr, momentum=args.momentum, nesterov=True)
 
     def lr_at(step):
@@ -244,21 +255,38 @@ def main(argv=None):
     if args.kd_teacher == "resnet20":
         teacher = teacher_logits(xtr, ytr, None if args.smoke else ckdir / "kd_resnet20_logits.npy")
 
-    start_epoch, best, history = 0, -1.0, []
+    start_epoch, best, history, calibrated = 0, -1.0, [], False
+
+    def fwd_float(x):
+        return resnets.float_forward(model, x)
+
+    def do_calibrate():
+        calibrate(model, xtr, 1 if args.smoke else args.calib_batches, batch=bs if args.smoke else 250)
+        acc = evaluate(model, xte, yte)
+        print(f"calibrated activation scales (PTQ): top-1 {acc:.2f} %", flush=True)
+        return acc
+
     t_used = 0.0
     if last_p.exists() and not args.smoke:
         ck = torch.load(last_p, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
+        calibrated = ck.get("calibrated", True)
+        if calibrated:
+            model.load_state_dict(ck["model"])
+        else:
+            resnets.load_float_params(model, ck["float"])
         opt.load_state_dict(ck["opt"])
         start_epoch, best, history, t_used = ck["epoch"], ck["best"], ck["history"], ck.get("wall_s", 0.0)
         torch.set_rng_state(ck["torch_rng"])
         print(f"resumed {last_p} at epoch {start_epoch} (best {best:.2f} %)", flush=True)
     else:
         seeded = False if args.no_seed else resnets.load_seed(model, args.arch)
-        calibrate(model, xtr, 1 if args.smoke else args.calib_batches, batch=bs if args.smoke else 250)
-        acc0 = evaluate(model, xte, yte)
-        history.append({"epoch": 0, "test_top1": acc0, "seeded": seeded})
-        print(f"after {'seed + ' if seeded else ''}calibration (PTQ): top-1 {acc0:.2f} %", flush=True)
+        if args.float_epochs == 0:
+            acc0 = do_calibrate()
+            calibrated = True
+        else:
+            acc0 = evaluate(model, xte, yte, fwd=fwd_float)
+            print(f"{'seed' if seeded else 'initial'} float model: top-1 {acc0:.2f} %", flush=True)
+        history.append({"epoch": 0, "test_top1": acc0, "seeded": seeded, "quantized": calibrated})
         best = acc0
 
     try:
@@ -266,8 +294,13 @@ def main(argv=None):
     except ImportError:  # pragma: no cover
         tqdm = None
 
-    for ep in range(start_epoch, args.epochs):
+    for ep in range(start_epoch, n_epochs):
         t0 = time.time()
+        is_float = ep < args.float_epochs
+        if not is_float and not calibrated:
+            history.append({"epoch": ep, "ptq_top1": do_calibrate()})
+            calibrated = True
+            best = -1.0  # best-of tracking restarts for the quantized model
         model.train()
         rng = np.random.default_rng([args.seed, ep])
         it = augment_epoch(x_pad, len(xtr), rng, bs)
@@ -275,7 +308,7 @@ def main(argv=None):
             it = (b for _, b in zip(range(4), it))
         bar = None
         if tqdm is not None and not args.no_progress:
-            bar = tqdm(total=4 if args.smoke else steps_per_epoch, desc=f"{run} ep {ep + 1}/{args.epochs}",
+            bar = tqdm(total=4 if args.smoke else steps_per_epoch, desc=f"{run} ep {ep + 1}/{n_epochs}{' float' if is_float else ' QAT'}",
                        mininterval=5.0 if sys.stdout.isatty() else 30.0, file=sys.stdout)
         loss_sum = n_sum = correct = 0
         for bi, (idx, xb, fl) in enumerate(it):
@@ -284,7 +317,7 @@ def main(argv=None):
                 g["lr"] = lr_at(step)
             xin = to_input(xb)
             yb = ytr_t[idx]
-            out = model(xin)
+            out = fwd_float(xin) if is_float else model(xin)
             loss = F.cross_entropy(out, yb)
             if teacher is not None:
                 tl = teacher[fl.astype(np.int64), idx]
@@ -307,28 +340,32 @@ def main(argv=None):
                     sys.stdout.flush()  # tqdm to a redirected log: keep the log current
         if bar is not None:
             bar.close()
-        acc = evaluate(model, xte, yte)
+        acc = evaluate(model, xte, yte, fwd=fwd_float if is_float else None)
         dt = time.time() - t0
         t_used += dt
         rec = {"epoch": ep + 1, "train_loss": loss_sum / max(1, n_sum), "train_top1": 100 * correct / max(1, n_sum),
-               "test_top1": acc, "epoch_s": round(dt, 1), "lr_end": lr_at((ep + 1) * steps_per_epoch - 1)}
+               "test_top1": acc, "quantized": not is_float, "epoch_s": round(dt, 1), "lr_end": lr_at((ep + 1) * steps_per_epoch - 1)}
         history.append(rec)
         print(json.dumps(rec), flush=True)
         if args.smoke:
             best = max(best, acc)
             continue
-        ck = {"model": model.state_dict(), "opt": opt.state_dict(), "epoch": ep + 1, "best": max(best, acc),
+        ck = {"model": model.state_dict() if calibrated else None, "float": resnets.float_params(model),
+              "calibrated": calibrated, "opt": opt.state_dict(), "epoch": ep + 1, "best": max(best, acc),
               "history": history, "torch_rng": torch.get_rng_state(), "args": vars(args), "wall_s": t_used}
         torch.save(ck, str(last_p) + ".tmp")
         os.replace(str(last_p) + ".tmp", last_p)
         if acc > best:
             best = acc
             torch.save(ck, best_p)
+    if not calibrated:  # --epochs 0 after a float stage: post-training quantization of the float model
+        history.append({"epoch": n_epochs, "test_top1": do_calibrate()})
+        calibrated = True
     final = history[-1]["test_top1"]
     print(f"done: final top-1 {final:.2f} %, best {best:.2f} %, training wall time {t_used / 60:.1f} min over all "
           f"epochs (this process: {(time.time() - t_start) / 60:.1f} min)", flush=True)
     if args.export:
-        export(model, args.export, args.export_qcdq, info(len(history) - 1, final))
+        export(model, args.export, args.export_qcdq, info(f"{args.float_epochs} float + {args.epochs} QAT", final))
     return final
 
 
