@@ -10,6 +10,7 @@ from frame_bench import build, job, register, run_jobs, shared_design
 from rtlgen import golden, ir
 from rtlgen.cores.argmax import ArgmaxCore
 from rtlgen.cores.dense import DenseCore
+from rtlgen.cores.pool import PoolCore
 from rtlgen.cores.stream import frame_to_beats
 
 
@@ -99,3 +100,54 @@ def test_dense_sweep(tmp_path):
     cores = {f"dense_{n}": DenseCore.from_layer(*c) for n, c in cfgs.items()}
     res = run_jobs(tmp_path, build(tmp_path, cores, "dense_sweep"), _dense_jobs(cfgs, rng, "dense_"))
     assert set(res) == set(cfgs)
+
+
+# -- the head of the bundled ResNet20 (imported IR layers, realistic activations from the golden model) ---------------
+
+
+def _resnet20():
+    from pathlib import Path
+
+    import rtlgen
+    from rtlgen.importer import load_model
+
+    path = Path(rtlgen.__file__).parent / "models" / "resnet20.onnx"
+    return load_model(path) if path.exists() else None
+
+
+try:
+    NET = _resnet20()
+except Exception:  # the importer is developed concurrently: the head test is skipped if it cannot load the model
+    NET = None
+if NET is not None:
+    _gap = next(lay for lay in NET.layers if isinstance(lay, ir.Pool))
+    _fc = next(lay for lay in NET.layers if isinstance(lay, ir.Dense))
+    register("default", "head_gap", lambda: PoolCore.from_layer(_gap, 16))
+    register("default", "head_fc", lambda: DenseCore.from_layer(_fc, lanes_in=16, och_par=4, ich_par=16, lanes_out=2))
+    register("default", "head_am", lambda: ArgmaxCore(_fc.out_shape[2], 2, DenseCore.from_layer(_fc).out_width, True))
+
+
+@pytest.mark.skipif(NET is None, reason="bundled resnet20.onnx not importable")
+def test_resnet20_head(tmp_path, tmp_path_factory):
+    design = shared_design("default", tmp_path_factory)
+    rng = np.random.default_rng(20)
+    pixels = rng.integers(0, 256, size=(3, 32, 32, 3)).astype(np.uint8)
+    vals = golden.run(NET, pixels, return_all=True)
+    gap_in = vals[_gap.inputs[0]]
+    gap_out, fc_out = vals[_gap.name], vals[_fc.name]
+    fc_core = DenseCore.from_layer(_fc, lanes_in=16, och_par=4, ich_par=16, lanes_out=2)
+    ow = fc_core.out_width
+    am = ArgmaxCore(_fc.out_shape[2], 2, ow, True)
+    jobs = [
+        job("gap", {"i": [frame_to_beats(x, 16) for x in gap_in]}, [frame_to_beats(y, 16) for y in gap_out],
+            prefix="head_gap_", last_bit=16 * 8, model=PoolCore.from_layer(_gap, 16).cycles_per_frame()),
+        job("fc", {"i": [frame_to_beats(x, 16) for x in gap_out]}, [frame_to_beats(y, 2, ow) for y in fc_out],
+            prefix="head_fc_", last_bit=2 * ow, model=fc_core.cycles_per_frame()),
+        job("argmax", {"i": [frame_to_beats(y, 2, ow) for y in fc_out]},
+            [[int(np.argmax(y.reshape(-1))) | (1 << am.index_width)] for y in fc_out], prefix="head_am_",
+            last_bit=am.index_width, model=am.cycles_per_frame()),
+    ]
+    res = run_jobs(tmp_path, design, jobs)
+    assert set(res) == {"gap", "fc", "argmax"}
+    # the argmax of the integer logits is the golden prediction
+    assert [int(np.argmax(y.reshape(-1))) for y in fc_out] == list(golden.predict(NET, pixels))

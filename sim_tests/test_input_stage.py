@@ -41,3 +41,38 @@ def test_input_stage(tmp_path, tmp_path_factory):
                         model=core.cycles_per_frame()))
     res = run_jobs(tmp_path, design, jobs)
     assert set(res) == set(CFGS)
+
+
+def _resnet20_input():
+    from pathlib import Path
+
+    import rtlgen
+    from rtlgen.importer import load_model
+
+    path = Path(rtlgen.__file__).parent / "models" / "resnet20.onnx"
+    return load_model(path).input if path.exists() else None
+
+
+try:
+    INPUT = _resnet20_input()
+except Exception:  # the importer is developed concurrently: skipped if it cannot load the model
+    INPUT = None
+if INPUT is not None:
+    register("default", "input_r20", lambda: InputStageCore.from_layer(INPUT, 3))
+
+
+def test_resnet20_input_stage(tmp_path, tmp_path_factory):
+    """The imported input table of the bundled ResNet20 on a 32x32 RGB image stream (one pixel per beat)."""
+    import pytest
+
+    if INPUT is None:
+        pytest.skip("bundled resnet20.onnx not importable")
+    design = shared_design("default", tmp_path_factory)
+    rng = np.random.default_rng(21)
+    px = [rng.integers(0, 256, size=(32, 32, 3)).astype(np.uint8) for _ in range(2)]
+    exp = [golden.run_input(INPUT, p[None])[0] for p in px]
+    core = InputStageCore.from_layer(INPUT, 3)
+    res = run_jobs(tmp_path, design, [job("r20", {"i": [frame_to_beats(p.astype(np.int64), 3) for p in px]},
+                                          [frame_to_beats(e, 3) for e in exp], prefix="input_r20_", last_bit=24,
+                                          model=core.cycles_per_frame(), tp_frames=3)])
+    assert set(res) == {"r20"}
