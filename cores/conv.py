@@ -407,6 +407,36 @@ class Conv(wiring.Component):
             n += dsp_count(p.och, p.P, p.pix, p.packing)
         return n
 
+    def resources(self) -> dict:
+        """Pure-Python resource model for the planner.
+
+        ``dsp_mac``: MAC multipliers (one DSP48E2 each); ``requant_mults``/``residual_mults``: the requant's
+        ``acc x m`` multipliers (``acc_bits``+bias x 24 bits: 2 DSP48E2 each on 27x18 DSPs) and the residual's
+        ``skip x res_m`` ones (1 DSP each), 0 when the factors are powers of two (shifts);
+        ``line_buffer_bits`` (x2 with ``pix_par=2``: two read ports duplicate the memory), ``weight_bits``
+        (ROM depth x width; BRAM/URAM or LUTs by ``storage``).
+        """
+        def parts(eng, wg):
+            rq = eng.requant
+            return {
+                "dsp_mac": dsp_count(eng.och, eng.P, eng.pix, eng.packing),
+                "requant_mults": 0 if rq.m_shift else eng.och,
+                "residual_mults": (0 if rq.r_shift else eng.och) if rq.residual else 0,
+                "line_buffer_bits": wg.DG * wg.lanes * 8 * wg.pix,
+                "weight_bits": eng.rom_depth * eng.rom_width,
+                "weight_rom": (eng.rom_depth, eng.rom_width, eng.storage),
+            }
+
+        out = parts(self.engine, self.window)
+        out["dsp"] = out["dsp_mac"] + 2 * out["requant_mults"] + out["residual_mults"]
+        if self.proj_layer is not None:
+            p = parts(self.proj_engine, self.proj_window)
+            out["proj"] = p
+            out["dsp"] += p["dsp_mac"] + 2 * p["requant_mults"]
+            out["line_buffer_bits"] += p["line_buffer_bits"]
+            out["weight_bits"] += p["weight_bits"]
+        return out
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.window = wg = self.window

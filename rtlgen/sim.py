@@ -65,7 +65,7 @@ def decode_outputs(outs: list[int], man: dict, n: int) -> np.ndarray:
     return res[:, :values]
 
 
-def _simulate(d: Path, rep, man, pixels, stall, seed, waves, probes=()):
+def _simulate(d: Path, rep, man, pixels, stall, seed, waves, probes=(), opt="auto"):
     from .simulate import SimulationError, run_cocotb
 
     n = len(pixels)
@@ -78,9 +78,11 @@ def _simulate(d: Path, rep, man, pixels, stall, seed, waves, probes=()):
         cfg = {"frames": str(tmp / "frames.npy"), "out_beats": man["output"]["beats_per_frame"],
                "pause_in": stall, "pause_out": stall, "seed": seed, "results": str(results),
                "max_cycles": int(50 * rep["cycles_per_frame"] * (n + 4) + 200_000), "probes": list(probes)}
+        if opt == "auto":  # a fast compile for a few frames, an optimised model for long runs
+            opt = "O0" if n * rep["cycles_per_frame"] < 2_000_000 else "Os"
         try:
             run_cocotb([d / "rtl" / "rtlgen_top.v"], "rtlgen_top", "rtlgen.sim_bench", Path(__file__).parent,
-                       sim_dir / "verilator", config=cfg, waves=waves)
+                       sim_dir / f"verilator_{opt}", config=cfg, waves=waves, cxx_opt=f"-{opt}")
         except SimulationError:
             if not results.exists():
                 raise
@@ -106,7 +108,7 @@ def first_differing_layer(net: ir.Network, man: dict, probes: dict, expect_all: 
 
 
 def run_sim(build_dir, pixels: np.ndarray, labels: np.ndarray | None = None, stall: float = 0.0, waves: bool = False,
-            seed: int = 1, progress=None) -> dict:
+            seed: int = 1, progress=None, opt: str = "auto") -> dict:
     d = Path(build_dir).resolve()
     net, rep, man = load_design(d)
     n = len(pixels)
@@ -116,7 +118,7 @@ def run_sim(build_dir, pixels: np.ndarray, labels: np.ndarray | None = None, sta
     expect = golden.run(net, pixels)
     t_golden = time.perf_counter() - t0
     t1 = time.perf_counter()
-    r = _simulate(d, rep, man, pixels, stall, seed, waves)
+    r = _simulate(d, rep, man, pixels, stall, seed, waves, opt=opt)
     t_sim = time.perf_counter() - t1
     if r["timeout"]:
         raise RtlgenError(f"simulation stalled: {len(r['outs'])} of {n * man['output']['beats_per_frame']} output beats "
@@ -150,6 +152,6 @@ def run_sim(build_dir, pixels: np.ndarray, labels: np.ndarray | None = None, sta
         out["first_mismatch_frame"] = f
         out["first_mismatch"] = {"expected": expect[f].tolist(), "got": got[f].tolist()}
         # re-run the failing frame alone with every layer's output stream probed
-        r2 = _simulate(d, rep, man, pixels[f : f + 1], 0.0, seed, False, probes=man.get("probes", []))
+        r2 = _simulate(d, rep, man, pixels[f : f + 1], 0.0, seed, False, probes=man.get("probes", []), opt=opt if opt != "auto" else "O0")
         out["first_differing_layer"] = first_differing_layer(net, man, r2["probes"], golden.run(net, pixels[f : f + 1], return_all=True))
     return out

@@ -84,7 +84,7 @@ _ZP_INPUT = {"QuantizeLinear": 2, "QLinearConv": 7, "QLinearAdd": 7, "QLinearMul
 
 
 @functools.lru_cache(maxsize=16)
-def _session(path: str, mtime: float, extra_outputs: tuple[str, ...]):
+def _session(path: str, mtime: float, extra_outputs: tuple[str, ...], optimize: bool = False):
     import onnxruntime as ort
 
     m = _load(path)
@@ -99,8 +99,9 @@ def _session(path: str, mtime: float, extra_outputs: tuple[str, ...]):
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
-    # no graph optimizations: ORT's QDQ fusions would run different (fused QLinear) kernels than the graph says
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if not optimize:
+        # no graph optimizations: ORT's QDQ fusions would run different (fused QLinear) kernels than the graph says
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
@@ -108,11 +109,12 @@ def run_ort(model_path, x: np.ndarray, outputs: list[str] | None = None, batch: 
     """Run ``model_path`` in ONNX Runtime on float input ``x``; returns {output name: array} (graph outputs first).
 
     ``outputs``: extra intermediate tensor names to fetch. ``optimize``: use ORT's default graph optimizations
-    (fused QLinear kernels for QDQ) instead of executing the graph node by node.
+    (fused QLinear kernels for QDQ) instead of executing the graph node by node; an extra output keeps its tensor
+    (ORT does not fuse away a graph output), so fetch only what is needed there.
     """
     path = str(Path(model_path).resolve())
     extra = tuple(outputs or ())
-    sess = _session(path, Path(path).stat().st_mtime, extra) if not optimize else _opt_session(path, Path(path).stat().st_mtime)
+    sess = _session(path, Path(path).stat().st_mtime, extra, bool(optimize))
     iname = sess.get_inputs()[0].name
     names = [o.name for o in sess.get_outputs()]
     res = {n: [] for n in names}
@@ -121,19 +123,6 @@ def run_ort(model_path, x: np.ndarray, outputs: list[str] | None = None, batch: 
         for n, o in zip(names, outs):
             res[n].append(o)
     return {n: np.concatenate(v) for n, v in res.items()}
-
-
-@functools.lru_cache(maxsize=4)
-def _opt_session(path: str, mtime: float):
-    import onnxruntime as ort
-
-    m = _load(path)
-    m.ir_version = min(m.ir_version, IR_VERSION)
-    _dynamic_batch(m)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def ort_output(model_path, x: np.ndarray, **kw) -> np.ndarray:
@@ -261,12 +250,13 @@ def compare_layers(net, model, golden_all: dict, ref_all: dict, layout: str = "N
 TIE_EPS = 1e-6
 
 
-def exact_values(layer, args: list[np.ndarray] | None = None, pixels=None) -> np.ndarray | None:
+def exact_values(layer, args: list[np.ndarray] | None = None, pixels=None, bias_scale=None) -> np.ndarray | None:
     """Exact real-valued result of ``layer`` before rounding, in units of the output LSB plus the output zero point.
 
     Computed in float64 from the integer inputs and the source model's scales (``in_q.scale``, ``w_scale``,
-    ``out_q.scale``; exact float32 values): the QDQ semantics ``round(real / s_out) + zp_out`` without any float32
-    approximation (ONNX Runtime computes ``real`` in float32, the golden model uses a 24-bit fixed-point ratio).
+    ``out_q.scale``; exact float32 values) and, for conv/dense, the bias's own scale ``bias_scale`` as the model
+    stores it (:func:`bias_scale`; default ``s_in * s_w``, QLinearConv's implied bias scale): the QDQ semantics
+    ``round(real / s_out) + zp_out`` without any float32 approximation (ONNX Runtime computes ``real`` in float32, the golden model uses a 24-bit fixed-point ratio).
     The integer accumulators are exact (``golden.conv_acc``); the float64 products and quotients add a relative error
     of a few 1e-16, far below :data:`TIE_EPS`. Returns [N, outputs] (NHWC flatten order), or None for layers that do
     not round (max pooling, option-A shortcut, raw accumulator outputs).
@@ -282,16 +272,22 @@ def exact_values(layer, args: list[np.ndarray] | None = None, pixels=None) -> np
         px = np.asarray(pixels, np.float64)
         x = (px * pre["input_scale"] - np.asarray(pre["mean"], np.float64)) / np.asarray(pre["std"], np.float64)
         v = x / so
-    elif isinstance(layer, ir.Conv):
-        acc = golden.conv_acc(args[0], layer.weights, layer.bias, layer.stride, layer.pads, layer.pad_value, layer.in_q)
-        real = acc * (float(layer.in_q.scale) * np.asarray(layer.w_scale, np.float64))
-        if layer.residual is not None:
+    elif isinstance(layer, (ir.Conv, ir.Dense)):
+        # sum_k (x_k - zp_in) * w_k exactly (integers, |.| < 2**31), and the source model's bias integer
+        O = layer.weights.shape[0]
+        zp_sum = layer.in_q.zero_point * layer.weights.reshape(O, -1).sum(1)
+        if isinstance(layer, ir.Conv):
+            acc0 = golden.conv_acc(args[0], layer.weights, np.zeros(O, np.int64), layer.stride, layer.pads, layer.pad_value, layer.in_q)
+        else:
+            acc0 = np.asarray(args[0], np.float64).reshape(len(args[0]), -1) @ layer.weights.T.astype(np.float64)
+        mac = acc0 - zp_sum  # the padding value is the input zero point: padded taps add nothing
+        b_int = layer.bias + zp_sum  # the bias as stored in the model (the importer folds -zp_in * sum(w) into it)
+        s_acc = float(layer.in_q.scale) * np.asarray(layer.w_scale, np.float64)  # exact: product of two float32
+        b_scale = s_acc if bias_scale is None else np.asarray(bias_scale, np.float64)
+        real = mac * s_acc + b_int * b_scale
+        if isinstance(layer, ir.Conv) and layer.residual is not None:
             real = real + (np.asarray(args[1], np.float64) - layer.res_zp) * float(layer.res_q.scale)
         v = real / so
-    elif isinstance(layer, ir.Dense):
-        x = np.asarray(args[0], np.float64).reshape(len(args[0]), -1)
-        acc = x @ layer.weights.T.astype(np.float64) + layer.bias  # |acc| < 2**31: exact in float64
-        v = acc * (float(layer.in_q.scale) * np.asarray(layer.w_scale, np.float64)) / so
     elif isinstance(layer, ir.Add):
         a = (np.asarray(args[0], np.float64) - layer.a_q.zero_point) * float(layer.a_q.scale)
         b = (np.asarray(args[1], np.float64) - layer.b_q.zero_point) * float(layer.b_q.scale)
@@ -311,6 +307,40 @@ def exact_values(layer, args: list[np.ndarray] | None = None, pixels=None) -> np
         return None
     v = np.asarray(v, np.float64)
     return v.reshape(v.shape[0], -1) + q.zero_point
+
+
+def bias_scale(model, layer) -> np.ndarray | None:
+    """Scale of the bias of conv/dense ``layer`` as stored in the source model (the DequantizeLinear / Quant scale of
+    the Conv/Gemm bias input or of the MatMul's bias Add), per output channel; None where the bias scale is implied
+    (QLinearConv/QGemm: ``s_in * s_w``) or there is no bias. ONNX Runtime's quantizer stores
+    ``float32(s_in * s_w)``, which differs from the exact product by up to 2**-24 relative."""
+    if not isinstance(layer, (ir.Conv, ir.Dense)):
+        return None
+    m = _load(model)
+    nodes = {n.name: n for n in m.graph.node if n.name}
+    prod = {o: n for n in m.graph.node for o in n.output}
+    inits = {t.name: t for t in m.graph.initializer}
+
+    def scale_of(tensor):
+        p = prod.get(tensor)
+        if p is not None and p.op_type in ("DequantizeLinear", "Quant") and p.input[0] in inits and p.input[1] in inits:
+            return onnx.numpy_helper.to_array(inits[p.input[1]]).astype(np.float64)
+        return None
+
+    for nm in layer.source_nodes:
+        n = nodes.get(nm)
+        if n is None:
+            continue
+        cands = []
+        if n.op_type in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2]:
+            cands = [n.input[2]]
+        elif n.op_type == "Add":
+            cands = list(n.input)
+        for t in cands:
+            s = scale_of(t)
+            if s is not None:
+                return np.broadcast_to(s.reshape(-1), (layer.weights.shape[0],)).copy()
+    return None
 
 
 def tie_mask(layer, exact: np.ndarray | None) -> np.ndarray | None:
@@ -354,7 +384,7 @@ def isolated_layers(net, model, ref_all: dict, pixels=None) -> dict[str, dict]:
                 args.append(v)
             else:
                 g = golden.run_layer(layer, args)
-                ties = tie_mask(layer, exact_values(layer, args))
+                ties = tie_mask(layer, exact_values(layer, args, bias_scale=bias_scale(model, layer)))
                 _fill(res, layer, g, ref_all[tname], is_float, tname, ties)
             continue
         _fill(res, layer, g, ref_all[tname], is_float, tname, ties)
