@@ -153,6 +153,21 @@ class Design:
         self.timings["plan"] = time.perf_counter() - t
         return self.plan_
 
+    def set_layer(self, name: str, **changes) -> planner.LayerPlan:
+        """Change one layer's decisions (``och_par``, ``ich_par``, ``pix_par``, ``packing``, ``mult``, ``storage``,
+        ``fifo_depth``) and re-cost the plan; raises :class:`OptionError` on an invalid value."""
+        if self.plan_ is None:
+            self.plan()
+        lp = self.plan_.layer(name)
+        allowed = {"och_par", "ich_par", "pix_par", "packing", "mult", "storage", "fifo_depth"}
+        bad = set(changes) - allowed
+        if bad:
+            raise OptionError(f"set_layer: unknown field(s) {', '.join(sorted(bad))} (allowed: {', '.join(sorted(allowed))})")
+        for k, v in changes.items():
+            setattr(lp, k, v)
+        recost(self.net, self.plan_)
+        return lp
+
     def report(self) -> dict:
         plan = self.plan_
         tot = plan.totals()
