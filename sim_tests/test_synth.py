@@ -81,7 +81,7 @@ def test_conv_dsp_packing(packing, expected, storage, tmp_path):
     """72 / 144 DSP48E2; the weight ROM lands in block RAM (``bram``: 576-bit words -> 8 RAMB36E2 at 72 bits)
     or in logic (``lut``: no block RAM at all)."""
     conv = Conv(_conv_layer(), ich_par=9, och_par=8, pix_par=2, packing=packing, storage=storage)
-    assert dsp_count(8, 9, 2, packing) == expected == conv.dsp
+    assert dsp_count(8, 9, 2, packing) == expected == conv.dsp == conv.resources()["dsp"]
     v = write_verilog(conv, "conv", tmp_path / "conv.v")
     cells = yosys_cells(v, "conv")
     print(f"packing={packing}: {cells.get('DSP48E2', 0)} DSP48E2, {cells.get('RAMB36E2', 0)} RAMB36E2, "
