@@ -10,7 +10,7 @@ Stream contract (:class:`ShortcutACore`)
   ``pad_before`` and followed by ``pad_after`` channels of ``pad_value``.
 * A sequencer emits, per kept pixel, pad beats, the pixel's input beats and pad beats (each with its count of valid
   values) into a value packer that regroups them into ``lanes_out``-lane beats of the padded pixel.
-* Latency 1-2 cycles; cycles per frame: :meth:`ShortcutACore.cycles_per_frame` (per row, the busier of the input
+* Latency 1-2 cycles; cycles per frame: :meth:`ShortcutACore.cycles_per_frame` (a beat-level model of the input
   side -- input beats plus generated pad beats -- and the output side).
 """
 
@@ -44,14 +44,52 @@ class ShortcutACore(wiring.Component):
                    lanes_out)
 
     def cycles_per_frame(self) -> int:
+        """Steady-state cycles per frame without stalls: a beat-level model of the sequencer and the value packer
+        (kept rows are often output-bound and drain into the following dropped rows, so neither a sum of per-row
+        maxima nor the max of the totals is exact)."""
+        return self._simulate(frames=3)
+
+    def _simulate(self, frames: int) -> int:
         H, W, C = self.in_shape
         Ho, Wo, Co = self.out_shape
-        M = self.lanes_in
+        M, N = self.lanes_in, self.lanes_out
+        B = 2 * M + N - 1
         bpp_in = beats_per_pixel(C, M)
-        npad = math.ceil(self.pb / M) + math.ceil(self.pa / M)
-        bpp_out = beats_per_pixel(Co, self.lanes_out)
-        kept_row = max(W * bpp_in + Wo * npad, Wo * bpp_out)
-        return Ho * kept_row + (H - Ho) * W * bpp_in
+
+        def counts(total):
+            n = math.ceil(total / M)
+            return [M] * (n - 1) + [total - (n - 1) * M] if n else []
+
+        pixel_kept = counts(self.pb) + counts(C) + counts(self.pa)
+        items = []  # per input-side cycle: 0 = a dropped input beat, k > 0 = k values pushed into the packer
+        for _ in range(frames):
+            for y in range(H):
+                for x in range(W):
+                    items += pixel_kept if (y % self.s == 0 and x % self.s == 0) else [0] * bpp_in
+        bpp_out = beats_per_pixel(Co, N)
+        k_outs = [N] * (bpp_out - 1) + [Co - (bpp_out - 1) * N]
+        per_frame = Ho * Wo * bpp_out
+        cnt = oc = nout = cyc = 0
+        ends = []
+        i = 0
+        while len(ends) < frames:
+            cyc += 1
+            k_out = k_outs[oc]
+            pop = k_out if cnt >= k_out else 0
+            push = 0
+            if i < len(items):
+                if items[i] == 0:
+                    i += 1
+                elif cnt <= B - M:
+                    push = items[i]
+                    i += 1
+            if pop:
+                oc = (oc + 1) % bpp_out
+                nout += 1
+                if nout % per_frame == 0:
+                    ends.append(cyc)
+            cnt += push - pop
+        return ends[-1] - ends[-2]
 
     latency = 2
 

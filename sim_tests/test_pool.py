@@ -46,6 +46,9 @@ SLOW = {
         (3, 2, 0, 6, "avg"), (4, 2, 1, 5, "max"), (2, 2, 1, 2, "avg"),
     ]
 }
+# asymmetric ("SAME"-style) padding on odd sizes, non-square kernel and stride
+SLOW["same2"] = (pool_layer((7, 5, 3), "max", (2, 2), (2, 2), (0, 0, 1, 1)), 2)
+SLOW["rect"] = (pool_layer((6, 9, 4), "avg", (3, 2), (2, 1), (1, 0, 1, 1), m=(3,), sh=(3,)), 4)
 
 
 for _n, (_layer, _lanes) in DEFAULT.items():

@@ -3,8 +3,9 @@
 random stalls, back-to-back frames, reset mid-frame, throughput vs the cycle model."""
 
 import numpy as np
+import pytest
 
-from frame_bench import job, register, run_jobs, shared_design
+from frame_bench import build, job, register, run_jobs, shared_design
 from rtlgen import golden, ir
 from rtlgen.cores.shortcut_a import ShortcutACore
 from rtlgen.cores.stream import frame_to_beats
@@ -27,16 +28,33 @@ for _n, _c in CFGS.items():
     register("default", f"sc_{_n}", lambda c=_c: ShortcutACore.from_layer(*c))
 
 
-def test_shortcut_a(tmp_path, tmp_path_factory):
-    design = shared_design("default", tmp_path_factory)
-    rng = np.random.default_rng(12)
+def _jobs(cfgs, rng):
     jobs = []
-    for n, (layer, li, lo) in CFGS.items():
+    for n, (layer, li, lo) in cfgs.items():
         xs = [rng.integers(-128, 128, size=layer.in_shape) for _ in range(3)]
         exp = [golden.run_shortcut_a(layer, x[None])[0] for x in xs]
         core = ShortcutACore.from_layer(layer, li, lo)
         assert exp[0].shape == core.out_shape
         jobs.append(job(n, {"i": [frame_to_beats(x, li) for x in xs]}, [frame_to_beats(e, lo) for e in exp],
                         prefix=f"sc_{n}_", last_bit=lo * 8, model=core.cycles_per_frame()))
-    res = run_jobs(tmp_path, design, jobs)
+    return jobs
+
+
+def test_shortcut_a(tmp_path, tmp_path_factory):
+    res = run_jobs(tmp_path, shared_design("default", tmp_path_factory), _jobs(CFGS, np.random.default_rng(12)))
     assert set(res) == set(CFGS)
+
+
+SLOW = {
+    "s3": (sc_layer((7, 8, 5), 3, 4, 3, 2), 4, 1),
+    "wide": (sc_layer((6, 6, 16), 2, 8, 8, -3), 4, 8),
+    "l1to5": (sc_layer((5, 4, 3), 2, 5, 0, 9), 1, 5),
+    "big": (sc_layer((9, 7, 7), 2, 1, 0, -128), 3, 3),
+}
+
+
+@pytest.mark.slow
+def test_shortcut_a_sweep(tmp_path):
+    cores = {f"sc_{n}": ShortcutACore.from_layer(*c) for n, c in SLOW.items()}
+    res = run_jobs(tmp_path, build(tmp_path, cores, "shortcut_sweep"), _jobs(SLOW, np.random.default_rng(13)))
+    assert set(res) == set(SLOW)
