@@ -26,7 +26,46 @@ from amaranth.lib.wiring import In, Out
 
 from .stream import act_signature, beats_per_pixel
 
-__all__ = ["LaneConverter", "Packer"]
+__all__ = ["LaneConverter", "Packer", "packer_cycles", "value_counts"]
+
+
+def value_counts(total: int, lanes: int) -> list[int]:
+    """Valid values per beat when ``total`` values go out ``lanes`` per beat (the last beat may be partial)."""
+    n = -(-total // lanes)
+    return [lanes] * (n - 1) + [total - (n - 1) * lanes] if n else []
+
+
+def packer_cycles(items_per_frame: list[int], m_lanes: int, n_lanes: int, c_out: int, out_beats_per_frame: int,
+                  frames: int = 3) -> int:
+    """Steady-state cycles per frame of a :class:`Packer` fed without stalls and drained without backpressure.
+
+    ``items_per_frame``: one entry per producer cycle: ``k > 0`` pushes ``k`` values (waits while the packer is
+    full), ``0`` is a cycle the producer spends without pushing (e.g. a dropped input beat). Beat-level model of
+    the hardware below (same buffer size and ready rule).
+    """
+    B = 2 * m_lanes + n_lanes - 1
+    k_outs = value_counts(c_out, n_lanes)
+    items = items_per_frame * frames
+    cnt = oc = nout = cyc = i = 0
+    ends = []
+    while len(ends) < frames:
+        cyc += 1
+        k_out = k_outs[oc]
+        pop = k_out if cnt >= k_out else 0
+        push = 0
+        if i < len(items):
+            if items[i] == 0:
+                i += 1
+            elif cnt <= B - m_lanes:
+                push = items[i]
+                i += 1
+        if pop:
+            oc = (oc + 1) % len(k_outs)
+            nout += 1
+            if nout % out_beats_per_frame == 0:
+                ends.append(cyc)
+        cnt += push - pop
+    return ends[-1] - ends[-2] if frames > 1 else ends[-1]
 
 
 class Packer(wiring.Component):
@@ -137,8 +176,12 @@ class LaneConverter(wiring.Component):
     def cycles_per_frame(self, pixels_in: int) -> int:
         """Cycles per frame of ``pixels_in`` input pixels, no stalls."""
         vals = pixels_in * self.c_in
-        return max(pixels_in * beats_per_pixel(self.c_in, self.lanes_in),
-                   (vals // self.c_out) * beats_per_pixel(self.c_out, self.lanes_out))
+        in_beats = pixels_in * beats_per_pixel(self.c_in, self.lanes_in)
+        out_beats = (vals // self.c_out) * beats_per_pixel(self.c_out, self.lanes_out)
+        if self.mode != "pack":
+            return max(in_beats, out_beats)
+        return packer_cycles(value_counts(self.c_in, self.lanes_in) * pixels_in, self.lanes_in, self.lanes_out,
+                             self.c_out, out_beats)
 
     latency = 1
 

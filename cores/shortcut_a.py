@@ -22,7 +22,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .adapters import Packer
+from .adapters import Packer, packer_cycles, value_counts
 from .stream import act_signature, beats_per_pixel
 
 __all__ = ["ShortcutACore"]
@@ -52,44 +52,14 @@ class ShortcutACore(wiring.Component):
     def _simulate(self, frames: int) -> int:
         H, W, C = self.in_shape
         Ho, Wo, Co = self.out_shape
-        M, N = self.lanes_in, self.lanes_out
-        B = 2 * M + N - 1
-        bpp_in = beats_per_pixel(C, M)
-
-        def counts(total):
-            n = math.ceil(total / M)
-            return [M] * (n - 1) + [total - (n - 1) * M] if n else []
-
-        pixel_kept = counts(self.pb) + counts(C) + counts(self.pa)
-        items = []  # per input-side cycle: 0 = a dropped input beat, k > 0 = k values pushed into the packer
-        for _ in range(frames):
-            for y in range(H):
-                for x in range(W):
-                    items += pixel_kept if (y % self.s == 0 and x % self.s == 0) else [0] * bpp_in
-        bpp_out = beats_per_pixel(Co, N)
-        k_outs = [N] * (bpp_out - 1) + [Co - (bpp_out - 1) * N]
-        per_frame = Ho * Wo * bpp_out
-        cnt = oc = nout = cyc = 0
-        ends = []
-        i = 0
-        while len(ends) < frames:
-            cyc += 1
-            k_out = k_outs[oc]
-            pop = k_out if cnt >= k_out else 0
-            push = 0
-            if i < len(items):
-                if items[i] == 0:
-                    i += 1
-                elif cnt <= B - M:
-                    push = items[i]
-                    i += 1
-            if pop:
-                oc = (oc + 1) % bpp_out
-                nout += 1
-                if nout % per_frame == 0:
-                    ends.append(cyc)
-            cnt += push - pop
-        return ends[-1] - ends[-2]
+        M = self.lanes_in
+        kept = value_counts(self.pb, M) + value_counts(C, M) + value_counts(self.pa, M)
+        dropped = [0] * beats_per_pixel(C, M)
+        items = []  # per sequencer cycle: k values pushed into the packer, or 0 for a dropped input beat
+        for y in range(H):
+            for x in range(W):
+                items += kept if (y % self.s == 0 and x % self.s == 0) else dropped
+        return packer_cycles(items, M, self.lanes_out, Co, Ho * Wo * beats_per_pixel(Co, self.lanes_out), frames)
 
     latency = 2
 
