@@ -93,8 +93,9 @@ def validate_layer_plan(layer, lp: planner.LayerPlan):
             bad("dense layers have pix_par=1")
 
 
-def recost(net: ir.Network, plan: planner.Plan):
-    """Recompute every layer's cycles and resources from its (possibly edited) configuration."""
+def recost(net: ir.Network, plan: planner.Plan, exact: bool = True):
+    """Recompute every layer's cycles and resources from its (possibly edited) configuration; with ``exact`` the
+    cycles come from the cores' cycle models rather than the planner's closed form."""
     fixed = planner._fixed_stage_costs(net)
     for lay in net.layers:
         lp = plan.layer(lay.name)
@@ -110,6 +111,11 @@ def recost(net: ir.Network, plan: planner.Plan):
         lp.cycles = cyc
         for k, v in res.items():
             setattr(lp, k, v)
+    if exact:  # the cores' own cycle models (what RTL simulation measures)
+        from .compose import core_cycles
+
+        for name, cyc in core_cycles(net, plan).items():
+            plan.layer(name).cycles = cyc
     planner.size_fifos(net, plan)
 
 

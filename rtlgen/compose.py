@@ -263,6 +263,22 @@ def _make_core(lay, lp, topo: Topology, net, P):
     raise RtlgenError(f"layer {lay.name!r}: no core for op {lay.kind!r}")
 
 
+def core_cycles(net: ir.Network, plan) -> dict[str, int]:
+    """Steady-state cycles per frame of every stage from the cores' own cycle models (``cycles_per_frame``), with the
+    residual merges of :func:`topology` (a loop-merged projection runs inside its conv and reports that conv's)."""
+    topo = topology(net, plan)
+    P = {lp.name: lp for lp in plan.layers}
+    out = {}
+    for lay in net.layers:
+        if lay.name in topo.merged:
+            continue
+        core = _make_core(lay, P[lay.name], topo, net, P)
+        out[lay.name] = int(core.cycles_per_frame())
+    for a, r in topo.proj_of.items():
+        out[r] = out[a]
+    return out
+
+
 class RtlgenTop(wiring.Component):
     """The whole network as one streaming component (see the module docstring for its ports)."""
 

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""rtlgen benchmarks: one command that measures and writes BENCHMARKS.md.
+
+    python tools/bench.py                      # everything (long: RTL simulations of ResNet8/ResNet20 on both boards)
+    python tools/bench.py --only golden        # golden-model accuracy and speed of the bundled models
+    python tools/bench.py --only build,sim --models resnet8 --boards kv260 --frames 20
+
+Every section stores its figures, the exact command and the machine in ``tools/bench_results.json`` and BENCHMARKS.md
+is regenerated from all stored sections, so sections can be refreshed one at a time. Cycle counts come from RTL
+simulation (Verilator); FPS = clock / measured cycles per frame; timing closure is not verified (no Vivado here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "tools" / "bench_results.json"
+BENCH_MD = ROOT / "BENCHMARKS.md"
+
+#: the seed paper (best published HLS flow): FPS and int8 accuracy
+PAPER = {
+    ("resnet8", "ultra96v2"): 12_971, ("resnet20", "ultra96v2"): 3_254,
+    ("resnet8", "kv260"): 30_153, ("resnet20", "kv260"): 7_601,
+}
+PAPER_ACC = {"resnet8": 0.887, "resnet20": 0.913}
+TARGETS = {  # (must reach, aim) from the whole-network issue
+    ("resnet20", "kv260"): (10_000, 14_000), ("resnet8", "kv260"): (36_000, 45_000),
+    ("resnet20", "ultra96v2"): (3_400, 4_500), ("resnet8", "ultra96v2"): (13_000, 15_000),
+}
+
+
+def machine() -> str:
+    return f"{platform.node() or 'host'}: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def save_results(res: dict):
+    RESULTS.write_text(json.dumps(res, indent=1, sort_keys=True))
+
+
+def run_json(cmd: list[str]) -> tuple[dict, float]:
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if p.returncode not in (0, 1):
+        raise SystemExit(f"command failed ({p.returncode}): {shlex.join(cmd)}\n{p.stderr[-2000:]}")
+    text = p.stdout.strip()
+    try:
+        return json.loads(text), dt
+    except json.JSONDecodeError:
+        return json.loads(text.splitlines()[-1]), dt
+
+
+def section_golden(args, res):
+    from rtlgen import data, golden
+    from rtlgen.importer import load_model
+    from rtlgen.models import available, resolve
+
+    ds = args.dataset
+    x, y = data.load_test(ds)
+    out = {}
+    for name in tqdm(available(), desc="golden"):
+        net = load_model(resolve(name))
+        t = time.perf_counter()
+        pred = golden.predict(net, x)
+        dt = time.perf_counter() - t
+        out[name] = {"top1": float(np.mean(pred == y)), "images": int(len(x)), "seconds": round(dt, 1),
+                     "images_per_s": round(len(x) / dt, 1), "macs": int(net.total_macs)}
+    res["golden"] = {"command": f"python tools/bench.py --only golden --dataset {ds}", "machine": machine(),
+                     "date": time.strftime("%Y-%m-%d"), "models": out}
+
+
+def section_build(args, res):
+    out = res.setdefault("build", {"runs": {}})
+    out["runs"] = out.get("runs", {})
+    for model in args.models:
+        for board in args.boards:
+            d = ROOT / "out" / f"bench_{model}_{board}"
+            cmd = ["rtlgen", "build", model, "--board", board, "--out", str(d), "--json"]
+            rep, dt = run_json(cmd)
+            out["runs"][f"{model}@{board}"] = {
+                "build_seconds": round(dt, 1), "cycles_per_frame": rep["cycles_per_frame"], "fps": rep["fps"],
+                "resources": rep["resources"], "budget": rep["budget"], "skip_buffer_bits": rep["skip_buffer_bits"],
+                "total_macs": rep["total_macs"], "clock_mhz": rep["clock_mhz"],
+                "skip_bits_paper": _paper_skip_bits(d), "skip_bits_naive": _naive_skip_bits(d),
+            }
+    out["command"] = f"python tools/bench.py --only build --models {','.join(args.models)} --boards {','.join(args.boards)}"
+    out["machine"] = machine()
+    out["date"] = time.strftime("%Y-%m-%d")
+
+
+def _paper_skip_bits(d: Path) -> int:
+    """Skip storage of the same network with the paper's rule: (fh-1)*W*C + (fw-1)*C + och + 1 per merged add."""
+    ir_ = json.loads((d / "ir.json").read_text())
+    plan = {L["name"]: L for L in json.loads((d / "plan.json").read_text())["layers"]}
+    bits = 0
+    for L in ir_["layers"]:
+        if L["op"] == "conv" and L.get("residual"):
+            kh, kw = L["kernel"]
+            _, W, C = L["out_shape"]
+            bits += ((kh - 1) * W * C + (kw - 1) * C + plan[L["name"]]["och_par"] + 1) * 8
+        if L["op"] == "add":
+            H, W, C = L["out_shape"]
+            bits += (2 * W * C + 2 * C + C + 1) * 8
+    return bits
+
+
+def _naive_skip_bits(d: Path) -> int:
+    """A naive full-latency skip FIFO: the whole block input frame (H*W*C bytes) per residual add."""
+    ir_ = json.loads((d / "ir.json").read_text())
+    bits = 0
+    for L in ir_["layers"]:
+        if (L["op"] == "conv" and L.get("residual")) or L["op"] == "add":
+            H, W, C = L["out_shape"]
+            bits += H * W * C * 8
+    return bits
+
+
+def section_sim(args, res):
+    out = res.setdefault("sim", {"runs": {}})
+    out["runs"] = out.get("runs", {})
+    for model in args.models:
+        for board in args.boards:
+            d = ROOT / "out" / f"bench_{model}_{board}"
+            if not (d / "rtl" / "rtlgen_top.v").exists():
+                subprocess.run(["rtlgen", "build", model, "--board", board, "--out", str(d)], check=True, capture_output=True)
+            cmd = ["rtlgen", "sim", str(d), "--random", str(args.frames), "--json"]
+            r, dt = run_json(cmd)
+            rep = json.loads((d / "report.json").read_text())
+            out["runs"][f"{model}@{board}"] = {
+                "frames": r["images"], "mismatches": r["mismatches"], "cycles_per_frame": r["cycles_per_frame"],
+                "latency_cycles": r["latency_cycles"], "fps_at_clock": r["fps_at_clock"], "clock_mhz": rep["clock_mhz"],
+                "predicted_cycles_per_frame": rep["cycles_per_frame"], "dsp": rep["resources"]["dsp"],
+                "total_macs": rep["total_macs"], "wall_seconds": round(dt, 1),
+                "sim_seconds": r.get("seconds", {}).get("simulation"),
+            }
+    out["command"] = (f"python tools/bench.py --only sim --models {','.join(args.models)} --boards {','.join(args.boards)} "
+                      f"--frames {args.frames}")
+    out["machine"] = machine()
+    out["date"] = time.strftime("%Y-%m-%d")
+
+
+def render(res: dict) -> str:
+    L = ["# BENCHMARKS", "",
+         "Generated by `tools/bench.py` from `tools/bench_results.json`; every table names the command that measured it.",
+         "Cycle counts are measured in RTL simulation (Verilator); FPS = clock / measured cycles per frame. No Vivado and no",
+         "board exist here: timing closure at the clock and on-board figures are NOT claimed. Resources are the planner's",
+         "predictions unless a table says yosys.", ""]
+    if "sim" in res:
+        s = res["sim"]
+        L += ["## Throughput against the seed paper (measured in RTL simulation)", "",
+              f"Command: `{s['command']}` — {s['machine']}, {s['date']}", "",
+              "| model @ board | clock MHz | frames | mismatches | cycles/frame (measured) | predicted | FPS at clock | seed paper | ratio | target (must/aim) | DSP | packed-DSP roofline FPS | of roofline | latency (cycles) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+        for key, r in sorted(s["runs"].items()):
+            model, board = key.split("@")
+            paper = PAPER.get((model, board))
+            roof = r["dsp"] * 2 * r["clock_mhz"] * 1e6 / r["total_macs"] if r["dsp"] else float("nan")
+            tgt = TARGETS.get((model, board))
+            L.append(f"| {model} @ {board} | {r['clock_mhz']} | {r['frames']} | {r['mismatches']} | {r['cycles_per_frame']:,} | "
+                     f"{r['predicted_cycles_per_frame']:,} | {r['fps_at_clock']:,.0f} | {paper or '-':,} | "
+                     f"{(r['fps_at_clock'] / paper) if paper else float('nan'):.2f}x | "
+                     f"{'%s / %s' % tgt if tgt else '-'} | {r['dsp']} | {roof:,.0f} | {r['fps_at_clock'] / roof:.0%} | {r['latency_cycles']:,} |")
+        L.append("")
+    if "build" in res:
+        b = res["build"]
+        L += ["## Builds: predicted resources, skip buffers, flow time", "", f"Command: `{b['command']}` — {b['machine']}, {b['date']}", "",
+              "| model @ board | build s | predicted cycles/frame | DSP | LUT | FF | BRAM36 | URAM | skip bits (ours) | paper's rule | naive full-frame FIFO |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for key, r in sorted(b["runs"].items()):
+            rs, bu = r["resources"], r["budget"]
+            L.append(f"| {key.replace('@', ' @ ')} | {r['build_seconds']} | {r['cycles_per_frame']:,} | {rs['dsp']}/{bu['dsp']} | "
+                     f"{rs['lut']:,}/{bu['lut']:,} | {rs['ff']:,}/{bu['ff']:,} | {rs['bram36']}/{bu['bram36']} | {rs['uram']}/{bu['uram']} | "
+                     f"{r['skip_buffer_bits']:,} | {r['skip_bits_paper']:,} | {r['skip_bits_naive']:,} |")
+        L.append("")
+    if "golden" in res:
+        g = res["golden"]
+        L += ["## Bundled models through the golden model (full CIFAR-10 test set)", "",
+              f"Command: `{g['command']}` — {g['machine']}, {g['date']}", "",
+              "| model | top-1 | seed paper int8 | images | seconds | images/s | MACs/frame |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, r in sorted(g["models"].items()):
+            p = PAPER_ACC.get(name)
+            L.append(f"| {name} | {100 * r['top1']:.2f} % | {f'{100 * p:.1f} %' if p else '-'} | {r['images']:,} | {r['seconds']} | "
+                     f"{r['images_per_s']:,} | {r['macs']:,} |")
+        L.append("")
+    for key in sorted(k for k in res if k.startswith("extra_")):
+        e = res[key]
+        L += [f"## {e['title']}", "", f"Command: `{e['command']}` — {e.get('machine', '')}, {e.get('date', '')}", "", e["body"], ""]
+    return "\n".join(L)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="golden,build,sim", help="comma-separated sections: golden, build, sim")
+    ap.add_argument("--models", default="resnet8,resnet20")
+    ap.add_argument("--boards", default="ultra96v2,kv260")
+    ap.add_argument("--frames", type=int, default=20, help="frames per RTL simulation (back to back)")
+    ap.add_argument("--dataset", default=os.environ.get("RTLGEN_CIFAR10") or str(ROOT.parent / "shared/data/cifar-10-batches-py"))
+    ap.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from the stored results")
+    args = ap.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.boards = [b for b in args.boards.split(",") if b]
+    res = load_results()
+    if not args.render_only:
+        for sec in [s for s in args.only.split(",") if s]:
+            fn = {"golden": section_golden, "build": section_build, "sim": section_sim}.get(sec)
+            if fn is None:
+                ap.error(f"unknown section {sec!r}")
+            fn(args, res)
+            save_results(res)
+            BENCH_MD.write_text(render(res))
+    BENCH_MD.write_text(render(res))
+    print(render(res))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
