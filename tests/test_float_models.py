@@ -163,7 +163,8 @@ def test_top1_subset_resnet20(cifar, quantized, golden_outputs):
     assert abs(top1 - float_top1) <= 1.0, f"resnet20, {SUBSET} images: golden int8 top-1 {top1:.2f} % vs float {float_top1:.2f} %"
 
 
-@pytest.mark.parametrize("name,images", [("resnet8", 10000), ("resnet20", SUBSET)])
+@pytest.mark.parametrize("name,images", [("resnet8", 10000), ("resnet20", SUBSET),
+                                         pytest.param("resnet20", 10000, marks=pytest.mark.slow)])
 def test_agrees_with_onnxruntime(name, images, cifar, quantized, golden_outputs):
     """Golden vs ORT (graph optimizations on) on the same quantized model: top-1 identical on >= 99.5 % of the images,
     every quantized logit within LOGIT_MAX_DIFF LSB (the images are those of the top-1 tests: golden outputs reused)."""
