@@ -1,0 +1,396 @@
+"""Board-level top ``rtlgen_axi_top`` (boards/top.py) in cocotb + Verilator with cocotbext-axi, and its byte unpacker.
+
+pytest side: the small residual network of ``tests/zoo.py`` is built (``Design.build``), ``rtlgen_axi_top`` is written
+for the TDATA width under test, and the golden model gives every expected output. One Verilator build per width
+(32 by default; 64 and 128 with ``--runslow``), all cocotb tests below in one simulation:
+
+* ``board_registers_and_batches``: constant registers, BATCH_LEN read-back, START; two DMA-like transfers of three
+  frames each with random TVALID/TREADY pauses; records bit-exact with ``rtlgen.golden.run`` (values, argmax class,
+  frame numbers), TLAST exactly on every third record; FRAMES_IN/OUT, BUSY_CYCLES and LATENCY equal to the values a
+  cycle-accurate monitor of the AXI handshakes computes.
+* ``board_framing_error``: a short frame (TLAST early, mid-pixel) sets ERROR[0] and comes out zero-padded (bit-exact
+  with the golden model of the padded image, result bit 31 set); a clean frame follows; W1C clears the flag.
+* ``board_reset_recovery``: a frame cut by SOFT_RESET, then by ``aresetn``; registers back to their reset values;
+  then a clean batch is bit-exact with TLAST at its end.
+
+``test_unpacker_unaligned`` runs the byte unpacker alone in Amaranth's simulator with frames that do not align to
+beats (147-byte frames in 4/8/16-byte beats), TLAST with trailing padding bytes, and a short frame.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+V_ID = 0x52544C47
+
+
+# ------------------------------------------------------------------------------------------------ pytest side
+
+
+@pytest.fixture(scope="module")
+def small_design(tmp_path_factory):
+    import zoo
+    from rtlgen.build import Design
+
+    tmp = tmp_path_factory.mktemp("board_net")
+    m = zoo.brevitas_resnet(tmp, "qonnx", seed=3, with_metadata=True)
+    d = Design.load(str(m.path), board="kv260", input_scale=m.input_scale, mean=list(m.mean), std=list(m.std))
+    d.plan()
+    d.build(tmp / "build")
+    return d, tmp / "build"
+
+
+def _expected(net, images):
+    from rtlgen import golden
+
+    return golden.run(net, images).astype(np.int64)
+
+
+@pytest.mark.parametrize("width", [32, pytest.param(64, marks=pytest.mark.slow), pytest.param(128, marks=pytest.mark.slow)])
+def test_axi_top_bench(small_design, tmp_path, width):
+    import zoo
+    from boards.top import build_hash, verilog
+    from rtlgen.simulate import run_cocotb
+
+    d, out = small_design
+    man = json.loads((out / "rtl" / "manifest.json").read_text())
+    h = build_hash(d.net, d.plan_)
+    axi = tmp_path / "rtlgen_axi_top.v"
+    axi.write_text(verilog(man, width, h))
+    H, W, C = man["input"]["shape"]
+    F = H * W * C
+    imgs = zoo.random_pixels(11, seed=21)
+    # frame 6: short (TLAST after `cut` bytes, a multiple of 16 that ends mid-pixel); expected = zero-padded image
+    cut = 16 * 77
+    padded = imgs[6].reshape(-1).copy()
+    padded[cut:] = 0
+    golden_in = imgs.copy()
+    golden_in[6] = padded.reshape(H, W, C)
+    exp = _expected(d.net, golden_in)
+    np.save(tmp_path / "images.npy", imgs)
+    cfg = {"images": str(tmp_path / "images.npy"), "expected": exp.tolist(), "width": width, "frame_bytes": F,
+           "values": man["output"]["values"], "value_bits": man["output"]["width"], "signed": man["output"]["signed"],
+           "hash": h, "cut": cut, "seed": width}
+    run_cocotb([axi, out / "rtl" / "rtlgen_top.v"], "rtlgen_axi_top", "test_board", HERE, tmp_path / "sim", config=cfg,
+               cxx_opt="-O0")
+
+
+def test_axi_top_ports_exact(small_design):
+    """The Verilog top has exactly the Vivado-convention port names (no escaped identifiers, no clk/rst)."""
+    import re
+
+    from boards.top import port_list, verilog
+
+    d, out = small_design
+    man = json.loads((out / "rtl" / "manifest.json").read_text())
+    for width in (32, 64, 128):
+        v = verilog(man, width, 1)
+        hdr = re.search(r"^module rtlgen_axi_top\((.*?)\);", v, re.S | re.M).group(1)
+        names = [p.strip() for p in hdr.split(",")]
+        assert sorted(names) == sorted(p[0] for p in port_list(width))
+        for name, direction, w in port_list(width):
+            decl = f"{'input' if direction == 'in' else 'output'} {'' if w == 1 else f'[{w - 1}:0] '}{name};"
+            assert decl in v, decl
+        assert "\\" not in v
+
+
+def test_unpacker_unaligned():
+    """ByteUnpacker alone (Amaranth simulator): 147-byte frames (7x7x3) in 4/8/16-byte beats."""
+    from amaranth.sim import Simulator
+
+    from boards.top import ByteUnpacker
+
+    F, C = 147, 3
+    rng = np.random.default_rng(5)
+    for B in (4, 8, 16):
+        frames = [rng.integers(0, 256, F, dtype=np.uint8) for _ in range(5)]
+        # transfer 1: frames 0,1,2 back to back, TLAST in the beat with frame 2's last byte, garbage after it
+        # transfer 2: frame 3 cut short (TLAST early after 2 beats) -> zero padded
+        # transfer 3: frame 4 clean
+        stream1 = np.concatenate(frames[:3])
+        n1 = -(-len(stream1) // B) * B
+        s1 = np.concatenate([stream1, np.full(n1 - len(stream1), 0xEE, dtype=np.uint8)])
+        s2 = frames[3][: 2 * B]
+        s3 = np.concatenate([frames[4], np.full(-(-F // B) * B - F, 0xAB, dtype=np.uint8)])
+        beats = []
+        for s in (s1, s2, s3):
+            nb = len(s) // B
+            for k in range(nb):
+                beats.append((int.from_bytes(bytes(s[k * B:(k + 1) * B]), "little"), int(k == nb - 1)))
+        pad3 = np.zeros(F, dtype=np.uint8)
+        pad3[: 2 * B] = frames[3][: 2 * B]
+        expect = [frames[0], frames[1], frames[2], pad3, frames[4]]
+        dut = ByteUnpacker(B, F, C)
+        got, lasts, shorts = [], [], []
+        prng = random.Random(B)
+
+        async def bench(ctx):
+            k = 0
+            while len(got) < 5 * (F // C):
+                if k < len(beats) and prng.random() < 0.7:
+                    ctx.set(dut.s_tdata, beats[k][0])
+                    ctx.set(dut.s_tlast, beats[k][1])
+                    ctx.set(dut.s_tvalid, 1)
+                else:
+                    ctx.set(dut.s_tvalid, 0)
+                ctx.set(dut.o.ready, int(prng.random() < 0.7))
+                await ctx.delay(1e-9)
+                acc = ctx.get(dut.s_tvalid) and ctx.get(dut.s_tready)
+                if ctx.get(dut.short):
+                    shorts.append(len(got))
+                if ctx.get(dut.o.valid) and ctx.get(dut.o.ready):
+                    p = ctx.get(dut.o.payload)
+                    got.append([(p.data >> (8 * c)) & 0xFF for c in range(C)])
+                    lasts.append(p.last)
+                await ctx.tick()
+                if acc:
+                    k += 1
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+        g = np.array(got, dtype=np.uint8).reshape(5, F)
+        for f in range(5):
+            assert np.array_equal(g[f], expect[f]), (B, f)
+        P = F // C
+        assert [i for i, v in enumerate(lasts) if v] == [P * f + P - 1 for f in range(5)]
+        assert len(shorts) == 1 and 3 * P <= shorts[0] < 4 * P, shorts
+
+
+# ------------------------------------------------------------------------------------------------ cocotb side
+
+REG = {"ID": 0x00, "VERSION": 0x04, "CONFIG": 0x08, "FRAME_BYTES": 0x0C, "CTRL": 0x10, "STATUS": 0x14,
+       "BATCH_LEN": 0x18, "ERROR": 0x1C, "FRAMES_IN": 0x20, "FRAMES_OUT": 0x24, "BUSY_LO": 0x28, "BUSY_HI": 0x2C,
+       "LATENCY": 0x30, "BUILD_HASH": 0x34, "LAST_RESULT": 0x38, "RECORD_WORDS": 0x3C}
+
+try:
+    import cocotb
+    from cocotb.triggers import ClockCycles, RisingEdge
+except ImportError:  # pragma: no cover
+    cocotb = None
+
+
+class Monitor:
+    """Cycle-accurate model of the counters from the AXI handshakes seen at every rising edge."""
+
+    def __init__(self, dut, F, V):
+        self.dut, self.F, self.V = dut, F, V
+        self.reset()
+        cocotb.start_soon(self._run())
+
+    def reset(self):
+        self.edge = 0
+        self.kept = 0  # bytes accepted (all beats full in the measured scenario)
+        self.done = 0  # records finished
+        self.words = 0
+        self.busy = 0
+        self.t_first_in = None
+        self.t_first_out = None
+
+    async def _run(self):
+        d = self.dut
+        B = len(d.s_axis_tdata) // 8
+        while True:
+            await RisingEdge(d.aclk)
+            self.edge += 1
+            started = -(-self.kept // self.F)
+            if started > self.done:
+                self.busy += 1
+            if int(d.s_axis_tvalid.value) and int(d.s_axis_tready.value):
+                if self.t_first_in is None:
+                    self.t_first_in = self.edge
+                self.kept += B
+            if int(d.m_axis_tvalid.value) and int(d.m_axis_tready.value):
+                self.words += 1
+                if self.words % (self.V + 1) == 0:
+                    self.done += 1
+                    if self.t_first_out is None:
+                        self.t_first_out = self.edge
+
+
+def _setup(dut):
+    from cocotb.clock import Clock
+    from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink, AxiStreamSource
+
+    from rtlgen.simulate import sim_config
+
+    cfg = sim_config()
+    cocotb.start_soon(Clock(dut.aclk, 4, unit="ns").start())
+    src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.aclk, dut.aresetn, reset_active_level=False)
+    sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.aclk, dut.aresetn, reset_active_level=False)
+    axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_ctrl"), dut.aclk, dut.aresetn, reset_active_level=False)
+    for drv in (src, sink, axil.write_if, axil.read_if):
+        drv.log.setLevel(logging.WARNING)  # no per-frame dumps of whole images
+    rng = random.Random(cfg["seed"])
+
+    def pauses(p):
+        while True:
+            yield int(rng.random() < p)
+
+    src.set_pause_generator(pauses(0.3))
+    sink.set_pause_generator(pauses(0.3))
+    imgs = np.load(cfg["images"])
+    return cfg, src, sink, axil, imgs
+
+
+async def _hard_reset(dut, cycles=8):
+    dut.aresetn.value = 0
+    await ClockCycles(dut.aclk, cycles)
+    dut.aresetn.value = 1
+    await ClockCycles(dut.aclk, 2)
+
+
+async def _records(sink, cfg, n_packets):
+    """Receive ``n_packets`` TLAST-delimited packets; return the per-packet record lists (values, result word)."""
+    V = cfg["values"]
+    out = []
+    for _ in range(n_packets):
+        fr = await sink.recv()
+        data = bytes(fr.tdata)
+        assert len(data) % (4 * (V + 1)) == 0, f"packet of {len(data)} bytes is not whole records"
+        words = np.frombuffer(data, dtype="<u4").astype(np.int64)
+        recs = []
+        for r in range(len(words) // (V + 1)):
+            w = words[r * (V + 1): (r + 1) * (V + 1)]
+            vals = np.where(w[:V] >= 1 << 31, w[:V] - (1 << 32), w[:V])
+            recs.append((vals, int(w[V])))
+        out.append(recs)
+    return out
+
+
+def _check_record(rec, expected, frame_no, padded, what):
+    vals, res = rec
+    assert vals.tolist() == list(expected), f"{what}: values {vals.tolist()} != golden {list(expected)}"
+    cls = int(np.argmax(np.asarray(expected)))
+    assert res & 0xFFFF == cls, f"{what}: class {res & 0xFFFF} != argmax {cls}"
+    assert (res >> 16) & 0x7FFF == frame_no, f"{what}: frame number {(res >> 16) & 0x7FFF} != {frame_no}"
+    assert res >> 31 == int(padded), f"{what}: padded flag {res >> 31} != {int(padded)}"
+
+
+def _img_bytes(img):
+    return bytes(np.ascontiguousarray(img).reshape(-1))
+
+
+async def _wait_idle(axil, dut, max_polls=200):
+    for _ in range(max_polls):
+        if (await axil.read_dword(REG["STATUS"])) & 3 == 0:
+            return
+        await ClockCycles(dut.aclk, 50)
+    raise AssertionError("STATUS never went idle")
+
+
+if cocotb is not None:
+
+    @cocotb.test()
+    async def board_registers_and_batches(dut):
+        from cocotbext.axi import AxiStreamFrame
+
+        cfg, src, sink, axil, imgs = _setup(dut)
+        exp = cfg["expected"]
+        F, V = cfg["frame_bytes"], cfg["values"]
+        await _hard_reset(dut)
+        mon = Monitor(dut, F, V)
+        B = cfg["width"] // 8
+        config = B | ((cfg["value_bits"] == 32) << 8) | (int(cfg["signed"]) << 9) | (V << 16)
+        for name, val in [("ID", V_ID), ("VERSION", 0x00010000), ("CONFIG", config), ("FRAME_BYTES", F),
+                          ("BUILD_HASH", cfg["hash"]), ("RECORD_WORDS", V + 1), ("BATCH_LEN", 1), ("ERROR", 0),
+                          ("FRAMES_IN", 0), ("FRAMES_OUT", 0), ("STATUS", 0), ("LATENCY", 0)]:
+            got = await axil.read_dword(REG[name])
+            assert got == val, f"{name}: read {got:#x}, expected {val:#x}"
+        await axil.write_dword(REG["BATCH_LEN"], 3)
+        assert await axil.read_dword(REG["BATCH_LEN"]) == 3
+        await axil.write_dword(REG["CTRL"], 1)
+        await ClockCycles(dut.aclk, 2)
+        mon.reset()
+        for t in range(2):  # two DMA transfers of three frames
+            await src.send(AxiStreamFrame(b"".join(_img_bytes(imgs[3 * t + i]) for i in range(3))))
+        packets = await _records(sink, cfg, 2)
+        assert [len(p) for p in packets] == [3, 3], "TLAST not on every third record"
+        for k, rec in enumerate(packets[0] + packets[1]):
+            _check_record(rec, exp[k], k, False, f"frame {k}")
+        await ClockCycles(dut.aclk, 4)
+        regs = {n: await axil.read_dword(REG[n]) for n in ("FRAMES_IN", "FRAMES_OUT", "BUSY_LO", "BUSY_HI", "LATENCY",
+                                                               "STATUS", "ERROR", "LAST_RESULT")}
+        assert regs["FRAMES_IN"] == 6 and regs["FRAMES_OUT"] == 6, regs
+        assert regs["STATUS"] == 0 and regs["ERROR"] == 0, regs
+        busy = regs["BUSY_LO"] | (regs["BUSY_HI"] << 32)
+        assert busy == mon.busy, f"BUSY_CYCLES {busy} != monitor {mon.busy}"
+        assert regs["LATENCY"] == mon.t_first_out - mon.t_first_in, (regs["LATENCY"], mon.t_first_in, mon.t_first_out)
+        assert regs["LAST_RESULT"] == packets[1][-1][1]
+        dut._log.info("width %d: 6 frames bit-exact; BUSY_CYCLES %d, LATENCY %d cycles", cfg["width"], busy,
+                      regs["LATENCY"])
+
+    @cocotb.test()
+    async def board_framing_error(dut):
+        from cocotbext.axi import AxiStreamFrame
+
+        cfg, src, sink, axil, imgs = _setup(dut)
+        exp = cfg["expected"]
+        await _hard_reset(dut)
+        await axil.write_dword(REG["BATCH_LEN"], 2)
+        await axil.write_dword(REG["CTRL"], 1)
+        await src.send(AxiStreamFrame(_img_bytes(imgs[6])[: cfg["cut"]]))  # TLAST early, mid-pixel
+        await src.send(AxiStreamFrame(_img_bytes(imgs[7])))
+        packets = await _records(sink, cfg, 1)
+        assert len(packets[0]) == 2
+        _check_record(packets[0][0], exp[6], 0, True, "short frame (zero padded)")
+        _check_record(packets[0][1], exp[7], 1, False, "frame after the short one")
+        assert await axil.read_dword(REG["ERROR"]) == 1
+        assert (await axil.read_dword(REG["STATUS"])) & 4
+        await axil.write_dword(REG["ERROR"], 0)  # writing 0 leaves it set
+        assert await axil.read_dword(REG["ERROR"]) == 1
+        await axil.write_dword(REG["ERROR"], 1)  # W1C
+        assert await axil.read_dword(REG["ERROR"]) == 0
+        assert await axil.read_dword(REG["FRAMES_IN"]) == 2
+        assert await axil.read_dword(REG["FRAMES_OUT"]) == 2
+
+    @cocotb.test()
+    async def board_reset_recovery(dut):
+        from cocotbext.axi import AxiStreamFrame
+
+        cfg, src, sink, axil, imgs = _setup(dut)
+        exp = cfg["expected"]
+        await _hard_reset(dut)
+        # 1. SOFT_RESET in the middle of a frame (no TLAST: the source is cut off); BATCH_LEN survives it
+        await axil.write_dword(REG["BATCH_LEN"], 1)
+        src.send_nowait(AxiStreamFrame(_img_bytes(imgs[0])))
+        await ClockCycles(dut.aclk, 300)
+        src._handle_reset(True)  # drop the frame in progress, tvalid low (as the source does on aresetn)
+        await RisingEdge(dut.aclk)
+        src._handle_reset(False)
+        assert (await axil.read_dword(REG["STATUS"])) & 2, "partial frame not reported"
+        assert await axil.read_dword(REG["ERROR"]) == 0
+        await axil.write_dword(REG["CTRL"], 2)
+        await ClockCycles(dut.aclk, 12)
+        assert await axil.read_dword(REG["STATUS"]) == 0
+        assert await axil.read_dword(REG["FRAMES_IN"]) == 0
+        assert await axil.read_dword(REG["BATCH_LEN"]) == 1
+        await src.send(AxiStreamFrame(_img_bytes(imgs[8])))
+        packets = await _records(sink, cfg, 1)
+        _check_record(packets[0][0], exp[8], 0, False, "frame after SOFT_RESET")
+        # 2. aresetn in the middle of a frame (the source is cut off by the reset)
+        await axil.write_dword(REG["BATCH_LEN"], 2)
+        src.send_nowait(AxiStreamFrame(_img_bytes(imgs[1])))
+        await ClockCycles(dut.aclk, 300)
+        await _hard_reset(dut)
+        for name, val in [("BATCH_LEN", 1), ("ERROR", 0), ("FRAMES_IN", 0), ("FRAMES_OUT", 0), ("STATUS", 0)]:
+            got = await axil.read_dword(REG[name])
+            assert got == val, f"after aresetn {name} = {got:#x}, expected {val:#x}"
+        await axil.write_dword(REG["BATCH_LEN"], 2)
+        await src.send(AxiStreamFrame(_img_bytes(imgs[9]) + _img_bytes(imgs[10])))
+        packets = await _records(sink, cfg, 1)
+        assert len(packets[0]) == 2, "TLAST not at the end of the 2-frame batch"
+        _check_record(packets[0][0], exp[9], 0, False, "first frame after aresetn")
+        _check_record(packets[0][1], exp[10], 1, False, "second frame after aresetn")
+        assert sink.empty()
