@@ -1,0 +1,178 @@
+// rtlgen compiled stream harness: drives a Verilated rtlgen_top (built with `--prefix Vtop`) with input beats read
+// from a binary file and records every output beat plus per-frame cycle stamps. Used by rtlgen.regress.
+//
+// It reproduces the cocotb bench rtlgen/sim_bench.py cycle for cycle: 4 reset cycles, one idle edge, then one loop
+// iteration per rising edge; handshakes are sampled just before the edge (valid && ready), `valid` stays up with a
+// stable payload until accepted; after the last expected output beat, 64 more cycles with o__ready=1 must bring
+// no further beat. Stalls (random pauses of i__valid and o__ready) use a seeded xorshift generator.
+//
+// usage: harness IN OUT STAMPS N_FRAMES IN_BEATS IN_WORDS OUT_BEATS OUT_WORDS STALL SEED MAX_CYCLES
+//   IN:     N_FRAMES * IN_BEATS beats of IN_WORDS little-endian uint32 words (payload bit i = word i/32, bit i%32)
+//   OUT:    written, N_FRAMES * OUT_BEATS beats of OUT_WORDS uint32 words (fewer if the run timed out)
+//   STAMPS: written, N_FRAMES uint64 first-input-beat cycles then N_FRAMES uint64 last-output-beat cycles
+// stdout: "F <frames done>" lines (progress), then one final line
+//   "DONE cycles=<c> timeout=<0|1> extra=<beats after the last expected one> outs=<beats received>"
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "Vtop.h"
+#include "verilated.h"
+
+// Verilator mangles "__" in port names to "___05F" (Amaranth's stream ports are i__valid, o__payload, ...)
+#define I_VALID i___05Fvalid
+#define I_READY i___05Fready
+#define I_PAYLOAD i___05Fpayload
+#define O_VALID o___05Fvalid
+#define O_READY o___05Fready
+#define O_PAYLOAD o___05Fpayload
+
+// ---- payload access for every Verilator port type (CData/SData/IData/QData scalars, VlWide<N> arrays) ----
+template <typename T>
+static inline void put(T& sig, const uint32_t* w, int nw) {
+    uint64_t v = w[0];
+    if (nw > 1) v |= (uint64_t)w[1] << 32;
+    sig = (T)v;
+}
+template <std::size_t N>
+static inline void put(VlWide<N>& sig, const uint32_t* w, int nw) {
+    for (std::size_t i = 0; i < N; i++) sig[i] = (i < (std::size_t)nw) ? w[i] : 0;
+}
+template <typename T>
+static inline void get(const T& sig, uint32_t* w, int nw) {
+    uint64_t v = (uint64_t)sig;
+    w[0] = (uint32_t)v;
+    if (nw > 1) w[1] = (uint32_t)(v >> 32);
+    for (int i = 2; i < nw; i++) w[i] = 0;
+}
+template <std::size_t N>
+static inline void get(const VlWide<N>& sig, uint32_t* w, int nw) {
+    for (int i = 0; i < nw; i++) w[i] = ((std::size_t)i < N) ? sig[i] : 0;
+}
+
+struct Rng {  // xorshift64*, uniform doubles in [0, 1)
+    uint64_t s;
+    explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull) { if (!s) s = 1; }
+    double next() {
+        s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+        return (double)((s * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
+    }
+};
+
+int main(int argc, char** argv) {
+    if (argc != 12) {
+        fprintf(stderr, "usage: %s IN OUT STAMPS N_FRAMES IN_BEATS IN_WORDS OUT_BEATS OUT_WORDS STALL SEED MAX_CYCLES\n", argv[0]);
+        return 2;
+    }
+    const char* in_path = argv[1];
+    const char* out_path = argv[2];
+    const char* stamps_path = argv[3];
+    const long n_frames = atol(argv[4]);
+    const long in_beats = atol(argv[5]);
+    const int in_words = atoi(argv[6]);
+    const long out_beats = atol(argv[7]);
+    const int out_words = atoi(argv[8]);
+    const double stall = atof(argv[9]);
+    const uint64_t seed = strtoull(argv[10], nullptr, 10);
+    const uint64_t max_cycles = strtoull(argv[11], nullptr, 10);
+
+    const size_t total_in = (size_t)n_frames * in_beats, total_out = (size_t)n_frames * out_beats;
+    std::vector<uint32_t> in((size_t)total_in * in_words);
+    FILE* f = fopen(in_path, "rb");
+    if (!f || fread(in.data(), 4, in.size(), f) != in.size()) {
+        fprintf(stderr, "harness: cannot read %zu words from %s\n", in.size(), in_path);
+        return 2;
+    }
+    fclose(f);
+    std::vector<uint32_t> outs((size_t)total_out * out_words);
+    std::vector<uint64_t> first_in(n_frames, 0), last_out(n_frames, 0);
+
+    auto ctx = std::make_unique<VerilatedContext>();
+    ctx->commandArgs(1, argv);
+    auto top = std::make_unique<Vtop>(ctx.get());
+    Rng rng(seed);
+
+    auto edge = [&]() {  // one rising edge (clk low -> high), then back low with the next inputs
+        top->clk = 1;
+        top->eval();
+        top->clk = 0;
+    };
+    top->clk = 0;
+    top->rst = 1;
+    top->I_VALID = 0;
+    top->O_READY = 0;
+    top->eval();
+    for (int i = 0; i < 4; i++) { edge(); top->eval(); }
+    top->rst = 0;
+    top->eval();
+    edge();
+
+    size_t k = 0, n_out = 0;
+    bool presenting = false;
+    uint64_t cyc = 0;
+    uint32_t buf[64];
+    const int ow = out_words < 64 ? out_words : 64;
+    long next_report = 0;
+    while (n_out < total_out) {
+        if (!presenting && k < total_in && !(stall > 0 && rng.next() < stall)) {
+            put(top->I_PAYLOAD, &in[k * in_words], in_words);
+            top->I_VALID = 1;
+            presenting = true;
+        }
+        const int rdy = (stall > 0 && rng.next() < stall) ? 0 : 1;
+        top->O_READY = rdy;
+        top->eval();  // settle combinational paths with the new inputs (clock low)
+        const bool in_fire = presenting && top->I_READY;
+        const bool out_fire = rdy && top->O_VALID;
+        if (out_fire) get(top->O_PAYLOAD, buf, ow);
+        edge();
+        cyc++;
+        if (in_fire) {
+            const size_t fr = k / in_beats;
+            if (first_in[fr] == 0) first_in[fr] = cyc;
+            k++;
+            presenting = false;
+            top->I_VALID = 0;
+        }
+        if (out_fire) {
+            memcpy(&outs[n_out * out_words], buf, sizeof(uint32_t) * ow);
+            n_out++;
+            if (n_out % out_beats == 0) {
+                const long fr = (long)(n_out / out_beats) - 1;
+                last_out[fr] = cyc;
+                if (fr + 1 >= next_report) {
+                    printf("F %ld\n", fr + 1);
+                    fflush(stdout);
+                    next_report = fr + 1 + (n_frames >= 1000 ? 10 : 1);
+                }
+            }
+        }
+        if (cyc > max_cycles) break;
+    }
+    // a few idle cycles: nothing more may come out
+    top->O_READY = 1;
+    top->I_VALID = 0;
+    int extra = 0;
+    for (int i = 0; i < 64; i++) {
+        top->eval();
+        if (top->O_VALID) extra++;
+        edge();
+    }
+    top->final();
+
+    f = fopen(out_path, "wb");
+    if (!f) { fprintf(stderr, "harness: cannot write %s\n", out_path); return 2; }
+    fwrite(outs.data(), 4, n_out * out_words, f);
+    fclose(f);
+    f = fopen(stamps_path, "wb");
+    if (!f) { fprintf(stderr, "harness: cannot write %s\n", stamps_path); return 2; }
+    fwrite(first_in.data(), 8, n_frames, f);
+    fwrite(last_out.data(), 8, n_frames, f);
+    fclose(f);
+    printf("DONE cycles=%llu timeout=%d extra=%d outs=%zu\n", (unsigned long long)cyc, cyc > max_cycles ? 1 : 0, extra, n_out);
+    fflush(stdout);
+    return 0;
+}
