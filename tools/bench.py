@@ -204,6 +204,44 @@ def render(res: dict) -> str:
     return "\n".join(L)
 
 
+def readme_results(res: dict) -> str:
+    """The short README "Results" section, generated from the same stored figures as BENCHMARKS.md."""
+    L = ["## Results", "", "Measured by `python tools/bench.py` (details, commands and machine in BENCHMARKS.md). Cycle counts",
+         "from RTL simulation; FPS = clock / measured cycles per frame; timing closure is not verified without Vivado.", ""]
+    if "sim" in res:
+        L += ["| model @ board | FPS at clock (measured cycles) | seed paper | ratio | bit-exact frames |", "|---|---:|---:|---:|---:|"]
+        for key, r in sorted(res["sim"]["runs"].items()):
+            model, board = key.split("@")
+            p = PAPER.get((model, board))
+            L.append(f"| {model} @ {board} ({r['clock_mhz']} MHz) | {r['fps_at_clock']:,.0f} | {p or '-':,} | "
+                     f"{(r['fps_at_clock'] / p) if p else float('nan'):.2f}x | {r['frames'] - r['mismatches']}/{r['frames']} |")
+        L.append("")
+    if "golden" in res:
+        L += ["| bundled model | int8 top-1 (golden model, 10,000 images) | seed paper |", "|---|---:|---:|"]
+        for name, r in sorted(res["golden"]["models"].items()):
+            p = PAPER_ACC.get(name)
+            L.append(f"| {name} | {100 * r['top1']:.2f} % | {f'{100 * p:.1f} %' if p else '-'} |")
+        L.append("")
+    L += ["### How we measure", "",
+          "Cycles per frame are measured in Verilator simulation of the generated RTL with frames streamed back to back;",
+          "FPS is the board clock divided by that count. Every simulated frame is compared bit for bit with the NumPy golden",
+          "model. Resources are the planner's predictions (and yosys estimates where stated); no Vivado run, timing closure",
+          "or on-board measurement is claimed.", ""]
+    return "\n".join(L)
+
+
+def update_readme(res: dict):
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    block = f"{start}\n{readme_results(res)}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    readme.write_text(text)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="golden,build,sim", help="comma-separated sections: golden, build, sim")
@@ -225,6 +263,7 @@ def main(argv=None):
             save_results(res)
             BENCH_MD.write_text(render(res))
     BENCH_MD.write_text(render(res))
+    update_readme(res)
     print(render(res))
 
 
