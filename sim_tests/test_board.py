@@ -2,7 +2,7 @@
 
 pytest side: the small residual network of ``tests/zoo.py`` is built (``Design.build``), ``rtlgen_axi_top`` is written
 for the TDATA width under test, and the golden model gives every expected output. One Verilator build per width
-(32 by default; 64 and 128 with ``--runslow``), all cocotb tests below in one simulation:
+(64, the default of ``emit``; 32 and 128 with ``--runslow``), all cocotb tests below in one simulation:
 
 * ``board_registers_and_batches``: constant registers, BATCH_LEN read-back, START; two DMA-like transfers of three
   frames each with random TVALID/TREADY pauses; records bit-exact with ``rtlgen.golden.run`` (values, argmax class,
@@ -56,7 +56,7 @@ def _expected(net, images):
     return golden.run(net, images).astype(np.int64)
 
 
-@pytest.mark.parametrize("width", [32, pytest.param(64, marks=pytest.mark.slow), pytest.param(128, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("width", [pytest.param(32, marks=pytest.mark.slow), 64, pytest.param(128, marks=pytest.mark.slow)])
 def test_axi_top_bench(small_design, tmp_path, width):
     import zoo
     from boards.top import build_hash, verilog
@@ -394,3 +394,27 @@ if cocotb is not None:
         _check_record(packets[0][0], exp[9], 0, False, "first frame after aresetn")
         _check_record(packets[0][1], exp[10], 1, False, "second frame after aresetn")
         assert sink.empty()
+
+
+def test_emit_on_real_build(small_design):
+    """``rtlgen.boards.emit`` on a real build folder (real ``rtl/rtlgen_top.v``): the Tcl checks pass and the
+    emitted ``rtlgen_axi_top.v`` lints clean together with the network (Verilator -Wall, project waivers)."""
+    import subprocess
+
+    from rtlgen import toolchain
+    from rtlgen.boards import emit, tclcheck
+    from rtlgen.lint import WAIVERS
+
+    d, out = small_design
+    man = json.loads((out / "rtl" / "manifest.json").read_text())
+    cfg = emit(out, d.net, d.plan_, "ultra96v2", 214.29, man)
+    if tclcheck.tclsh():
+        assert tclcheck.check_design_dir(out) == []
+    assert cfg["frame_bytes"] == 3072 and cfg["values"] == man["output"]["values"]
+    toolchain.setup_env()
+    cmd = [str(toolchain.verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall",
+           *[f"-Wno-{w}" for w in WAIVERS], str(out / "rtl" / "rtlgen_axi_top.v"), str(out / "rtl" / "rtlgen_top.v"),
+           "--top-module", "rtlgen_axi_top"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    msgs = [ln for ln in r.stderr.splitlines() if ln.startswith("%")]
+    assert r.returncode == 0 and not msgs, msgs[:10]

@@ -153,8 +153,8 @@ report_utilization -hierarchical -file [file join $rtlgen_out_dir utilization_hi
 report_timing_summary -max_paths 20 -file [file join $rtlgen_out_dir timing_summary.rpt]
 set rtlgen_wns [get_property SLACK [get_timing_paths -max_paths 1 -nworst 1 -setup]]
 write_bitstream -force [file join $rtlgen_out_dir rtlgen.bit]
-write_hw_platform -fixed -include_bit -force -file [file join $rtlgen_out_dir rtlgen.xsa]
-set rtlgen_hwh [lindex [get_files -all -quiet rtlgen_bd.hwh] 0]
+write_hw_platform -fixed -force -file [file join $rtlgen_out_dir rtlgen.xsa]
+set rtlgen_hwh [lindex [get_files -all -quiet */rtlgen_bd.hwh] 0]
 if {$rtlgen_hwh eq ""} {
     error "rtlgen: no rtlgen_bd.hwh was generated"
 }
