@@ -215,7 +215,7 @@ def _add_optional_commands():
     """Commands implemented in their own modules (registered if present)."""
     import importlib
 
-    for mod, name in (("core_cmd", "core"),):
+    for mod, name in (("core_cmd", "core"), ("report_cmd", "report")):
         try:
             m = importlib.import_module(f".{mod}", __package__)
         except ImportError as e:

@@ -109,6 +109,12 @@ def first_differing_layer(net: ir.Network, man: dict, probes: dict, expect_all: 
 
 def run_sim(build_dir, pixels: np.ndarray, labels: np.ndarray | None = None, stall: float = 0.0, waves: bool = False,
             seed: int = 1, progress=None, opt: str = "auto") -> dict:
+    # --- issue 8 item 3: large runs go to the compiled Verilator harness (rtlgen/regress.py), sharded over 2 processes
+    if len(pixels) >= 200 and not waves:
+        from .regress import run_regression
+
+        return run_regression(build_dir, pixels, labels, shards=2, stall=stall, seed=seed, progress=progress)
+    # --- end of the regression branch
     d = Path(build_dir).resolve()
     net, rep, man = load_design(d)
     n = len(pixels)

@@ -1,0 +1,154 @@
+"""Resource estimate of a built design with Debian's yosys (``synth_xilinx -family xcup``, UltraScale+).
+
+:func:`synthesize` runs ``read_verilog DIR/rtl/rtlgen_top.v; synth_xilinx -family xcup -top rtlgen_top -flatten
+-noiopad [-uram]; stat -json`` and maps the cell counts to the figures Vivado reports: LUT (LUT1..LUT6 plus the LUTs
+of distributed RAM and shift registers), FF, DSP48E2, BRAM (RAMB18E2, RAMB36E2, and 36 Kb equivalents = RAMB36 +
+RAMB18 / 2) and URAM288, checked against the board's capacity from ``report.json``'s ``budget``.
+
+Results are cached in ``DIR/synth/`` keyed by the Verilog and the script, so a second ``rtlgen report --synth`` is
+instant. ``stop`` (``-run :LABEL``) ends synthesis early: ``map_ffram`` is the last label before LUT mapping, so DSP
+and block-RAM counts are final there while LUT and FF counts are not (reported as ``None``).
+
+yosys is not ABC-parallel and whole networks take minutes (see ``timeout``); nothing here claims timing closure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .errors import OptionError, RtlgenError
+
+YOSYS_HINT = "install it: apt-get install yosys"
+
+#: LUTs used by each distributed-RAM / shift-register primitive (UltraScale+ SLICEM)
+LUTRAM_LUTS = {
+    "RAM16X1S": 1, "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "RAM512X1S": 8,
+    "RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
+    "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM64X8SW": 8,
+    "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1,
+}
+FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE", "FDRE_1", "FDSE_1", "FDCE_1", "FDPE_1", "LDCE", "LDPE")
+
+
+class YosysMissing(RtlgenError):
+    pass
+
+
+def find_yosys() -> str | None:
+    """Debian's yosys: ``$RTLGEN_YOSYS``, else ``yosys`` on PATH, else ``/usr/bin/yosys``."""
+    env = os.environ.get("RTLGEN_YOSYS")
+    if env:
+        return env if Path(env).exists() else None
+    p = shutil.which("yosys")
+    if p:
+        return p
+    return "/usr/bin/yosys" if Path("/usr/bin/yosys").exists() else None
+
+
+def script(verilog: Path, stat_json: Path, top: str = "rtlgen_top", uram: bool = False, stop: str | None = None) -> str:
+    opts = f"-family xcup -top {top} -flatten -noiopad" + (" -uram" if uram else "") + (f" -run :{stop}" if stop else "")
+    tail = "; flatten" if stop else ""
+    return f"read_verilog {verilog}; synth_xilinx {opts}{tail}; tee -q -o {stat_json} stat -json"
+
+
+def cell_counts(stat: dict, top: str = "rtlgen_top") -> dict[str, int]:
+    """Cell type -> count from ``stat -json`` (the top module after flattening, else the design total)."""
+    mods = stat.get("modules", {})
+    m = mods.get(f"\\{top}") or mods.get(top) or stat.get("design") or {}
+    cells = m.get("num_cells_by_type", {})
+    if not cells and mods:  # not flattened: sum every module (each instantiated once in rtlgen's output)
+        cells = {}
+        for mm in mods.values():
+            for k, v in mm.get("num_cells_by_type", {}).items():
+                cells[k] = cells.get(k, 0) + v
+    return {k.lstrip("\\"): int(v) for k, v in cells.items()}
+
+
+def summarize(cells: dict[str, int], budget: dict, complete: bool = True) -> dict:
+    lut_logic = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
+    lutram = sum(v * LUTRAM_LUTS[k] for k, v in cells.items() if k in LUTRAM_LUTS)
+    ff = sum(cells.get(k, 0) for k in FF_CELLS)
+    dsp = cells.get("DSP48E2", 0)
+    b18, b36 = cells.get("RAMB18E2", 0), cells.get("RAMB36E2", 0)
+    uram = cells.get("URAM288", 0)
+    res = {
+        "lut": lut_logic + lutram if complete else None,
+        "lut_logic": lut_logic if complete else None,
+        "lutram_luts": lutram if complete else None,
+        "ff": ff if complete else None,
+        "dsp48e2": dsp,
+        "ramb18": b18,
+        "ramb36": b36,
+        "bram36_equiv": b36 + b18 / 2,
+        "uram": uram,
+    }
+    cap = {"lut": budget.get("lut"), "ff": budget.get("ff"), "dsp48e2": budget.get("dsp"),
+           "bram36_equiv": budget.get("bram36"), "uram": budget.get("uram")}
+    over = [k for k, c in cap.items() if c is not None and res[k] is not None and res[k] > c]
+    return {"resources": res, "capacity": cap, "over": over, "fits": not over if complete else (False if over else None),
+            "complete": complete}
+
+
+def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None, uram: bool | None = None,
+               yosys: str | None = None) -> dict:
+    """Synthesize ``build_dir/rtl/rtlgen_top.v``; returns ``{"resources", "capacity", "over", "fits", "complete",
+    "seconds", "cached", "yosys", "script"}``. Raises :class:`YosysMissing` without yosys, :class:`RtlgenError` on a
+    yosys failure or timeout."""
+    d = Path(build_dir).resolve()
+    src = d / "rtl" / "rtlgen_top.v"
+    if not (d / "report.json").exists():
+        raise OptionError(f"{str(d)!r} is not an rtlgen build folder (no report.json)")
+    if not src.exists():
+        raise OptionError(f"build folder {str(d)!r} has no rtl/rtlgen_top.v (built with --no-rtl?): --synth needs the RTL")
+    yosys = yosys or find_yosys()
+    if not yosys:
+        raise YosysMissing(f"yosys not found (needed by --synth): {YOSYS_HINT}")
+    rep = json.loads((d / "report.json").read_text())
+    if uram is None:
+        uram = any(L.get("storage") == "uram" for L in rep.get("layers", []))
+    out = d / "synth"
+    out.mkdir(exist_ok=True)
+    stat_json = out / ("stat.json" if not stop else f"stat_{stop}.json")
+    scr = script(src, stat_json, uram=uram, stop=stop)
+    h = hashlib.sha256(src.read_bytes())
+    h.update(scr.encode())
+    key = h.hexdigest()
+    cache = out / ("result.json" if not stop else f"result_{stop}.json")
+    if cache.exists():
+        try:
+            c = json.loads(cache.read_text())
+            if c.get("key") == key:
+                cells = c["cells"]
+                return summarize(cells, rep.get("budget", {}), complete=not stop) | {
+                    "cells": cells, "seconds": c["seconds"], "cached": True, "yosys": c.get("yosys"), "script": scr}
+        except (json.JSONDecodeError, KeyError):
+            pass
+    log = out / ("yosys.log" if not stop else f"yosys_{stop}.log")
+    t = time.perf_counter()
+    try:
+        r = subprocess.run([yosys, "-q", "-l", str(log), "-p", scr], capture_output=True, text=True, timeout=timeout, cwd=out)
+    except subprocess.TimeoutExpired:
+        raise RtlgenError(f"yosys did not finish within {timeout:g} s (raise --synth-timeout; log: {log})") from None
+    except OSError as e:
+        raise YosysMissing(f"cannot run yosys at {yosys} ({e.strerror}): {YOSYS_HINT}") from None
+    secs = time.perf_counter() - t
+    if r.returncode != 0 or not stat_json.exists():
+        msg = (r.stderr or r.stdout).strip().splitlines()
+        raise RtlgenError(f"yosys failed (exit {r.returncode}, log {log}): {msg[-1] if msg else 'no output'}")
+    stat = json.loads(stat_json.read_text())
+    cells = cell_counts(stat)
+    ver = None
+    try:
+        ver = subprocess.run([yosys, "-V"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    cache.write_text(json.dumps({"key": key, "cells": cells, "seconds": round(secs, 1), "yosys": ver}, indent=1))
+    return summarize(cells, rep.get("budget", {}), complete=not stop) | {
+        "cells": cells, "seconds": round(secs, 1), "cached": False, "yosys": ver, "script": scr}
