@@ -172,10 +172,10 @@ def _read_paths(log) -> list[str]:
 
 
 def check_design_dir(design_dir) -> list[str]:
-    """Problems with ``DIR/vivado/*.tcl`` (parsing, stubbed runs, file references, port list); ``[]`` = all good."""
+    """Problems with ``DIR/vivado/*.tcl`` and ``*.xdc`` (parsing, stubbed runs, file references, port list); ``[]`` = all good."""
     d = Path(design_dir).resolve()
     problems = []
-    scripts = sorted((d / "vivado").glob("*.tcl"))
+    scripts = sorted((d / "vivado").glob("*.tcl")) + sorted((d / "vivado").glob("*.xdc"))  # XDC is Tcl too
     if not scripts:
         return [f"no Tcl scripts in {d / 'vivado'}"]
     vports = verilog_ports(d / "rtl" / "rtlgen_axi_top.v")

@@ -155,7 +155,7 @@ class ByteUnpacker(wiring.Component):
             shifted = Mux(ofire, buf[j + C] if j + C < N else 0, buf[j])
             idx = Signal(range(N), name=f"idx{j}")
             m.d.comb += idx.eq(j - base)
-            m.d.sync += buf[j].eq(Mux(accept & (base <= j), in_bytes[idx], shifted))
+            m.d.sync += buf[j].eq(Mux(accept & (base <= j) & (j < base + k), in_bytes[idx], shifted))
         m.d.sync += cnt.eq(base + k)
         with m.If(accept):
             with m.If(self.s_tlast):
