@@ -1,0 +1,146 @@
+"""``rtlgen report DIR [--synth] [--json]``: table, JSON and PNG for a small build; yosys resources on a tiny design.
+
+The synth tests skip when yosys is missing, except under ``CI=true`` where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rtlgen.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(*args, env=None):
+    r = CliRunner().invoke(main, [str(a) for a in args], env=env)
+    return r.exit_code, r.stdout, r.stderr
+
+
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory):
+    """A brevitas residual network planned for kv260 with ``rtlgen build --no-rtl`` (report needs no RTL)."""
+    import zoo
+
+    tmp = tmp_path_factory.mktemp("report")
+    m = zoo.brevitas_resnet(tmp, "qonnx", seed=3, with_metadata=True)
+    out = tmp / "build"
+    code, so, se = _run("build", m.path, "--no-rtl", "--out", out)
+    assert code == 0, se
+    return out
+
+
+def test_table_json_png(small_build):
+    out = small_build
+    rep = json.loads((out / "report.json").read_text())
+    code, so, se = _run("report", out)
+    assert code == 0, se
+    lines = so.splitlines()
+    assert f"{rep['cycles_per_frame']:,} cycles/frame" in lines[0] and rep["bottleneck"] in lines[0]
+    for L in rep["layers"]:
+        assert any(line.split()[:1] == [L["name"]] for line in lines), L["name"]
+    bl = next(line for line in lines if line.startswith(rep["bottleneck"] + " "))
+    assert "<- bottleneck" in bl and "100%" in bl
+    png = out / "report.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
+
+    png.unlink()
+    code, so, se = _run("report", out, "--json")
+    assert code == 0, se
+    j = json.loads(so)
+    assert j["cycles_per_frame"] == rep["cycles_per_frame"] and j["bottleneck"] == rep["bottleneck"]
+    assert [L["name"] for L in j["layers"]] == [L["name"] for L in rep["layers"]]
+    for L, R in zip(j["layers"], rep["layers"]):
+        assert L["cycles"] == R["cycles"] and L["dsp"] == R["dsp"] and L["skip_buffer_bits"] == R["skip_buffer_bits"]
+        assert L["fifo_depth"] == R["fifo_depth"] and L["storage"] == R["storage"]
+        assert (L["och_par"], L["ich_par"], L["pix_par"]) == tuple(R["parallelism"][k] for k in ("och_par", "ich_par", "pix_par"))
+        assert 0 < L["utilization"] <= 1
+    assert max(L["utilization"] for L in j["layers"]) == 1.0
+    assert sum(L["bottleneck"] for L in j["layers"]) == 1
+    assert "synth" not in j and j["chart"] == str(out / "report.png")
+    assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_errors_are_one_line(small_build, tmp_path):
+    code, so, se = _run("report", tmp_path / "nope")
+    assert code == 2 and "does not exist" in se and len(se.strip().splitlines()) == 1
+    code, so, se = _run("report", tmp_path)
+    assert code == 2 and "no report.json" in se
+    # --synth on a --no-rtl build: the RTL is missing
+    code, so, se = _run("report", small_build, "--synth", "--no-chart")
+    assert code == 2 and "--no-rtl" in se and len(se.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# yosys on a tiny hand-written "build": one registered 16x16 multiplier (1 DSP48E2) and a 1024 x 32 memory (block RAM)
+
+TINY_V = """
+module rtlgen_top(input clk, input rst, input [15:0] a, input [15:0] b, input we, input [9:0] wa, input [9:0] ra,
+                  input [31:0] wd, output reg [31:0] p, output reg [31:0] rd);
+  reg [15:0] ar, br;
+  reg [31:0] mem [0:1023];
+  always @(posedge clk) begin
+    ar <= a; br <= b; p <= $signed(ar) * $signed(br);
+    if (we) mem[wa] <= wd;
+    rd <= mem[ra];
+  end
+endmodule
+"""
+
+
+def _tiny_build(path: Path, dsp_budget=1248) -> Path:
+    (path / "rtl").mkdir(parents=True)
+    (path / "rtl" / "rtlgen_top.v").write_text(TINY_V)
+    rep = {"model": "tiny", "board": "kv260", "clock_mhz": 250.0, "cycles_per_frame": 10, "bottleneck": "mul",
+           "total_macs": 1, "resources": {"dsp": 1, "lut": 0, "ff": 64, "bram36": 1, "uram": 0},
+           "budget": {"dsp": dsp_budget, "lut": 117120, "ff": 234240, "bram36": 144, "uram": 64}, "skip_buffer_bits": 0,
+           "layers": [{"name": "mul", "op": "conv", "parallelism": {"och_par": 1, "ich_par": 1, "pix_par": 1},
+                       "packing": False, "mult": "dsp", "cycles": 10, "dsp": 1, "lut": 0, "bram36": 1, "uram": 0,
+                       "storage": "bram", "fifo_depth": 2, "skip_fifo_depth": 0, "skip_buffer_bits": 0, "macs": 1}]}
+    (path / "report.json").write_text(json.dumps(rep))
+    return path
+
+
+def test_synth_without_yosys_is_a_clear_error(tmp_path):
+    out = _tiny_build(tmp_path / "b")
+    code, so, se = _run("report", out, "--synth", env={"RTLGEN_YOSYS": str(tmp_path / "no-yosys-here")})
+    assert code == 2, (so, se)
+    assert len(se.strip().splitlines()) == 1 and "apt-get install yosys" in se, se
+
+
+@pytest.fixture
+def need_yosys():
+    from rtlgen.synth import find_yosys
+
+    if find_yosys() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("yosys not found (required under CI=true): apt-get install yosys")
+        pytest.skip("yosys not found (Debian: apt-get install yosys)")
+
+
+def test_synth_tiny_design(tmp_path, need_yosys):
+    out = _tiny_build(tmp_path / "b")
+    code, so, se = _run("report", out, "--synth", "--json", "--no-chart")
+    assert code == 0, se
+    s = json.loads(so)["synth"]
+    r = s["resources"]
+    assert r["dsp48e2"] == 1, s
+    assert r["ramb18"] + r["ramb36"] >= 1 and r["bram36_equiv"] == r["ramb36"] + r["ramb18"] / 2
+    assert r["ff"] >= 32 and r["lut"] is not None and r["uram"] == 0
+    assert s["fits"] is True and json.loads(so)["fits"] is True and s["over"] == [] and s["complete"]
+    assert s["capacity"]["dsp48e2"] == 1248 and not s["cached"]
+    # second run: cached; text output names the verdict
+    code, so, se = _run("report", out, "--synth", "--no-chart")
+    assert code == 0 and "DSP48E2 1/1,248" in so and "-> fits" in so and "cached" in so, so
+    # a board without DSPs: does not fit
+    shutil.rmtree(out)
+    out = _tiny_build(tmp_path / "b", dsp_budget=0)
+    code, so, se = _run("report", out, "--synth", "--json", "--no-chart")
+    j = json.loads(so)
+    assert code == 0 and j["fits"] is False and j["synth"]["over"] == ["dsp48e2"]
