@@ -32,10 +32,14 @@ DEFAULT_CLOCK = {"kv260": 250.0, "ultra96v2": 214.29}
 def load_plan_file(path, net: ir.Network) -> planner.Plan:
     """Read a ``plan.json`` (as written by ``build``, possibly edited) and validate it against the network."""
     p = Path(path)
+    if p.is_dir():
+        raise OptionError(f"--plan: {str(p)!r} is a directory, not a plan.json file")
     try:
         d = json.loads(p.read_text())
     except FileNotFoundError:
         raise OptionError(f"--plan: file {str(p)!r} does not exist") from None
+    except OSError as e:
+        raise OptionError(f"--plan: cannot read {str(p)!r} ({e.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise OptionError(f"--plan: {str(p)!r} is not valid JSON ({e.__class__.__name__} at line {getattr(e, 'lineno', '?')})") from None
     if not isinstance(d, dict) or "layers" not in d or not isinstance(d["layers"], list):
@@ -119,10 +123,35 @@ def recost(net: ir.Network, plan: planner.Plan, exact: bool = True):
     planner.size_fifos(net, plan)
 
 
+def check_hardware(net: ir.Network):
+    """Refuse, before planning, what the cores cannot build (one line naming the source node)."""
+    from .errors import ModelError
+
+    def bad(lay, msg):
+        node = lay.source_nodes[0] if lay.source_nodes else lay.name
+        return ModelError(f"node {node!r} ({lay.kind}): {msg}")
+
+    for lay in net.layers:
+        if isinstance(lay, ir.Conv):
+            kh, kw = lay.kernel
+            if kh != kw or kh % 2 == 0 or kh > 7:
+                raise bad(lay, f"{kh}x{kw} kernel not supported in hardware (square odd kernels 1, 3, 5, 7 only)")
+            if lay.stride[0] != lay.stride[1] or lay.stride[0] not in (1, 2):
+                raise bad(lay, f"stride {lay.stride[0]}x{lay.stride[1]} not supported in hardware (1 or 2, equal on H and W)")
+            if max(lay.pads) >= kh:
+                raise bad(lay, f"padding {tuple(lay.pads)} not supported (each pad must be smaller than the kernel)")
+        if isinstance(lay, ir.Pool) and not lay.is_global:
+            if max(lay.pads) >= min(lay.kernel):
+                raise bad(lay, f"padding {tuple(lay.pads)} not supported (each pad must be smaller than the window)")
+
+
 class Design:
     """Python API: a network, its plan and the build steps."""
 
     def __init__(self, net: ir.Network, board: str = "kv260", clock_mhz: float | None = None, budget: str | None = None):
+        check_hardware(net)
+        if clock_mhz is not None and not clock_mhz > 0:
+            raise OptionError(f"--clock-mhz: must be positive, got {clock_mhz}")
         self.net = net
         self.board = board
         self.budget = planner.board_budget(board, budget)
@@ -210,6 +239,13 @@ class Design:
         """Run the steps into ``out_dir`` atomically. Returns the report dict."""
         out = Path(out_dir).resolve()
         parent = out.parent
+        if out.exists() and not out.is_dir():
+            raise OptionError(f"--out: {str(out)!r} is an existing file, not a folder")
+        for anc in [parent, *parent.parents]:
+            if anc.exists():
+                if not anc.is_dir():
+                    raise OptionError(f"--out: {str(anc)!r} is a file, not a folder")
+                break
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:

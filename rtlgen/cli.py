@@ -12,7 +12,25 @@ from .errors import RtlgenError
 
 
 class _Group(click.Group):
-    """Turns every RtlgenError (and the data/toolchain errors) into one line on stderr and exit code 2."""
+    """Turns every RtlgenError (and the data/toolchain errors) and click's usage errors into one line on stderr and
+    exit code 2."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("rtlgen: aborted", err=True)
+            sys.exit(1)
+        except click.ClickException as e:
+            msg = " ".join(e.format_message().split())
+            click.echo(f"rtlgen: error: {msg}", err=True)
+            sys.exit(2)
+        if isinstance(rv, int):
+            sys.exit(rv)
+        return rv
 
     def invoke(self, ctx):
         from .data import DatasetError
@@ -62,7 +80,7 @@ def preprocess_options(f):
     """--input-scale/--mean/--std, shared by predict, build and sim."""
     f = click.option("--std", default=None, help="per-channel std, e.g. 0.229,0.224,0.225 (default: model metadata or 1)")(f)
     f = click.option("--mean", default=None, help="per-channel mean, e.g. 0.485,0.456,0.406 (default: model metadata or 0)")(f)
-    f = click.option("--input-scale", type=float, default=None, help="pixel scale S: float input = (pixel*S - mean)/std (default: metadata or 1/255)")(f)
+    f = click.option("--input-scale", type=click.FloatRange(min=0.0, min_open=True), default=None, help="pixel scale S: float input = (pixel*S - mean)/std (default: metadata or 1/255)")(f)
     return f
 
 
@@ -143,7 +161,7 @@ def predict(model, dataset, limit, batch, as_json, input_scale, mean, std):
 @main.command()
 @click.argument("model", required=False)
 @click.option("--board", default="kv260", show_default=True, help="kv260, ultra96v2 or generic (with --budget)")
-@click.option("--clock-mhz", type=float, default=None, help="clock for FPS figures (default 250 for kv260, 214.29 for ultra96v2)")
+@click.option("--clock-mhz", type=click.FloatRange(min=0.0, min_open=True), default=None, help="clock for FPS figures (default 250 for kv260, 214.29 for ultra96v2)")
 @click.option("--budget", default=None, help="resource budget dsp=…,lut=…,ff=…,bram36=…,uram=… (overrides the board's)")
 @click.option("--plan", "plan_file", type=click.Path(), default=None, help="use this plan.json instead of planning")
 @click.option("--out", "out_dir", type=click.Path(), default="build", show_default=True, help="output folder (replaced atomically)")

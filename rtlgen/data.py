@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import RtlgenError
+
 ENV_VAR = "RTLGEN_CIFAR10"
 
 
-class DatasetError(Exception):
+class DatasetError(RtlgenError):
     """The dataset folder is missing or malformed (message is one line naming the path)."""
 
 

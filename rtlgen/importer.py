@@ -517,6 +517,8 @@ class _Importer:
             pre[k] = v
         s = pre["input_scale"]
         pre["input_scale"] = float(s[0]) if s else 1.0 / 255.0
+        if not pre["input_scale"] > 0:
+            raise ModelError(f"--input-scale: must be positive, got {pre['input_scale']}")
         for k, d in (("mean", 0.0), ("std", 1.0)):
             v = pre[k] or [d]
             if len(v) == 1:

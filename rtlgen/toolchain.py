@@ -14,9 +14,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .errors import RtlgenError
 
-class ToolchainError(Exception):
-    pass
+
+class ToolchainError(RtlgenError):
+    """The simulation toolchain is missing or broken."""
 
 
 def verilator_root() -> Path:
