@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .top import ADDR_BITS, ID_VALUE, REGISTERS, TDATA_WIDTHS, VERSION, build_hash, port_list, verilog
 
 __all__ = ["BOARDS", "VIVADO_VERSION", "emit", "register_table_md", "port_table_md"]
@@ -86,6 +88,9 @@ def _tcl_ports(tdata_width: int) -> str:
 def board_config(net, plan, board: str, clock_mhz: float, manifest: dict, tdata_width: int) -> dict:
     o = manifest["output"]
     H, W, C = manifest["input"]["shape"]
+    scale = None if net.output_scale is None else [float(v) for v in np.ravel(net.output_scale)]
+    if scale is not None and len(scale) == 1:
+        scale = scale * o["values"]
     return {
         "rtlgen_board_version": 1, "model": net.name, "board": board, "part": BOARDS[board]["part"],
         "clock_mhz": float(clock_mhz), "tdata_width": tdata_width, "input_shape": [H, W, C], "frame_bytes": H * W * C,
@@ -93,6 +98,10 @@ def board_config(net, plan, board: str, clock_mhz: float, manifest: dict, tdata_
         "build_hash": f"{build_hash(net, plan):#010x}", "id": ID_VALUE, "version": list(VERSION),
         "registers": {name: off for off, name, _, _ in REGISTERS},
         "ip_name": "rtlgen_0", "dma_name": "axi_dma_0", "bitfile": "../vivado/out/rtlgen.bit",
+        "output_scale": scale, "output_zero_point": int(net.output_zero_point),
+        # the result word's class is the argmax of the raw integers: the model's top-1 only when every class has
+        # the same positive scale (else the driver ranks the dequantized values itself)
+        "argmax_is_top1": scale is None or (min(scale) == max(scale) and scale[0] > 0),
     }
 
 

@@ -142,6 +142,11 @@ def test_driver_config_and_record_decoding(tmp_path, net_plan):
     words[1, V] = 3 | (1 << 16) | (1 << 31)
     v, cls, fno, pad = drv.decode_records(words.reshape(-1), V)
     assert v.tolist() == vals.tolist() and cls.tolist() == [7, 3] and fno.tolist() == [0, 1] and pad.tolist() == [0, 1]
+    assert j["argmax_is_top1"] and len(j["output_scale"]) == V  # ResNet20: one scale for every class
+    # per-class scales: the driver ranks the dequantized values, not the raw integers
+    q = np.array([[10, 20, 15] + [0] * (V - 3)])
+    cfg2 = dict(j, output_scale=[1.0, 0.25, 1.0] + [1.0] * (V - 3), output_zero_point=0, argmax_is_top1=False)
+    assert drv.top1_from_values(q, cfg2).tolist() == [2] and int(np.argmax(q)) == 1
 
 
 def test_verilog_and_readmes(tmp_path, net_plan):
