@@ -158,6 +158,7 @@ class Design:
         self.clock_mhz = float(clock_mhz or DEFAULT_CLOCK.get(board, self.budget.clock_mhz))
         self.plan_: planner.Plan | None = None
         self.source = None  # the ONNX ModelProto (copied into the build folder for rtlgen sim)
+        self.tdata_width = 64  # board-level AXI4-Stream input width (32, 64 or 128)
         self.timings: dict[str, float] = {}
 
     @classmethod
@@ -266,8 +267,12 @@ class Design:
                 t = time.perf_counter()
                 from .compose import write_rtl
 
-                write_rtl(self.net, self.plan_, tmp / "rtl", progress=progress)
+                man = write_rtl(self.net, self.plan_, tmp / "rtl", progress=progress)
                 self.timings["verilog"] = time.perf_counter() - t
+                from .boards import BOARDS, emit  # board wrapper, Vivado flow, PYNQ driver (kv260, ultra96v2)
+
+                if self.board in BOARDS:
+                    emit(tmp, self.net, self.plan_, self.board, self.clock_mhz, man, tdata_width=self.tdata_width)
             rep = self.report()
             (tmp / "report.json").write_text(json.dumps(rep, indent=1))
             (tmp / "report.md").write_text(report_markdown(rep))

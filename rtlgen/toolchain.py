@@ -42,6 +42,9 @@ def setup_env(env: dict | None = None) -> dict:
     path = env.get("PATH", "")
     if path.split(os.pathsep)[0] != bindir:
         env["PATH"] = bindir + os.pathsep + path
+    if shutil.which("ccache"):  # optional: caches Verilator's runtime objects and PCH across builds
+        env.setdefault("OBJCACHE", "ccache")
+        env.setdefault("CCACHE_SLOPPINESS", "pch_defines,time_macros,include_file_mtime,include_file_ctime")
     flags = env.get("MAKEFLAGS", "")
     if "CFG_CXXFLAGS_PCH_I" not in flags:
         env["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
@@ -74,6 +77,7 @@ def report() -> dict:
     except (ToolchainError, OSError, subprocess.SubprocessError) as e:
         out["verilator"] = None
         out["verilator_error"] = str(e)
+    out["ccache"] = shutil.which("ccache")
     y = yosys_path()
     if y:
         try:
