@@ -223,9 +223,12 @@ def main(argv=None):
 
     if args.export_only:
         ck = torch.load(best_p if args.from_best else last_p, map_location="cpu", weights_only=False)
-        if ck.get("model") is None:
-            sys.exit("checkpoint is from the float stage (not calibrated/quantized yet): nothing to export")
-        model.load_state_dict(ck["model"])
+        if ck.get("model") is None:  # float-stage checkpoint: post-training quantization of it
+            resnets.load_float_params(model, ck["float"])
+            calibrate(model, rdata.load_train(ds)[0], args.calib_batches)
+            print("float-stage checkpoint: calibrated its activation scales (PTQ)", flush=True)
+        else:
+            model.load_state_dict(ck["model"])
         acc = evaluate(model, xte, yte)
         print(f"checkpoint epoch {ck['epoch']}: brevitas top-1 {acc:.2f} % on {len(xte)} test images", flush=True)
         if args.export:
