@@ -146,8 +146,9 @@ def section_sim(args, res):
                 "frames": r["images"], "mismatches": r["mismatches"], "cycles_per_frame": r["cycles_per_frame"],
                 "latency_cycles": r["latency_cycles"], "fps_at_clock": r["fps_at_clock"], "clock_mhz": rep["clock_mhz"],
                 "predicted_cycles_per_frame": rep["cycles_per_frame"], "dsp": rep["resources"]["dsp"],
+                "board_dsp": rep["budget"]["dsp"],
                 "total_macs": rep["total_macs"], "wall_seconds": round(dt, 1),
-                "sim_seconds": r.get("seconds", {}).get("simulation"),
+                "sim_seconds": r.get("seconds", {}).get("simulation"), "command": shlex.join(cmd),
             }
     out["command"] = (f"python tools/bench.py --only sim --models {','.join(args.models)} --boards {','.join(args.boards)} "
                       f"--frames {args.frames}")
@@ -165,17 +166,18 @@ def render(res: dict) -> str:
         s = res["sim"]
         L += ["## Throughput against the seed paper (measured in RTL simulation)", "",
               f"Command: `{s['command']}` — {s['machine']}, {s['date']}", "",
-              "| model @ board | clock MHz | frames | mismatches | cycles/frame (measured) | predicted | FPS at clock | seed paper | ratio | target (must/aim) | DSP | packed-DSP roofline FPS | of roofline | latency (cycles) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+              "| model @ board | clock MHz | frames | mismatches | cycles/frame (measured) | predicted | FPS at clock | seed paper | ratio | target (must/aim) | DSP used | packed-DSP roofline FPS (board DSPs x 2 x f / MACs) | of roofline | latency (cycles) | measured by |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
         for key, r in sorted(s["runs"].items()):
             model, board = key.split("@")
             paper = PAPER.get((model, board))
-            roof = r["dsp"] * 2 * r["clock_mhz"] * 1e6 / r["total_macs"] if r["dsp"] else float("nan")
+            roof = r.get("board_dsp", r["dsp"]) * 2 * r["clock_mhz"] * 1e6 / r["total_macs"]
             tgt = TARGETS.get((model, board))
             L.append(f"| {model} @ {board} | {r['clock_mhz']} | {r['frames']} | {r['mismatches']} | {r['cycles_per_frame']:,} | "
                      f"{r['predicted_cycles_per_frame']:,} | {r['fps_at_clock']:,.0f} | {paper or '-':,} | "
                      f"{(r['fps_at_clock'] / paper) if paper else float('nan'):.2f}x | "
-                     f"{'%s / %s' % tgt if tgt else '-'} | {r['dsp']} | {roof:,.0f} | {r['fps_at_clock'] / roof:.0%} | {r['latency_cycles']:,} |")
+                     f"{'%s / %s' % tgt if tgt else '-'} | {r['dsp']} | {roof:,.0f} | {r['fps_at_clock'] / roof:.0%} | {r['latency_cycles']:,} | "
+                     f"`{r.get('command', 'tools/bench.py --only sim')}` |")
         L.append("")
     if "build" in res:
         b = res["build"]
@@ -250,10 +252,28 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=20, help="frames per RTL simulation (back to back)")
     ap.add_argument("--dataset", default=os.environ.get("RTLGEN_CIFAR10") or str(ROOT.parent / "shared/data/cifar-10-batches-py"))
     ap.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from the stored results")
+    ap.add_argument("--record-sim", nargs=3, metavar=("MODEL@BOARD", "BUILD_DIR", "SIM_JSON"),
+                    help="store the JSON printed by an `rtlgen sim BUILD_DIR ... --json` run made by hand (long runs)")
+    ap.add_argument("--record-command", default=None, help="with --record-sim: the exact rtlgen sim command that was run")
     args = ap.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
     args.boards = [b for b in args.boards.split(",") if b]
     res = load_results()
+    if args.record_sim:
+        key, bdir, js = args.record_sim
+        r = json.loads(Path(js).read_text())
+        rep = json.loads((Path(bdir) / "report.json").read_text())
+        sim = res.setdefault("sim", {"runs": {}, "command": "(per row)", "machine": machine(), "date": time.strftime("%Y-%m-%d")})
+        sim["runs"][key] = {
+            "frames": r["images"], "mismatches": r["mismatches"], "cycles_per_frame": r["cycles_per_frame"],
+            "latency_cycles": r["latency_cycles"], "fps_at_clock": r["fps_at_clock"], "clock_mhz": rep["clock_mhz"],
+            "predicted_cycles_per_frame": rep["cycles_per_frame"], "dsp": rep["resources"]["dsp"],
+                "board_dsp": rep["budget"]["dsp"],
+            "total_macs": rep["total_macs"], "command": args.record_command or f"rtlgen sim {bdir} --json",
+            "sim_seconds": r.get("seconds", {}).get("simulation"),
+        }
+        save_results(res)
+        args.render_only = True
     if not args.render_only:
         for sec in [s for s in args.only.split(",") if s]:
             fn = {"golden": section_golden, "build": section_build, "sim": section_sim}.get(sec)
