@@ -67,8 +67,8 @@ def _input_lanes(lay, lp) -> int:
     """Lanes a core reads on its main input."""
     if isinstance(lay, ir.Conv):
         return lp.ich_par
-    if isinstance(lay, ir.Dense):
-        return lp.ich_par
+    if isinstance(lay, ir.Dense):  # the core regroups pixels of C values into ich_par-wide groups itself
+        return min(lp.ich_par, lay.in_shape[2])
     return lp.lanes_out
 
 
@@ -246,7 +246,7 @@ def _make_core(lay, lp, topo: Topology, net, P):
         return Conv(lay, ich_par=lp.ich_par, och_par=lp.och_par, pix_par=lp.pix_par, packing=lp.packing,
                     storage=lp.storage, centre=bool(topo.centre_of.get(lay.name)), proj=proj, **kw)
     if isinstance(lay, ir.Dense):
-        return DenseCore.from_layer(lay, lanes_in=lp.ich_par, och_par=lp.och_par, ich_par=lp.ich_par,
+        return DenseCore.from_layer(lay, lanes_in=_input_lanes(lay, lp), och_par=lp.och_par, ich_par=lp.ich_par,
                                     lanes_out=lp.lanes_out, storage="auto" if lp.storage != "lut" else "logic")
     if isinstance(lay, ir.Pool):
         return PoolCore.from_layer(lay, lanes=lp.lanes_out)

@@ -1174,7 +1174,7 @@ class _Importer:
                 self.add_layer(lay)
                 return Act(name, out_q, (1, O, Ho, Wo), ("N", "C", "H", "W"))
             name = self.uname("dense")
-            lay = ir.Dense(name, [x.layer], _hwc(x), (1, 1, O), out_q, nodes, weights=pr["weights"], bias=pr["bias"],
+            lay = ir.Dense(name, [x.layer], self._src_shape(x), (1, 1, O), out_q, nodes, weights=pr["weights"], bias=pr["bias"],
                            requant=rq, in_q=x.q, w_scale=pr["w_scale"], acc_scale=p.acc_scale, bias_bits=pr["bias_bits"], relu=p.relu)
             self._check_acc(node, lay)
             self.add_layer(lay)
@@ -1200,6 +1200,14 @@ class _Importer:
                                          is_global=pr["is_global"], in_q=x.q, requant=rq))
             return Act(lay.name, out_q, p.shape, ("N", "C", "H", "W"))
         raise _err(node, f"cannot quantize a pending {p.kind}")
+
+    def _src_shape(self, x: Act):
+        """(H, W, C) of the stream a layer reads: for a flattened tensor, its producer's frame (the hardware streams
+        the frame pixel by pixel; the dense weights are already in NHWC flatten order)."""
+        for lay in self.layers:
+            if lay.name == x.layer:
+                return tuple(lay.out_shape)
+        return _hwc(x)
 
     def _check_acc(self, node, lay):
         lo, hi = lay.acc_range()
@@ -1228,7 +1236,7 @@ class _Importer:
             x = v.inputs[0]
             pr = v.params
             O = v.acc_scale.size
-            lay = ir.Dense(self.uname("dense"), [x.layer], _hwc(x), (1, 1, O), None, v.nodes, weights=pr["weights"], bias=pr["bias"],
+            lay = ir.Dense(self.uname("dense"), [x.layer], self._src_shape(x), (1, 1, O), None, v.nodes, weights=pr["weights"], bias=pr["bias"],
                            requant=None, in_q=x.q, w_scale=pr["w_scale"], acc_scale=v.acc_scale, bias_bits=pr["bias_bits"])
             lo, hi = lay.acc_range()
             if lo < -(1 << 31) or hi >= (1 << 31):
