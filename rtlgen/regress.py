@@ -93,8 +93,8 @@ def unpack_beats(words: np.ndarray, lanes: int, width: int, signed: bool) -> tup
 
     vals = np.zeros((*w64.shape[:-1], lanes), dtype=np.int64)
     for ln in range(lanes):
-        v = field(ln * width, width).astype(np.int64)
-        if signed:
+        v = field(ln * width, width).view(np.int64)  # 64-bit lanes: two's complement as is
+        if signed and width < 64:
             v = np.where(v >> (width - 1) & 1, v - (1 << width), v)
         vals[..., ln] = v
     last = field(lanes * width, 1).astype(bool)

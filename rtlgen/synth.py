@@ -52,10 +52,17 @@ def find_yosys() -> str | None:
     return "/usr/bin/yosys" if Path("/usr/bin/yosys").exists() else None
 
 
+#: ROMs marked ``ram_style = "distributed"`` (rtlgen's ``storage=lut`` weight/requant ROMs): yosys 0.23 has no
+#: distributed-ROM mapping (its LUTRAM cells need a write port) and stops with "no valid mapping found for memory";
+#: Vivado builds such ROMs from LUTs, which is what yosys' "logic" style does.
+DISTRIBUTED_ROMS = "r:WR_PORTS=0 a:ram_style=distributed %i"
+
+
 def script(verilog: Path, stat_json: Path, top: str = "rtlgen_top", uram: bool = False, stop: str | None = None) -> str:
-    opts = f"-family xcup -top {top} -flatten -noiopad" + (" -uram" if uram else "") + (f" -run :{stop}" if stop else "")
-    tail = "; flatten" if stop else ""
-    return f"read_verilog {verilog}; synth_xilinx {opts}{tail}; tee -q -o {stat_json} stat -json"
+    opts = f"-family xcup -top {top} -flatten -noiopad" + (" -uram" if uram else "")
+    return (f"read_verilog {verilog}; synth_xilinx {opts} -run :map_memory; "
+            f"setattr -set ram_style \"logic\" {DISTRIBUTED_ROMS}; "
+            f"synth_xilinx {opts} -run map_memory:{stop or ''}; tee -q -o {stat_json} stat -json")
 
 
 def cell_counts(stat: dict, top: str = "rtlgen_top") -> dict[str, int]:
