@@ -46,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=float, default=0.0, help="linear warm-up, in epochs")
     p.add_argument("--wd", type=float, default=5e-4, help="weight decay (conv/linear weights only)")
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--clip-grad", type=float, default=0.0, help="clip the gradient norm (0: off)")
+    p.add_argument("--clip-grad", type=float, default=2.0, help="clip the gradient norm (0: off)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
@@ -58,6 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--export-only", action="store_true", help="no training: export the checkpoint")
     p.add_argument("--from-best", action="store_true", help="with --export-only: export the best checkpoint")
     p.add_argument("--no-seed", action="store_true", help="do not load the float seed weights")
+    p.add_argument("--init-from", default=None,
+                   help="start from this checkpoint's weights (a *_last.pt/*_best.pt of an earlier run; quantized "
+                        "checkpoints keep their scales) instead of the float seed, with a fresh schedule")
     p.add_argument("--calib-batches", type=int, default=20, help="batches for activation-scale calibration")
     p.add_argument("--kd-teacher", choices=["none", "resnet20"], default="none",
                    help="knowledge distillation from the float ResNet20 seed (91.73 %%); its logits are computed once "
@@ -282,8 +285,21 @@ def main(argv=None):
         torch.set_rng_state(ck["torch_rng"])
         print(f"resumed {last_p} at epoch {start_epoch} (best {best:.2f} %)", flush=True)
     else:
-        seeded = False if args.no_seed else resnets.load_seed(model, args.arch)
-        if args.float_epochs == 0:
+        if args.init_from:
+            ick = torch.load(args.init_from, map_location="cpu", weights_only=False)
+            if ick.get("model") is not None:
+                model.load_state_dict(ick["model"])
+                calibrated = args.float_epochs == 0
+            else:
+                resnets.load_float_params(model, ick["float"])
+            seeded = f"checkpoint {args.init_from} (epoch {ick['epoch']})"
+            print(f"initialised from {seeded}", flush=True)
+        else:
+            seeded = False if args.no_seed else resnets.load_seed(model, args.arch)
+        if calibrated:
+            acc0 = evaluate(model, xte, yte)
+            print(f"quantized model: top-1 {acc0:.2f} %", flush=True)
+        elif args.float_epochs == 0:
             acc0 = do_calibrate()
             calibrated = True
         else:
