@@ -43,7 +43,7 @@ KINDS = ("plain", "identity", "proj", "optA", "maxpool", "avgpool", "requant")
 #: compile time grows with the generated code, dominated by weight ROMs and lane converters)
 PROFILES = {
     "full": {"hw": (4, 16), "c": (1, 24), "blocks": 4},
-    "small": {"hw": (4, 12), "c": (1, 16), "blocks": 3},
+    "small": {"hw": (4, 10), "c": (1, 10), "blocks": 3},
 }
 
 
@@ -387,13 +387,22 @@ def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None =
             if not isinstance(lay, (ir.Conv, ir.Dense)):
                 continue
             npix, O, C, KK, W, K = planner.conv_dims(lay)
-
-            def par(n):
-                lo = max(1, int(round(n * min(bias, 1.0))))
-                return int(rng.integers(lo, n + 1)) if rng.random() < 0.85 else n
-
-            lp.och_par, lp.ich_par = par(O), par(C)
             src = net[lay.inputs[0]]
+            src_lanes = plan.layer(src.name).och_par if isinstance(src, (ir.Conv, ir.Dense)) else plan.layer(src.name).lanes_out
+
+            def par(n, match=None):
+                """Random parallelism for n channels: the producer's lanes (no lane converter), a divisor of n (a
+                cheap converter) or anything (the general packing converter: big RTL), at least n*bias."""
+                lo = max(1, int(round(n * min(bias, 1.0))))
+                r = rng.random()
+                if match is not None and lo <= match <= n and r < 0.3:
+                    return int(match)
+                if r < 0.75:
+                    divs = [d for d in range(lo, n + 1) if n % d == 0]
+                    return int(rng.choice(divs))
+                return int(rng.integers(lo, n + 1))
+
+            lp.och_par, lp.ich_par = par(O), par(C, src_lanes)
             if DENSE_SPATIAL_WORKAROUND and isinstance(lay, ir.Dense) and src.out_shape[0] * src.out_shape[1] > 1:
                 Cs = src.out_shape[2]
                 lp.ich_par = int(rng.choice([d for d in range(1, Cs + 1) if Cs % d == 0]))

@@ -25,6 +25,7 @@ job; the pytest side asserts on them (so a failure names the job).
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from rtlgen.simulate import sim_config
+
+_LOG = logging.getLogger("cocotb.stress_bench")
 
 
 class Pauses:
@@ -104,13 +107,17 @@ class _Job:
         self.rdy = 0 if self.out_pause() else 1
         self.out.ready.value = self.rdy
 
-    def sample(self, cycle):
+    def sample(self, cycle) -> bool:
+        """Account the handshakes of the clock edge just passed; True if any beat moved."""
+        moved = False
         for k, (port, words, pz) in enumerate(self.ins):
             if self.presenting[k] and int(port.ready.value):
                 self.pos[k] += 1
                 self.presenting[k] = False
                 port.valid.value = 0
+                moved = True
         if self.rdy and int(self.out.valid.value):
+            moved = True
             w = int(self.out.payload.value)
             if self.got < len(self.exp):
                 if w != self.exp[self.got]:
@@ -122,6 +129,7 @@ class _Job:
             self.got += 1
             if self.got == len(self.exp):
                 self.done_cycle = cycle
+        return moved
 
     def stop(self):
         for port, _, _ in self.ins:
@@ -140,19 +148,25 @@ async def _reset(dut, cycles=3):
     await RisingEdge(dut.clk)
 
 
-async def _run(dut, jobs: list[_Job], max_cycles: int, tail: int = 64) -> int:
-    """Clock all jobs until every expected beat arrived (or ``max_cycles``); then ``tail`` idle cycles with ready high
-    (extra beats are counted). Returns the cycles used."""
+async def _run(dut, jobs: list[_Job], max_cycles: int, tail: int = 64, idle_limit: int = 20_000) -> int:
+    """Clock all jobs until every expected beat arrived, ``max_cycles`` passed, or no beat moved on any unfinished
+    job for ``idle_limit`` cycles (a deadlock: the stuck jobs are reported not done); then ``tail`` idle cycles with
+    ready high (extra beats are counted). Returns the cycles used."""
     clk = dut.clk
     cyc = 0
+    last_move = 0
     active = [j for j in jobs if not j.done]
-    while active and cyc < max_cycles:
+    while active and cyc < max_cycles and cyc - last_move < idle_limit:
         for j in active:
             j.drive()
         await RisingEdge(clk)
         cyc += 1
         for j in active:
-            j.sample(cyc)
+            if j.sample(cyc):
+                last_move = cyc
+        if cyc % 20_000 == 0:
+            _LOG.info("cycle %d: %d jobs running, %d/%d output beats", cyc, len(active),
+                            sum(j.got for j in jobs), sum(len(j.exp) for j in jobs))
         if any(j.done for j in active):
             for j in active:
                 if j.done:  # ready stays low: a surplus beat waits at the port and is counted below

@@ -10,7 +10,7 @@ by :mod:`stress_bench` with random valid/ready pause patterns (Bernoulli and bur
 255, random); every output beat must equal the golden model's. The bundle's Verilog (every network's modules) must be
 lint-clean under Verilator ``-Wall`` with the documented waivers (:func:`rtlgen.lint.lint`).
 
-* Default run: :data:`N_DEFAULT` networks of the ``small`` profile (H, W <= 12, channels <= 16, <= 3 blocks) plus the
+* Default run: :data:`N_DEFAULT` networks of the ``small`` profile (H, W <= 10, channels <= 10, <= 3 blocks) plus the
   kept regression cases (``sim_tests/regressions/*.json``; ``"xfail"`` ones are strict xfails naming the bug).
 * Opt-in (``--runslow``): :data:`N_SLOW` networks of the full ranges in bundles of :data:`BATCH`; the counts
   (networks, beats, mismatches) are printed and written to ``$RTLGEN_FUZZ_REPORT`` when set. Failing specs are
@@ -58,7 +58,7 @@ DEFAULT_SPECS = fuzz_nets.draw_specs(N_DEFAULT, SEED_DEFAULT, "small")
 REGRESSIONS = fuzz_nets.load_regressions(REG_DIR)
 
 
-def _prepare(cases: list[tuple[str, dict, dict | None]]):
+def _prepare(cases: list[tuple[str, dict, dict | None]], max_cycles: int = 6000):
     """-> (parts, jobs, info): ``info[name]`` has the spec, a layer summary, the plan, and ``error`` if the network
     could not be imported/planned/composed (a generator or rtlgen bug: reported per network)."""
     from rtlgen.compose import RtlgenTop
@@ -68,7 +68,7 @@ def _prepare(cases: list[tuple[str, dict, dict | None]]):
         d = info[name] = {"spec": spec, "plan_overrides": overrides}
         try:
             net = fuzz_nets.import_net(spec, name)
-            plan = fuzz_nets.random_plan(net, spec["seed"], overrides=overrides)
+            plan = fuzz_nets.random_plan(net, spec["seed"], max_cycles=max_cycles, overrides=overrides)
             d["layers"] = fuzz_nets.describe(net)
             d["plan"] = fuzz_nets.plan_summary(net, plan)
             d["cycles_per_frame"] = plan.cycles_per_frame
@@ -81,13 +81,13 @@ def _prepare(cases: list[tuple[str, dict, dict | None]]):
     return parts, jobs, info
 
 
-def run_batch(folder: Path, cases, top_name="fuzz_bundle", lint=True) -> dict:
+def run_batch(folder: Path, cases, top_name="fuzz_bundle", lint=True, max_cycles: int = 6000) -> dict:
     """Build one bundle of every case, lint it, simulate all jobs with stalls; returns a summary dict."""
     from rtlgen.lint import lint as vlint
 
     folder = Path(folder)
     t0 = time.perf_counter()
-    parts, jobs, info = _prepare(cases)
+    parts, jobs, info = _prepare(cases, max_cycles)
     summary = {"info": info, "lint": None, "results": {}, "seconds": {}}
     if not parts:
         return summary
@@ -129,7 +129,7 @@ def _default_cases():
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    return run_batch(tmp_path_factory.mktemp("fuzz_default"), _default_cases())
+    return run_batch(tmp_path_factory.mktemp("fuzz_default"), _default_cases(), max_cycles=2500)
 
 
 @pytest.mark.parametrize("k", range(N_DEFAULT))
