@@ -92,7 +92,9 @@ def format_synth(s: dict) -> str:
              f"BRAM {r['ramb36']} RAMB36 + {r['ramb18']} RAMB18 = " + cell("bram36_equiv", "36Kb-equiv"), cell("uram", "URAM")]
     verdict = ("fits" if s["fits"] else f"does NOT fit ({', '.join(s['over'])} over capacity)") if s["fits"] is not None else "fit unknown (partial synthesis)"
     how = "cached" if s.get("cached") else f"{s['seconds']:.0f} s"
-    return f"yosys synth_xilinx -family xcup ({how}): " + "; ".join(parts) + f" -> {verdict}"
+    note = (f"\n  ({len(s['lut_mult_modules'])} modules of LUT-multiplier layers kept out of DSPs as planned; the Verilog has no "
+            "use_dsp attribute, so Vivado would infer DSPs there; --synth-raw synthesizes it as is)") if s.get("lut_mult_modules") else ""
+    return f"yosys synth_xilinx -family xcup ({how}): " + "; ".join(parts) + f" -> {verdict}" + note
 
 
 def write_chart(rep: dict, rows: list[dict], path: Path) -> Path:
@@ -136,9 +138,10 @@ def write_chart(rep: dict, rows: list[dict], path: Path) -> Path:
 @click.option("--synth-timeout", type=click.FloatRange(min=1), default=1800, show_default=True, help="seconds before yosys is stopped")
 @click.option("--synth-stop", type=click.Choice(["map_ffram"]), default=None,
               help="stop yosys before LUT mapping (fast: DSP/BRAM/URAM final, LUT/FF not reported)")
+@click.option("--synth-raw", is_flag=True, help="synthesize the Verilog as is (default: multipliers of LUT-mult layers kept out of DSPs, as planned)")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--no-chart", is_flag=True, help="do not write DIR/report.png")
-def report(build_dir, synth, synth_timeout, synth_stop, as_json, no_chart):
+def report(build_dir, synth, synth_timeout, synth_stop, synth_raw, as_json, no_chart):
     """Per-layer table of a build (parallelism, cycles, utilization, DSP, storage, FIFOs, skip bits) and a chart
     DIR/report.png; --synth adds yosys resources (LUT, FF, DSP48E2, BRAM, URAM) against the board."""
     rep = load_report(build_dir)
@@ -151,7 +154,7 @@ def report(build_dir, synth, synth_timeout, synth_stop, as_json, no_chart):
         from .synth import YosysMissing, synthesize
 
         try:
-            s = synthesize(build_dir, timeout=synth_timeout, stop=synth_stop)
+            s = synthesize(build_dir, timeout=synth_timeout, stop=synth_stop, honor_plan=not synth_raw)
         except YosysMissing as e:
             click.echo(f"rtlgen: error: {e}", err=True)
             sys.exit(2)
@@ -163,7 +166,8 @@ def report(build_dir, synth, synth_timeout, synth_stop, as_json, no_chart):
         out["layers"] = rows
         out["chart"] = str(chart) if chart else None
         if s is not None:
-            out["synth"] = {k: s[k] for k in ("resources", "capacity", "over", "fits", "complete", "seconds", "cached", "yosys", "script")}
+            out["synth"] = {k: s[k] for k in ("resources", "capacity", "over", "fits", "complete", "seconds", "cached", "yosys", "script",
+                                             "lut_mult_modules")}
             out["fits"] = s["fits"]
         click.echo(json.dumps(out, indent=1))
         return

@@ -5,6 +5,10 @@
 of distributed RAM and shift registers), FF, DSP48E2, BRAM (RAMB18E2, RAMB36E2, and 36 Kb equivalents = RAMB36 +
 RAMB18 / 2) and URAM288, checked against the board's capacity from ``report.json``'s ``budget``.
 
+Multipliers follow the plan: in layers planned with LUT multipliers (``mult == "lut"``) yosys is kept from
+inferring DSP48E2s (``honor_plan=False`` synthesizes the Verilog as is). NOTE: the generated Verilog carries no
+``use_dsp`` attribute, so Vivado would put those multipliers into DSPs too unless told otherwise.
+
 Results are cached in ``DIR/synth/`` keyed by the Verilog and the script, so a second ``rtlgen report --synth`` is
 instant. ``stop`` (``-run :LABEL``) ends synthesis early: ``map_ffram`` is the last label before LUT mapping, so DSP
 and block-RAM counts are final there while LUT and FF counts are not (reported as ``None``).
@@ -58,10 +62,41 @@ def find_yosys() -> str | None:
 DISTRIBUTED_ROMS = "r:WR_PORTS=0 a:ram_style=distributed %i"
 
 
-def script(verilog: Path, stat_json: Path, top: str = "rtlgen_top", uram: bool = False, stop: str | None = None) -> str:
+def lut_mult_modules(verilog_text: str, rep: dict, merged: dict | None = None, top: str = "rtlgen_top") -> list[str]:
+    """Modules whose multipliers the plan puts in LUTs (``mult == "lut"`` layers), requant modules excluded (their
+    ``acc x m`` products are DSPs in the planner's model). A loop-merged projection's ``proj_*`` modules live under
+    the host layer's name (``manifest.json`` ``merged.loop_merged_projections``: host -> projection)."""
+    lut = {L["name"] for L in rep.get("layers", []) if L.get("mult") == "lut" and L.get("op") in ("conv", "dense")}
+    merged = merged or {}
+    mods = []
+    for m in re.findall(r"^module\s+([A-Za-z_][A-Za-z0-9_$]*)", verilog_text, re.M):
+        if not m.startswith(top + "__"):
+            continue
+        parts = m[len(top) + 2 :].split("__")
+        if any("requant" in p for p in parts):
+            continue
+        layer = parts[0]
+        if any(p.startswith("proj") for p in parts[1:]) and layer in merged:
+            layer = merged[layer]
+        if layer in lut:
+            mods.append(m)
+    return mods
+
+
+def script(verilog: Path, stat_json: Path, top: str = "rtlgen_top", uram: bool = False, stop: str | None = None,
+           soft_mul_modules=()) -> str:
+    """The yosys script. ``soft_mul_modules``: their ``$mul`` cells are kept out of DSP48E2s (yosys' own
+    ``$__soft_mul`` mechanism, applied between its ``prepare`` and ``map_dsp`` steps; the cells are tagged before
+    flattening so the module boundaries still tell which layer they belong to)."""
     opts = f"-family xcup -top {top} -flatten -noiopad" + (" -uram" if uram else "")
-    return (f"read_verilog {verilog}; synth_xilinx {opts} -run :map_memory; "
-            f"setattr -set ram_style \"logic\" {DISTRIBUTED_ROMS}; "
+    s = f"read_verilog {verilog}; "
+    if soft_mul_modules:
+        sel = " ".join(f"{m}/t:$mul" for m in soft_mul_modules)
+        s += (f"setattr -set rtlgen_lut_mult 1 {sel}; synth_xilinx {opts} -run :map_dsp; "
+              f"chtype -set $__soft_mul t:$mul a:rtlgen_lut_mult %i; synth_xilinx {opts} -run map_dsp:map_memory; ")
+    else:
+        s += f"synth_xilinx {opts} -run :map_memory; "
+    return (s + f"setattr -set ram_style \"logic\" {DISTRIBUTED_ROMS}; "
             f"synth_xilinx {opts} -run map_memory:{stop or ''}; tee -q -o {stat_json} stat -json")
 
 
@@ -104,7 +139,7 @@ def summarize(cells: dict[str, int], budget: dict, complete: bool = True) -> dic
 
 
 def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None, uram: bool | None = None,
-               yosys: str | None = None) -> dict:
+               yosys: str | None = None, honor_plan: bool = True) -> dict:
     """Synthesize ``build_dir/rtl/rtlgen_top.v``; returns ``{"resources", "capacity", "over", "fits", "complete",
     "seconds", "cached", "yosys", "script"}``. Raises :class:`YosysMissing` without yosys, :class:`RtlgenError` on a
     yosys failure or timeout."""
@@ -123,7 +158,12 @@ def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None,
     out = d / "synth"
     out.mkdir(exist_ok=True)
     stat_json = out / ("stat.json" if not stop else f"stat_{stop}.json")
-    scr = script(src, stat_json, uram=uram, stop=stop)
+    soft = []
+    if honor_plan:
+        man_f = d / "rtl" / "manifest.json"
+        merged = json.loads(man_f.read_text()).get("merged", {}).get("loop_merged_projections", {}) if man_f.exists() else {}
+        soft = lut_mult_modules(src.read_text(errors="replace"), rep, merged)
+    scr = script(src, stat_json, uram=uram, stop=stop, soft_mul_modules=soft)
     h = hashlib.sha256(src.read_bytes())
     h.update(scr.encode())
     key = h.hexdigest()
@@ -134,7 +174,8 @@ def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None,
             if c.get("key") == key:
                 cells = c["cells"]
                 return summarize(cells, rep.get("budget", {}), complete=not stop) | {
-                    "cells": cells, "seconds": c["seconds"], "cached": True, "yosys": c.get("yosys"), "script": scr}
+                    "cells": cells, "seconds": c["seconds"], "cached": True, "yosys": c.get("yosys"), "script": scr,
+                    "lut_mult_modules": soft}
         except (json.JSONDecodeError, KeyError):
             pass
     log = out / ("yosys.log" if not stop else f"yosys_{stop}.log")
@@ -158,4 +199,4 @@ def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None,
         pass
     cache.write_text(json.dumps({"key": key, "cells": cells, "seconds": round(secs, 1), "yosys": ver}, indent=1))
     return summarize(cells, rep.get("budget", {}), complete=not stop) | {
-        "cells": cells, "seconds": round(secs, 1), "cached": False, "yosys": ver, "script": scr}
+        "cells": cells, "seconds": round(secs, 1), "cached": False, "yosys": ver, "script": scr, "lut_mult_modules": soft}

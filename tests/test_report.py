@@ -81,12 +81,15 @@ def test_errors_are_one_line(small_build, tmp_path):
 # yosys on a tiny hand-written "build": one registered 16x16 multiplier (1 DSP48E2) and a 1024 x 32 memory (block RAM)
 
 TINY_V = """
-module rtlgen_top(input clk, input rst, input [15:0] a, input [15:0] b, input we, input [9:0] wa, input [9:0] ra,
-                  input [31:0] wd, output reg [31:0] p, output reg [31:0] rd);
+module rtlgen_top__mul__engine(input clk, input [15:0] a, input [15:0] b, output reg [31:0] p);
   reg [15:0] ar, br;
+  always @(posedge clk) begin ar <= a; br <= b; p <= $signed(ar) * $signed(br); end
+endmodule
+module rtlgen_top(input clk, input rst, input [15:0] a, input [15:0] b, input we, input [9:0] wa, input [9:0] ra,
+                  input [31:0] wd, output [31:0] p, output reg [31:0] rd);
+  rtlgen_top__mul__engine engine(clk, a, b, p);
   reg [31:0] mem [0:1023];
   always @(posedge clk) begin
-    ar <= a; br <= b; p <= $signed(ar) * $signed(br);
     if (we) mem[wa] <= wd;
     rd <= mem[ra];
   end
@@ -94,14 +97,14 @@ endmodule
 """
 
 
-def _tiny_build(path: Path, dsp_budget=1248) -> Path:
+def _tiny_build(path: Path, dsp_budget=1248, mult="dsp") -> Path:
     (path / "rtl").mkdir(parents=True)
     (path / "rtl" / "rtlgen_top.v").write_text(TINY_V)
     rep = {"model": "tiny", "board": "kv260", "clock_mhz": 250.0, "cycles_per_frame": 10, "bottleneck": "mul",
            "total_macs": 1, "resources": {"dsp": 1, "lut": 0, "ff": 64, "bram36": 1, "uram": 0},
            "budget": {"dsp": dsp_budget, "lut": 117120, "ff": 234240, "bram36": 144, "uram": 64}, "skip_buffer_bits": 0,
            "layers": [{"name": "mul", "op": "conv", "parallelism": {"och_par": 1, "ich_par": 1, "pix_par": 1},
-                       "packing": False, "mult": "dsp", "cycles": 10, "dsp": 1, "lut": 0, "bram36": 1, "uram": 0,
+                       "packing": False, "mult": mult, "cycles": 10, "dsp": 1, "lut": 0, "bram36": 1, "uram": 0,
                        "storage": "bram", "fifo_depth": 2, "skip_fifo_depth": 0, "skip_buffer_bits": 0, "macs": 1}]}
     (path / "report.json").write_text(json.dumps(rep))
     return path
@@ -144,3 +147,11 @@ def test_synth_tiny_design(tmp_path, need_yosys):
     code, so, se = _run("report", out, "--synth", "--json", "--no-chart")
     j = json.loads(so)
     assert code == 0 and j["fits"] is False and j["synth"]["over"] == ["dsp48e2"]
+    # the same layer planned with LUT multipliers: yosys keeps the product out of DSPs -> fits
+    shutil.rmtree(out)
+    out = _tiny_build(tmp_path / "b", dsp_budget=0, mult="lut")
+    code, so, se = _run("report", out, "--synth", "--json", "--no-chart")
+    j = json.loads(so)
+    assert code == 0 and j["fits"] is True and j["synth"]["resources"]["dsp48e2"] == 0, j["synth"]
+    assert j["synth"]["lut_mult_modules"] == ["rtlgen_top__mul__engine"]
+    assert j["synth"]["resources"]["lut"] > r["lut"] + 50  # the multiplier now costs LUTs
