@@ -155,3 +155,20 @@ def test_synth_tiny_design(tmp_path, need_yosys):
     assert code == 0 and j["fits"] is True and j["synth"]["resources"]["dsp48e2"] == 0, j["synth"]
     assert j["synth"]["lut_mult_modules"] == ["rtlgen_top__mul__engine"]
     assert j["synth"]["resources"]["lut"] > r["lut"] + 50  # the multiplier now costs LUTs
+
+
+def test_lut_mult_modules_follow_the_plan():
+    """Which modules' multipliers are kept out of DSPs: every module of a ``mult == "lut"`` conv/dense layer except
+    its requant; a loop-merged projection's ``proj_*`` modules follow the projection layer (manifest ``merged``)."""
+    from rtlgen.synth import lut_mult_modules
+
+    v = "\n".join(f"module {m}(input clk);\nendmodule" for m in (
+        "rtlgen_top", "rtlgen_top__conv1", "rtlgen_top__conv1__engine", "rtlgen_top__conv1__engine__requant",
+        "rtlgen_top__conv1__window", "rtlgen_top__conv1__proj_engine", "rtlgen_top__conv10__engine",
+        "rtlgen_top__conv2__engine", "rtlgen_top__conv2__proj_engine", "rtlgen_top__dense0", "rtlgen_top__conv1_i_fifo"))
+    rep = {"layers": [{"name": "conv1", "op": "conv", "mult": "lut"}, {"name": "conv2", "op": "conv", "mult": "dsp"},
+                      {"name": "conv3", "op": "conv", "mult": "lut"}, {"name": "conv10", "op": "conv", "mult": "dsp"},
+                      {"name": "conv11", "op": "conv", "mult": "dsp"}, {"name": "dense0", "op": "dense", "mult": "lut"}]}
+    got = lut_mult_modules(v, rep, {"conv1": "conv11", "conv2": "conv3"})
+    assert got == ["rtlgen_top__conv1", "rtlgen_top__conv1__engine", "rtlgen_top__conv1__window",
+                   "rtlgen_top__conv2__proj_engine", "rtlgen_top__dense0"]
