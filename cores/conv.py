@@ -33,7 +33,7 @@ parallelism needs to divide the channel counts.
 DSP packing (``pix_par=2, packing=True``): both pixels share each weight, so one multiplier computes
 ``(x0 + x1 * 2**18) * w`` (27 x 8 bits: the DSP48E2 A x B port) for two MACs. Activations are 9-bit signed (int8
 sign-extended or uint8 zero-extended). Packed products are summed in chunks small enough that the low lane stays
-within +-2**17 (4 products for uint8, 8 for int8), then split: ``lo = sext(sum[0:18])`` and
+within +-2**17 (``chunk = (2**17-1) // max|x*w|``: 4 products for uint8, 8 for int8 with narrow-range weights, 7 when a weight is -128), then split: ``lo = sext(sum[0:18])`` and
 ``hi = (sum >> 18) + sum[17]`` (the borrow of a negative low lane is given back to the high lane); the lanes then
 accumulate separately at full width. ``packing=False`` uses one multiplier per MAC. Accumulators are sized from the
 actual weights (at most 32 bits are needed for int8 layers).
@@ -145,7 +145,10 @@ class ConvEngine(wiring.Component):
         self.acc_bits = bits_signed(lo, hi)
         if self.acc_bits > 32:
             raise ValueError(f"accumulator needs {self.acc_bits} bits (> 32)")
-        self.chunk = 8 if in_signed else 4
+        # packed products are summed in chunks whose low lane must stay within a signed 18-bit field:
+        # chunk * max|x * w| <= 2**17 - 1 (8 for int8 with narrow-range weights, 7 when a weight is -128, 4 for uint8)
+        pmax = max(abs(self.x_lo), abs(self.x_hi)) * max(int(np.abs(self.weights).max(initial=0)), 1)
+        self.chunk = max(1, ((1 << 17) - 1) // pmax)
         self.requant = RequantStage(
             lanes=och_par, channels=O, acc_range=(lo, hi), bias=bias, m=requant.m, sh=requant.sh,
             zp_out=requant.zp_out, lo=requant.lo, hi=requant.hi, rounding=requant.rounding,
