@@ -287,10 +287,10 @@ def main(argv=None):
     else:
         if args.init_from:
             ick = torch.load(args.init_from, map_location="cpu", weights_only=False)
-            if ick.get("model") is not None:
-                model.load_state_dict(ick["model"])
-                calibrated = args.float_epochs == 0
-            else:
+            if ick.get("model") is not None and args.float_epochs == 0:
+                model.load_state_dict(ick["model"])  # keep the learned quantizer scales
+                calibrated = True
+            else:  # a float stage comes first: weights and biases only, calibration after it
                 resnets.load_float_params(model, ick["float"])
             seeded = f"checkpoint {args.init_from} (epoch {ick['epoch']})"
             print(f"initialised from {seeded}", flush=True)
