@@ -10,7 +10,7 @@ by :mod:`stress_bench` with random valid/ready pause patterns (Bernoulli and bur
 255, random); every output beat must equal the golden model's. The bundle's Verilog (every network's modules) must be
 lint-clean under Verilator ``-Wall`` with the documented waivers (:func:`rtlgen.lint.lint`).
 
-* Default run: :data:`N_DEFAULT` networks of the ``small`` profile (H, W <= 10, channels <= 10, <= 3 blocks) plus the
+* Default run: :data:`N_DEFAULT` networks of the ``small`` profile (H, W <= 8, channels <= 8, <= 2 blocks) plus the
   kept regression cases (``sim_tests/regressions/*.json``; ``"xfail"`` ones are strict xfails naming the bug).
 * Opt-in (``--runslow``): :data:`N_SLOW` networks of the full ranges in bundles of :data:`BATCH`; the counts
   (networks, beats, mismatches) are printed and written to ``$RTLGEN_FUZZ_REPORT`` when set. Failing specs are

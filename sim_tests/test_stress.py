@@ -89,8 +89,9 @@ def _core_for(lay, lp):
             ins["skip"] = (lay.residual, lp.och_par)
         return core, ins, lp.och_par, 8
     if isinstance(lay, ir.Dense):
-        core = DenseCore.from_layer(lay, lanes_in=lp.ich_par, och_par=lp.och_par, ich_par=lp.ich_par, lanes_out=lp.lanes_out)
-        return core, {"i": (lay.inputs[0], lp.ich_par)}, lp.lanes_out, 32 if lay.out_q is None else 8
+        lanes_in = min(lp.ich_par, lay.in_shape[2])  # as rtlgen.compose wires it: pixels of C values
+        core = DenseCore.from_layer(lay, lanes_in=lanes_in, och_par=lp.och_par, ich_par=lp.ich_par, lanes_out=lp.lanes_out)
+        return core, {"i": (lay.inputs[0], lanes_in)}, lp.lanes_out, 32 if lay.out_q is None else 8
     if isinstance(lay, ir.Pool):
         return PoolCore.from_layer(lay, lanes=lp.lanes_out), {"i": (lay.inputs[0], lp.lanes_out)}, lp.lanes_out, 8
     if isinstance(lay, ir.Add):
@@ -154,8 +155,6 @@ def build_jobs(frames: int, reset_frames: int = 2):
                     in_frames[port] = [iw[i] for i in cyc]
                 else:
                     v = allv[src]
-                    if lay.kind == "dense":  # the dense core reads its input as one flat H*W*C vector
-                        v = v.reshape(len(px), 1, 1, -1)
                     in_frames[port] = [_words(v[i], lanes) for i in cyc]
             out = allv[lay.name]
             add_job(cname, in_frames, [_words(out[i], lanes_out, width) for i in cyc], 300 + k)
