@@ -35,6 +35,6 @@ async def fork_under_stalls(dut):
 
 @pytest.mark.parametrize("n,pause_out", [(2, [0.0, 0.5]), (3, [0.3, 0.7, 0.1])])
 def test_fork(tmp_path, n, pause_out):
-    v = write_verilog(Fork(act_layout(2), n), "fork", tmp_path / "fork.v")
-    run_cocotb([v], "fork", "test_fork", Path(__file__).parent, tmp_path / "build",
+    v = write_verilog(Fork(act_layout(2), n), "stream_fork", tmp_path / "stream_fork.v")  # "fork" is a Verilog keyword
+    run_cocotb([v], "stream_fork", "test_fork", Path(__file__).parent, tmp_path / "build",
                config={"n": n, "pause_in": 0.3, "pause_out": pause_out, "beats": 600})
