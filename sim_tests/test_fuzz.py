@@ -12,7 +12,8 @@ lint-clean under Verilator ``-Wall`` with the documented waivers (:func:`rtlgen.
 
 * Default run: :data:`N_DEFAULT` networks of the ``small`` profile (H, W <= 8, channels <= 8, <= 2 blocks) plus the
   kept regression cases (``sim_tests/regressions/*.json``; ``"xfail"`` ones are strict xfails naming the bug).
-* Opt-in (``--runslow``): :data:`N_SLOW` networks of the full ranges in bundles of :data:`BATCH`; the counts
+* Opt-in (``--runslow``): :data:`N_SLOW` networks (``$RTLGEN_FUZZ_SLOW_N`` overrides) of the full ranges in bundles
+  of :data:`BATCH`; the counts
   (networks, beats, mismatches) are printed and written to ``$RTLGEN_FUZZ_REPORT`` when set. Failing specs are
   written next to it (or into the test's tmp folder) as regression-case JSON, ready to copy into
   ``sim_tests/regressions/``.
@@ -168,14 +169,15 @@ def test_fuzz_specs_are_diverse():
 @pytest.mark.slow
 def test_fuzz_opt_in(tmp_path):
     """N_SLOW networks of the full ranges, BATCH per Verilator build; records networks / beats / mismatches."""
-    specs = fuzz_nets.draw_specs(N_SLOW, SEED_SLOW, "full")
+    n_slow = int(os.environ.get("RTLGEN_FUZZ_SLOW_N", N_SLOW))
+    specs = fuzz_nets.draw_specs(n_slow, SEED_SLOW, "full")
     report_path = os.environ.get("RTLGEN_FUZZ_REPORT")
     out_dir = Path(report_path).parent if report_path else tmp_path
     totals = {"networks": 0, "built": 0, "in_beats": 0, "out_beats": 0, "mismatched_networks": 0,
               "mismatched_beats": 0, "lint_messages": 0, "batches": []}
     problems = []
-    for b in range(0, N_SLOW, BATCH):
-        cases = [(f"s{k}", specs[k], None) for k in range(b, min(b + BATCH, N_SLOW))]
+    for b in range(0, n_slow, BATCH):
+        cases = [(f"s{k}", specs[k], None) for k in range(b, min(b + BATCH, n_slow))]
         t = time.perf_counter()
         summ = run_batch(tmp_path / f"batch{b // BATCH}", cases)
         totals["networks"] += len(cases)
@@ -196,7 +198,7 @@ def test_fuzz_opt_in(tmp_path):
         totals["batches"].append({"networks": len(cases), "seconds": round(time.perf_counter() - t, 1), **summ["seconds"]})
         if summ["lint"]:
             problems.append(f"batch {b // BATCH} lint: " + "; ".join(summ["lint"][:5]))
+        if report_path:  # after every batch: a long run that is cut short still leaves its counts
+            Path(report_path).write_text(json.dumps({"totals": totals, "problems": problems}, indent=1))
     print("FUZZ OPT-IN:", json.dumps(totals))
-    if report_path:
-        Path(report_path).write_text(json.dumps({"totals": totals, "problems": problems}, indent=1))
     assert not problems, "\n".join(problems[:10])
