@@ -16,7 +16,8 @@ cocotb tests (each enabled by ``cfg["tests"]``):
 * ``reset_mid_frame``: every job gets the first two thirds of its first frame, a reset hits in the middle of the
   stream (some beats may be inside the design), then clean frames must come out exactly.
 * ``long_backpressure``: inputs at full rate, output ready held low for ``hold`` cycles twice (at the start and in
-  the middle of the run); every output afterwards must be exact (no internal FIFO overflows or drops a beat).
+  the middle of the run); every output afterwards must be exact (no internal FIFO overflows or drops a beat). Uses
+  the job's ``bp_inputs``/``bp_expected`` when present (a shorter run), else its inputs/expected.
 
 Results (beats moved, mismatches, first mismatch, cycles) go to ``cfg["results"]`` as JSON, one entry per test and
 job; the pytest side asserts on them (so a failure names the job).
@@ -251,8 +252,8 @@ async def long_backpressure(dut):
     await _start(dut)
     hold = int(cfg.get("hold", 3000))
     jobs_cfg = _load(cfg)
-    jobs = [_Job(dut, j, j["inputs"], j["expected"], ("none",), ("hold", 50, hold, 0.2), j.get("seed", 1) + 9)
-            for j in jobs_cfg]
+    jobs = [_Job(dut, j, j.get("bp_inputs", j["inputs"]), j.get("bp_expected", j["expected"]), ("none",),
+                 ("hold", 50, hold, 0.2), j.get("seed", 1) + 9) for j in jobs_cfg]
     cyc = await _run(dut, jobs, cfg["max_cycles"] + 3 * hold)
     _write(cfg, "backpressure", {"cycles": cyc, "hold": hold, "jobs": {j.name: j.result() for j in jobs}})
 
