@@ -38,6 +38,7 @@ from .errors import RtlgenError
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 EXE_NAME = "rtlgen_harness"
+GOLDEN_BATCH = 500  # images per golden-model batch (the whole test set at once peaks at ~4 GB)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -304,7 +305,8 @@ def run_regression(build_dir, pixels: np.ndarray, labels: np.ndarray | None = No
     def golden_job():
         t0 = time.perf_counter()
         try:
-            golden_box["expect"] = golden.run(net, pixels)
+            golden_box["expect"] = np.concatenate([golden.run(net, pixels[i : i + GOLDEN_BATCH])
+                                                   for i in range(0, n, GOLDEN_BATCH)])
         except BaseException as e:  # re-raised in the caller's thread
             golden_box["error"] = e
         golden_box["seconds"] = time.perf_counter() - t0
