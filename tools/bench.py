@@ -125,6 +125,8 @@ def section_build(args, res):
                 "resources": rep["resources"], "budget": rep["budget"], "skip_buffer_bits": rep["skip_buffer_bits"],
                 "total_macs": rep["total_macs"], "clock_mhz": rep["clock_mhz"],
                 "skip_bits_paper": _paper_skip_bits(d), "skip_bits_naive": _naive_skip_bits(d),
+                "layers": [{"name": L["name"], "op": L["op"], "cycles": L["cycles"], "dsp": L["dsp"], "lut": L["lut"]}
+                           for L in json.loads((d / "report.json").read_text())["layers"]],
             }
     out["command"] = f"python tools/bench.py --only build --models {','.join(args.models)} --boards {','.join(args.boards)}"
     out["machine"] = machine()
@@ -181,6 +183,119 @@ def section_sim(args, res):
                       f"--frames {args.frames}")
     out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d")
+
+
+def _ensure_build(model: str, board: str) -> Path:
+    d = ROOT / "out" / f"bench_{model}_{board}"
+    if not (d / "rtl" / "rtlgen_top.v").exists():
+        subprocess.run(["rtlgen", "build", model, "--board", board, "--out", str(d)], check=True, capture_output=True)
+    return d
+
+
+def section_regress(args, res):
+    """Full-dataset RTL regression: every CIFAR-10 test image through the RTL of one build, compared with the golden
+    model (``rtlgen sim DIR --dataset ... --limit N``: the compiled Verilator harness, sharded over 2 processes)."""
+    model, board = args.regress.split("@")
+    d = _ensure_build(model, board)
+    cmd = ["rtlgen", "sim", str(d), "--dataset", args.dataset, "--limit", str(args.limit), "--json"]
+    c0 = os.times()
+    r, dt = run_json(cmd)
+    c1 = os.times()
+    cpu = (c1.children_user + c1.children_system) - (c0.children_user + c0.children_system)
+    g, _ = run_json(["rtlgen", "predict", str(d / "model.onnx"), "--dataset", args.dataset, "--limit", str(args.limit),
+                     "--json"])
+    res["regress"] = {
+        "command": shlex.join(cmd), "machine": machine(), "date": time.strftime("%Y-%m-%d"), "target": args.regress,
+        "images": r["images"], "mismatches": r["mismatches"], "top1_rtl": r["top1"], "top1_golden": g.get("top1"),
+        "cycles_per_frame": r["cycles_per_frame"], "wall_seconds": round(dt, 1), "cpu_seconds": round(cpu, 1),
+        "sim_seconds": r.get("seconds", {}).get("simulation"), "compile_seconds": r.get("seconds", {}).get("compile"),
+        "shards": r.get("shards"), "engine": r.get("engine"), "load_before": round(os.getloadavg()[0], 1),
+    }
+
+
+def section_synth(args, res):
+    """yosys (``synth_xilinx -family xcup``) resource estimate of every benchmarked build (``rtlgen report --synth``)."""
+    out = res.setdefault("synth", {"runs": {}})
+    out["runs"] = out.get("runs", {})
+    for model in args.models:
+        for board in args.boards:
+            d = _ensure_build(model, board)
+            cmd = ["rtlgen", "report", str(d), "--synth", "--json", "--synth-timeout", str(args.synth_timeout)]
+            r, dt = run_json(cmd)
+            s = r.get("synth") or {}
+            out["runs"][f"{model}@{board}"] = {"seconds": round(dt, 1), "command": shlex.join(cmd),
+                                               "resources": s.get("resources"), "capacity": s.get("capacity"),
+                                               "fits": s.get("fits"), "over": s.get("over"),
+                                               "complete": s.get("complete"), "error": r.get("synth_error")}
+    out["command"] = f"python tools/bench.py --only synth --models {','.join(args.models)} --boards {','.join(args.boards)}"
+    out["machine"] = machine()
+    out["date"] = time.strftime("%Y-%m-%d")
+
+
+FIG_DIR = ROOT / "docs" / "figures"
+
+
+def plots(res: dict) -> list[str]:
+    """PNG charts from the stored figures: FPS against the seed paper per board, and the per-layer balance of every
+    benchmarked build (cycles per layer against the frame period, DSPs per layer). Returns the written paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    FIG_DIR.mkdir(parents=True, exist_ok=True)
+    written = []
+    runs = res.get("sim", {}).get("runs", {})
+    if runs:
+        boards = sorted({k.split("@")[1] for k in runs})
+        fig, axes = plt.subplots(1, len(boards), figsize=(5.2 * len(boards), 4.2), squeeze=False)
+        for ax, board in zip(axes[0], boards):
+            models = sorted(k.split("@")[0] for k in runs if k.endswith("@" + board))
+            xs = np.arange(len(models))
+            ours = [runs[f"{m}@{board}"]["fps_at_clock"] for m in models]
+            paper = [PAPER.get((m, board), 0) for m in models]
+            roof = [runs[f"{m}@{board}"].get("board_dsp", runs[f"{m}@{board}"]["dsp"]) * 2
+                    * runs[f"{m}@{board}"]["clock_mhz"] * 1e6 / runs[f"{m}@{board}"]["total_macs"] for m in models]
+            ax.bar(xs - 0.2, paper, 0.4, label="seed paper (HLS)", color="#999999")
+            ax.bar(xs + 0.2, ours, 0.4, label="rtlgen (measured cycles)", color="#1f77b4")
+            ax.scatter(xs + 0.2, roof, marker="_", s=900, color="#d62728", label="packed-DSP roofline", zorder=3)
+            for x, o, p in zip(xs, ours, paper):
+                ax.annotate(f"{o:,.0f}\n({o / p:.2f}x)" if p else f"{o:,.0f}", (x + 0.2, o / 2), ha="center",
+                            va="center", fontsize=8, color="white")
+            clock = runs[f"{models[0]}@{board}"]["clock_mhz"]
+            ax.set_xticks(xs, models)
+            ax.set_ylim(0, 1.25 * max(ours + paper + roof))
+            ax.set_ylabel("frames per second")
+            ax.set_title(f"{board} @ {clock} MHz")
+            ax.legend(fontsize=7, loc="upper left")
+        fig.suptitle("CIFAR-10 throughput: rtlgen vs the seed paper")
+        fig.tight_layout()
+        path = FIG_DIR / "fps_vs_paper.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    for key, r in sorted(res.get("build", {}).get("runs", {}).items()):
+        layers = [L for L in r.get("layers", []) if L["cycles"]]
+        if not layers:
+            continue
+        model, board = key.split("@")
+        period = max(L["cycles"] for L in layers)
+        fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6, 0.32 * len(layers) + 2), 5.5), sharex=True)
+        xs = np.arange(len(layers))
+        colors = ["#d62728" if L["cycles"] == period else "#1f77b4" for L in layers]
+        a1.bar(xs, [L["cycles"] for L in layers], color=colors)
+        a1.axhline(period, color="#d62728", lw=0.8, ls="--")
+        a1.set_ylabel("cycles / frame")
+        a1.set_title(f"{model} @ {board}: per-layer balance (bottleneck red; frame period {period:,} cycles)")
+        a2.bar(xs, [L["dsp"] for L in layers], color="#2ca02c")
+        a2.set_ylabel("DSP48E2")
+        a2.set_xticks(xs, [L["name"] for L in layers], rotation=90, fontsize=7)
+        fig.tight_layout()
+        path = FIG_DIR / f"balance_{model}_{board}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
 
 
 def section_cores(args, res):
@@ -262,6 +377,37 @@ def render(res: dict) -> str:
             L.append(f"| {name} | {100 * r['top1']:.2f} % | {f'{100 * p:.1f} %' if p else '-'} | {r['images']:,} | {r['seconds']} | "
                      f"{r.get('cpu_seconds', '-')} | {r['images_per_s']:,} | {r['macs']:,} |")
         L.append("")
+    if "regress" in res:
+        g = res["regress"]
+        L += ["## Full-dataset RTL regression", "",
+              f"Command: `{g['command']}` — {g['machine']}, {g['date']}", "",
+              "| build | images | mismatches | top-1 (RTL) | top-1 (golden model) | cycles/frame | wall s | CPU s (all processes) | engine |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+              f"| {g['target'].replace('@', ' @ ')} | {g['images']:,} | {g['mismatches']} | {100 * g['top1_rtl']:.2f} % | "
+              f"{100 * g['top1_golden']:.2f} % | {g['cycles_per_frame']:,} | {g['wall_seconds']:,} | {g['cpu_seconds']:,} | "
+              f"{g.get('engine')} x{g.get('shards')} |", "",
+              f"Load average when it started: {g.get('load_before')} (other jobs shared the 2 cores); the CPU seconds are the "
+              "machine-independent cost: wall time on 2 free cores is about half of them.", ""]
+    if "synth" in res:
+        y = res["synth"]
+        L += ["## Resources by yosys (whole designs)", "",
+              f"Command: `{y['command']}` — {y['machine']}, {y['date']}", "",
+              "| model @ board | LUT | FF | DSP48E2 | BRAM36 (equiv.) | URAM | fits | yosys s |", "|---|---:|---:|---:|---:|---:|---|---:|"]
+        for key, r in sorted(y["runs"].items()):
+            rs, cap = r.get("resources") or {}, r.get("capacity") or {}
+
+            def f(k):
+                v = rs.get(k)
+                return "-" if v is None else f"{v:,}/{cap.get(k) if cap.get(k) is not None else '-':,}"
+            L.append(f"| {key.replace('@', ' @ ')} | {f('lut')} | {f('ff')} | {f('dsp48e2')} | {f('bram36_equiv')} | "
+                     f"{f('uram')} | {r.get('fits')} | {r['seconds']} |")
+        L += ["", "yosys `synth_xilinx -family xcup` (Debian 0.23) estimates, not Vivado results; layers planned with LUT "
+              "multipliers are kept out of DSPs as the plan says.", ""]
+    figs = sorted(FIG_DIR.glob("*.png")) if FIG_DIR.exists() else []
+    if figs:
+        L += ["## Plots", "", "Regenerated by every `tools/bench.py` run from the stored figures.", ""]
+        L += [f"![{f.stem}](docs/figures/{f.name})" for f in figs]
+        L.append("")
     for key in sorted(k for k in res if k.startswith("extra_")):
         e = res[key]
         L += [f"## {e['title']}", "", f"Command: `{e['command']}` — {e.get('machine', '')}, {e.get('date', '')}", "", e["body"], ""]
@@ -308,11 +454,15 @@ def update_readme(res: dict):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="golden,cores,build,sim", help="comma-separated sections: golden, cores, build, sim")
+    ap.add_argument("--only", default="golden,cores,build,sim,synth,regress",
+                    help="comma-separated sections: golden, cores, build, sim, synth, regress")
     ap.add_argument("--models", default="resnet8,resnet20")
     ap.add_argument("--boards", default="ultra96v2,kv260")
     ap.add_argument("--frames", type=int, default=20, help="frames per RTL simulation (back to back)")
     ap.add_argument("--dataset", default=os.environ.get("RTLGEN_CIFAR10") or str(ROOT.parent / "shared/data/cifar-10-batches-py"))
+    ap.add_argument("--regress", default="resnet8@kv260", help="regress section: MODEL@BOARD of the full-dataset run")
+    ap.add_argument("--limit", type=int, default=10_000, help="regress section: test images")
+    ap.add_argument("--synth-timeout", type=int, default=3600, help="synth section: seconds per yosys run")
     ap.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from the stored results")
     ap.add_argument("--record-sim", nargs=3, metavar=("MODEL@BOARD", "BUILD_DIR", "SIM_JSON"),
                     help="store the JSON printed by an `rtlgen sim BUILD_DIR ... --json` run made by hand (long runs)")
@@ -334,16 +484,19 @@ def main(argv=None):
             "total_macs": rep["total_macs"], "command": args.record_command or f"rtlgen sim {bdir} --json",
             "sim_seconds": r.get("seconds", {}).get("simulation"),
         }
-        save_results(res)
+        res = save_results(res, sections=["sim"])
         args.render_only = True
     if not args.render_only:
         for sec in [s for s in args.only.split(",") if s]:
-            fn = {"golden": section_golden, "build": section_build, "sim": section_sim, "cores": section_cores}.get(sec)
+            fn = {"golden": section_golden, "build": section_build, "sim": section_sim, "cores": section_cores,
+                  "synth": section_synth, "regress": section_regress}.get(sec)
             if fn is None:
                 ap.error(f"unknown section {sec!r}")
             fn(args, res)
             res = save_results(res, sections=[k for k in res if k == sec or (sec == "cores" and k == "extra_cores_synth")])
             BENCH_MD.write_text(render(res))
+    for path in plots(res):
+        print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
     BENCH_MD.write_text(render(res))
     update_readme(res)
     print(render(res))
