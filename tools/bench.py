@@ -160,25 +160,27 @@ def _naive_skip_bits(d: Path) -> int:
     return bits
 
 
+def sim_row(r: dict, d: Path, command: str) -> dict:
+    """One throughput row from ``rtlgen sim --json`` output ``r`` and the build's report.json."""
+    rep = json.loads((d / "report.json").read_text())
+    return {
+        "frames": r["images"], "mismatches": r["mismatches"], "cycles_per_frame": r["cycles_per_frame"],
+        "latency_cycles": r["latency_cycles"], "fps_at_clock": r["fps_at_clock"], "clock_mhz": rep["clock_mhz"],
+        "predicted_cycles_per_frame": rep["cycles_per_frame"], "dsp": rep["resources"]["dsp"],
+        "board_dsp": rep["budget"]["dsp"], "total_macs": rep["total_macs"], "command": command,
+        "sim_seconds": r.get("seconds", {}).get("simulation"),
+    }
+
+
 def section_sim(args, res):
     out = res.setdefault("sim", {"runs": {}})
     out["runs"] = out.get("runs", {})
     for model in args.models:
         for board in args.boards:
-            d = ROOT / "out" / f"bench_{model}_{board}"
-            if not (d / "rtl" / "rtlgen_top.v").exists():
-                subprocess.run(["rtlgen", "build", model, "--board", board, "--out", str(d)], check=True, capture_output=True)
+            d = _ensure_build(model, board)
             cmd = ["rtlgen", "sim", str(d), "--random", str(args.frames), "--json"]
             r, dt = run_json(cmd)
-            rep = json.loads((d / "report.json").read_text())
-            out["runs"][f"{model}@{board}"] = {
-                "frames": r["images"], "mismatches": r["mismatches"], "cycles_per_frame": r["cycles_per_frame"],
-                "latency_cycles": r["latency_cycles"], "fps_at_clock": r["fps_at_clock"], "clock_mhz": rep["clock_mhz"],
-                "predicted_cycles_per_frame": rep["cycles_per_frame"], "dsp": rep["resources"]["dsp"],
-                "board_dsp": rep["budget"]["dsp"],
-                "total_macs": rep["total_macs"], "wall_seconds": round(dt, 1),
-                "sim_seconds": r.get("seconds", {}).get("simulation"), "command": shlex.join(cmd),
-            }
+            out["runs"][f"{model}@{board}"] = {**sim_row(r, d, shlex.join(cmd)), "wall_seconds": round(dt, 1)}
     out["command"] = (f"python tools/bench.py --only sim --models {','.join(args.models)} --boards {','.join(args.boards)} "
                       f"--frames {args.frames}")
     out["machine"] = machine()
@@ -474,16 +476,8 @@ def main(argv=None):
     if args.record_sim:
         key, bdir, js = args.record_sim
         r = json.loads(Path(js).read_text())
-        rep = json.loads((Path(bdir) / "report.json").read_text())
         sim = res.setdefault("sim", {"runs": {}, "command": "(per row)", "machine": machine(), "date": time.strftime("%Y-%m-%d")})
-        sim["runs"][key] = {
-            "frames": r["images"], "mismatches": r["mismatches"], "cycles_per_frame": r["cycles_per_frame"],
-            "latency_cycles": r["latency_cycles"], "fps_at_clock": r["fps_at_clock"], "clock_mhz": rep["clock_mhz"],
-            "predicted_cycles_per_frame": rep["cycles_per_frame"], "dsp": rep["resources"]["dsp"],
-                "board_dsp": rep["budget"]["dsp"],
-            "total_macs": rep["total_macs"], "command": args.record_command or f"rtlgen sim {bdir} --json",
-            "sim_seconds": r.get("seconds", {}).get("simulation"),
-        }
+        sim["runs"][key] = sim_row(r, Path(bdir), args.record_command or f"rtlgen sim {bdir} --json")
         res = save_results(res, sections=["sim"])
         args.render_only = True
     if not args.render_only:
