@@ -3,8 +3,17 @@
 Stream contract
 ---------------
 * ``i`` (input): activation stream of :mod:`rtlgen.cores.stream`, ``lanes`` x 8 bits, a ``H x W x C`` frame in
-  raster order, ``G = ceil(C / lanes)`` beats per pixel. Frames are counted (``H*W*G`` beats); ``i.last`` is not
-  inspected. One beat per cycle.
+  raster order, ``G = ceil(C / lanes)`` beats per pixel. One beat per cycle. The frame boundary is ``i.last``
+  (authoritative, so the pipeline realigns at every frame):
+
+  - well-formed frame (``H*W*G`` beats, ``last`` on the final one): nothing special, no extra cycles;
+  - short frame (``last`` on beat ``k < H*W*G - 1``): the writer completes the frame by itself, writing
+    ``pad_value`` for the missing beats at one beat per cycle while ``i.ready`` stays low; the output (windows and
+    ``centre``) is one full, correctly flagged frame as if the missing input had been the zero point;
+  - long frame (beat ``H*W*G - 1`` has ``last = 0``): the excess beats are accepted and dropped up to and including
+    the next beat with ``last = 1``; the beat after it starts the next frame.
+
+  A reset realigns too (the next beat is the first of a frame).
 * ``o`` (windows): payload :func:`window_layout` = ``{data, first, wlast, pfirst, plast, flast, p1}``. Output pixels
   are processed in raster order in groups of ``pix`` (1 or 2) consecutive pixels (a "pixel group"; with ``pix=2`` the
   pair may span two rows, and the last group of a frame with an odd pixel count has a dummy second pixel, ``p1=0``).
@@ -26,7 +35,8 @@ Stream contract
 * Latency: the first window beat leaves one cycle after the input holds the window's last pixel.
   Throughput: one window beat per cycle; the input is accepted at one beat per cycle while the buffer has room.
   Cycles per frame (steady state, back-to-back frames, no stalls): see :meth:`WindowGen.cycles_per_frame`.
-* Frames may follow back to back: the writer runs up to one frame ahead of the reader.
+* Frames may follow back to back: the writer runs up to one frame ahead of the reader. Every output frame
+  (windows and ``centre``) is complete and has its final flags, whatever the input framing.
 """
 
 from __future__ import annotations
@@ -232,20 +242,33 @@ class WindowGen(wiring.Component):
         w_abs = Signal(range(2 * HWG + 1))
         can_write = Signal()
         clear_ahead = Signal()
+        # frame boundary from ``last``: a short frame (``last`` before beat HWG-1) is completed by ``fill`` writing
+        # pad words without taking input; a long one (no ``last`` on beat HWG-1) has its excess beats dropped
+        fill = Signal()
+        drop = Signal()
+        wfire = Signal()
+        wp_end = wcount == HWG - 1
+        padword_w = Const(int.from_bytes(bytes([self.pad_value] * P), "little"), unsigned(P * 8))
         m.d.comb += [
             w_abs.eq(Mux(ahead, wcount + HWG, wcount)),
-            can_write.eq((w_abs < oldest + DG) & ~(ahead & (wcount == HWG - 1))),
-            self.i.ready.eq(can_write),
+            can_write.eq((w_abs < oldest + DG) & ~(ahead & wp_end)),
+            wfire.eq((fill | (self.i.valid & ~drop)) & can_write),
+            self.i.ready.eq(drop | (can_write & ~fill)),
             wp.addr.eq(waddr),
-            wp.data.eq(self.i.payload.data),
-            wp.en.eq(self.i.valid & can_write),
+            wp.data.eq(Mux(fill, padword_w, self.i.payload.data)),
+            wp.en.eq(wfire),
         ]
-        with m.If(self.i.valid & can_write):
+        with m.If(wfire):
             m.d.sync += waddr.eq(Mux(waddr == DG - 1, 0, waddr + 1))
-            with m.If(wcount == HWG - 1):
-                m.d.sync += [wcount.eq(0), ahead.eq(1)]
+            with m.If(wp_end):
+                m.d.sync += [wcount.eq(0), ahead.eq(1), fill.eq(0),
+                             drop.eq(~fill & ~self.i.payload.last)]
             with m.Else():
                 m.d.sync += wcount.eq(wcount + 1)
+                with m.If(~fill & self.i.payload.last):
+                    m.d.sync += fill.eq(1)
+        with m.If(drop & self.i.valid & self.i.payload.last):
+            m.d.sync += drop.eq(0)
         with m.If(clear_ahead):
             m.d.sync += ahead.eq(0)
 

@@ -1,9 +1,10 @@
 """Window generator (cores/linebuffer.py) against its pure-Python reference, with cocotb + Verilator.
 
-The cases are compiled into one Verilator build (``test_conv.Bundle``) and three cocotb tests run on all of them at
+The cases are compiled into one Verilator build (``test_conv.Bundle``) and four cocotb tests run on all of them at
 once: several frames under random valid/ready pauses
 (window beats and the centre stream bit-exact), back-to-back frames without stalls (measured cycles per frame vs the
-cycle model, within 2 %), and a reset in the middle of a frame followed by a clean frame.
+cycle model, within 2 %), a reset in the middle of a frame followed by a clean frame, and malformed frames (``last``
+early / late) between good ones (every output frame full length, good frames bit-exact).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _check_centre(gen, words, frames):
     n = gen.Ho * gen.Wo * gen.G
     assert len(words) == n * len(frames)
     for k, f in enumerate(frames):
-        got = beats_to_frame(words[k * n:(k + 1) * n], (gen.Ho, gen.Wo, gen.C), gen.lanes, signed=False)
+        got = beats_to_frame(words[k * n:(k + 1) * n], (gen.Ho, gen.Wo, f.shape[2]), gen.lanes, signed=False)
         np.testing.assert_array_equal(got, gen.reference_centre(f))
 
 
@@ -157,6 +158,64 @@ async def reset_mid_frame(dut):
     await ClockCycles(dut.clk, 50)
     for inst in insts:
         inst.check("after reset")
+
+
+def _beats(gen, frame):
+    """The frame's input beats as a ``[H*W*G, lanes]`` array (tail lanes zero), masked to 8 bits."""
+    H, W, C = frame.shape
+    full = np.zeros((H, W, gen.G * gen.lanes), dtype=np.int64)
+    full[..., :C] = np.asarray(frame) & 0xFF
+    return full.reshape(H * W * gen.G, gen.lanes)
+
+
+def _short_expected(gen, frame, k):
+    """A frame cut after ``k`` beats (``last`` on beat k-1) is completed with ``pad_value`` beats: the equivalent
+    full-lane frame (``C = G*lanes`` channels, so the tail lanes of the filled beats carry the pad value too)."""
+    b = _beats(gen, frame)
+    b[k:] = gen.pad_value
+    return b.reshape(gen.H, gen.W, gen.G * gen.lanes)
+
+
+@cocotb.test()
+async def malformed_frames(dut):
+    """Frame boundaries come from ``last``: good, short (last early), good, long (excess beats), good, 1-beat, good
+    frames under random pauses. Every output frame is full length with its flags; good frames are bit-exact, the
+    short ones equal the frame completed with pad values, the long one its first H*W*G beats."""
+    cfg, insts = await _setup(dut, 0.3, seed=7)
+    rng = np.random.default_rng(77)
+    plans, n_words = [], {}
+    for k, inst in enumerate(insts):
+        g = inst.gen
+        hwg = g.H * g.W * g.G
+        frames = _frames({"params": inst.params}, 7, 90 + k)
+        k_short = int(rng.integers(1, hwg)) if hwg > 1 else 1
+        extra = int(rng.integers(1, hwg + 2))
+        words, exp = [], []
+        for j, f in enumerate(frames):
+            w = frame_to_beats(f, g.lanes)
+            if j == 1 or j == 5:  # short: last on beat k-1
+                kk = k_short if j == 1 else 1
+                w = w[:kk]
+                w[-1] |= 1 << (g.lanes * 8)
+                exp.append(_short_expected(g, f, kk))
+            elif j == 3:  # long: no last on beat hwg-1, `extra` more beats, the final one with last
+                w[-1] &= ~(1 << (g.lanes * 8))
+                w += [int(x) for x in rng.integers(0, 1 << (g.lanes * 8), size=extra)]
+                w[-1] |= 1 << (g.lanes * 8)
+                exp.append(f)
+            else:
+                exp.append(f)
+            words += w
+        inst.frames = exp
+        inst.task = inst.src.start(words)
+        plans.append((k_short, extra))
+        n_words[inst.name] = len(words)
+    for inst in insts:
+        await inst.wait()
+    await ClockCycles(dut.clk, 50)
+    for inst, (ks, ex) in zip(insts, plans):
+        inst.check(f"malformed (short {ks} beats, long +{ex})")
+        assert inst.src.sent == n_words[inst.name], f"{inst.name}: {inst.src.sent} of {n_words[inst.name]} beats taken"
 
 
 CASES = {
