@@ -428,6 +428,13 @@ def readme_results(res: dict) -> str:
             L.append(f"| {model} @ {board} ({r['clock_mhz']} MHz) | {r['fps_at_clock']:,.0f} | {p or '-':,} | "
                      f"{(r['fps_at_clock'] / p) if p else float('nan'):.2f}x | {r['frames'] - r['mismatches']}/{r['frames']} |")
         L.append("")
+    if (FIG_DIR / "fps_vs_paper.png").exists():
+        L += ["![FPS against the seed paper](docs/figures/fps_vs_paper.png)", ""]
+    if "regress" in res:
+        g = res["regress"]
+        L += [f"Full-dataset RTL regression ({g['target'].replace('@', ' @ ')}): {g['images']:,} CIFAR-10 test images through "
+              f"the RTL, {g['mismatches']} mismatches, top-1 {100 * g['top1_rtl']:.2f} % (golden model "
+              f"{100 * g['top1_golden']:.2f} %).", ""]
     if "golden" in res:
         L += ["| bundled model | int8 top-1 (golden model, 10,000 images) | seed paper |", "|---|---:|---:|"]
         for name, r in sorted(res["golden"]["models"].items()):
