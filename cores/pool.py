@@ -19,6 +19,11 @@ Stream contract (:class:`PoolCore`)
   through by themselves (no input consumed).
 * Latency: 2 cycles (3 for average pooling) from the beat that completes a window; throughput: one input beat per
   cycle. Cycles per frame: :meth:`PoolCore.cycles_per_frame`.
+* Frame boundary: ``i.last`` (the first reducer counts positions and realigns on it). A short frame (``last`` before
+  beat ``H*W*ceil(C/lanes) - 1``) is completed as if its missing beats held the input zero point ``zp_in`` in every
+  lane (one beat per cycle, ``i.ready`` low meanwhile); a long frame's excess beats are taken and dropped up to and
+  including its ``last``. Either way exactly one full ``Ho x Wo x C`` output frame, ``last`` on its final beat,
+  leaves per input frame; well-formed frames take no extra cycle.
 """
 
 from __future__ import annotations
@@ -46,10 +51,17 @@ class Reducer(wiring.Component):
     Window ``o`` covers padded positions ``o*s .. o*s+k-1`` (real position ``p`` is padded ``p + pad_lo``); one
     frame is ``seqs`` independent sequences. Per output window, ``inner`` beats leave (the reduction of each beat
     index over the window), in window order. ``is_global``: one window over the whole sequence.
+
+    Positions are counted; ``last`` is the frame boundary: a ``last`` before the frame's final real beat starts a
+    fill (the remaining real beats are stepped through without input, with every lane ``fill_value``; ``None``:
+    the lanes keep whatever the input carries), and a final real beat without ``last`` starts a drop (input beats
+    are taken and discarded up to and including the next ``last``). Output frames are always complete.
     """
 
-    def __init__(self, *, n, seqs, inner, k, s, pad_lo, n_out, lanes, w_in, w_acc, op, is_global=False):
+    def __init__(self, *, n, seqs, inner, k, s, pad_lo, n_out, lanes, w_in, w_acc, op, is_global=False,
+                 fill_value=None):
         self.n, self.seqs, self.inner, self.k, self.s, self.pad_lo, self.n_out = n, seqs, inner, k, s, pad_lo, n_out
+        self.fill_value = fill_value
         self.lanes, self.w_in, self.w_acc, self.op, self.is_global = lanes, w_in, w_acc, op, is_global
         if is_global:
             self.n_slots, self.nv = 1, 0
@@ -93,15 +105,28 @@ class Reducer(wiring.Component):
         b = Signal(range(max(inner, 2)))
         t = Signal(range(max(T, 2)))
         seq = Signal(range(max(self.seqs, 2)))
-        flush = Signal()
-        b_new, t_new, seq_new, flush_new = (Signal.like(x, name=x.name + "_new") for x in (b, t, seq, flush))
+        b_new, t_new, seq_new = (Signal.like(x, name=x.name + "_new") for x in (b, t, seq))
+        fill = Signal()  # short frame: step through the remaining real beats without input
+        drop = Signal()  # long frame: discard input beats up to the next 'last'
 
         virt = Signal()
         m.d.comb += virt.eq(t >= n)
         out_free = ~self.o.valid | self.o.ready
         step = Signal()
-        m.d.comb += [step.eq(out_free & (virt | self.i.valid)), self.i.ready.eq(out_free & ~virt)]
-        in_last = ~virt & self.i.payload.last
+        m.d.comb += [step.eq(out_free & (virt | fill | (self.i.valid & ~drop))),
+                     self.i.ready.eq(drop | (out_free & ~virt & ~fill))]
+        real = step & ~virt
+        final_real = (t == n - 1) & (b == inner - 1)
+        if self.seqs > 1:
+            final_real = final_real & (seq == self.seqs - 1)
+        in_last = self.i.payload.last
+        with m.If(real):
+            with m.If(final_real):
+                m.d.sync += [fill.eq(0), drop.eq(~fill & ~in_last)]
+            with m.Elif(~fill & in_last):
+                m.d.sync += fill.eq(1)
+        with m.If(drop & self.i.valid & in_last):
+            m.d.sync += drop.eq(0)
 
         # position tables
         contrib = Signal(S)
@@ -126,33 +151,29 @@ class Reducer(wiring.Component):
                          eslot.eq(ent[2 * S + 2 :])]
 
         # counters
-        m.d.comb += [b_new.eq(b), t_new.eq(t), seq_new.eq(seq), flush_new.eq(flush)]
+        m.d.comb += [b_new.eq(b), t_new.eq(t), seq_new.eq(seq)]
         with m.If(step):
-            with m.If(in_last):
-                m.d.comb += b_new.eq(0)
-                if self.nv:
-                    m.d.comb += [t_new.eq(n), flush_new.eq(1)]
-                else:
-                    m.d.comb += [t_new.eq(0), seq_new.eq(0), flush_new.eq(0)]
-            with m.Elif(b == inner - 1):
+            with m.If(b == inner - 1):
                 m.d.comb += b_new.eq(0)
                 with m.If(t == T - 1):
-                    m.d.comb += [t_new.eq(0), flush_new.eq(0)]
+                    m.d.comb += t_new.eq(0)
                     if self.seqs > 1:
-                        m.d.comb += seq_new.eq(Mux((seq == self.seqs - 1) | flush, 0, seq + 1))
+                        m.d.comb += seq_new.eq(Mux(seq == self.seqs - 1, 0, seq + 1))
                 with m.Else():
                     m.d.comb += t_new.eq(t + 1)
             with m.Else():
                 m.d.comb += b_new.eq(b + 1)
-        m.d.sync += [b.eq(b_new), t.eq(t_new), seq.eq(seq_new), flush.eq(flush_new)]
+        m.d.sync += [b.eq(b_new), t.eq(t_new), seq.eq(seq_new)]
 
         # delay lines of open windows (one per slot), read-modify-write at beat index b
         xs = [lane(self.i.payload.data, i, self.w_in, True) for i in range(L)]
+        if self.fill_value is not None:
+            xs = [Mux(fill, Const(self.fill_value, signed(self.w_in)), x) for x in xs]
         partial = []
         for j in range(S):
             word = Signal(L * wa, name=f"partial{j}")
             wdata = Signal(L * wa, name=f"update{j}")
-            we = step & ~virt & contrib[j]
+            we = real & contrib[j]
             if inner == 1:
                 m.d.comb += word.eq(self._reg(m, f"acc{j}", wdata, we))
             else:
@@ -183,7 +204,7 @@ class Reducer(wiring.Component):
             m.d.comb += result.eq(Mux(Array(contrib[j] for j in range(S))[eslot], Array(p[1] for p in partial)[eslot],
                                       Array(p[0] for p in partial)[eslot]))
         with m.If(step):
-            frame_end = (seq == self.seqs - 1) | flush | in_last
+            frame_end = seq == self.seqs - 1
             m.d.sync += [
                 self.o.valid.eq(emit),
                 self.o.payload.data.eq(result),
@@ -237,17 +258,19 @@ class PoolCore(wiring.Component):
     def _build_reducers(self):
         H, W, C = self.shape
         L, bpp, op = self.lanes, self.bpp, ("max" if self.mode == "max" else "sum")
+        fv = self.zp_in if op == "max" else 0  # a short frame's missing values: the zero point (after - zp for avg)
         if self.is_global:
             w = 9 if op == "max" else 9 + clog2(H * W)
             self.reducers = [Reducer(n=H * W, seqs=1, inner=bpp, k=H * W, s=H * W, pad_lo=0, n_out=1, lanes=L,
-                                     w_in=9, w_acc=w, op=op, is_global=True)]
+                                     w_in=9, w_acc=w, op=op, is_global=True, fill_value=fv)]
             return
         (kh, kw), (sh, sw), (pt, pl, pb, pr) = self.kernel, self.stride, self.pads
         Ho, Wo, _ = self.out_shape
         wh = 9 if op == "max" else 9 + clog2(kw)
         wv = wh if op == "max" else wh + clog2(kh)
         self.reducers = [
-            Reducer(n=W, seqs=H, inner=bpp, k=kw, s=sw, pad_lo=pl, n_out=Wo, lanes=L, w_in=9, w_acc=wh, op=op),
+            Reducer(n=W, seqs=H, inner=bpp, k=kw, s=sw, pad_lo=pl, n_out=Wo, lanes=L, w_in=9, w_acc=wh, op=op,
+                    fill_value=fv),
             Reducer(n=H, seqs=1, inner=Wo * bpp, k=kh, s=sh, pad_lo=pt, n_out=Ho, lanes=L, w_in=wh, w_acc=wv, op=op),
         ]
 

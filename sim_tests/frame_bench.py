@@ -12,6 +12,10 @@ test function run in one simulation (:func:`run_jobs`). For each job:
   exactly.
 * ``throughput``: frames back to back with no pauses; cycles between successive ``last`` beats (steady state) must
   equal the core's cycle model within 2 %. Measured values are written to the config's ``result_path``.
+
+Malformed framing (``last`` early or late) needs nothing special: a job's input frames are plain word lists, so
+:func:`short_frame` / :func:`long_frame` place ``last`` anywhere (use ``reset_frame=None, model=None`` to run only
+``frames_with_stalls`` on them); :func:`fill_after` gives the frame a core completes a short one to.
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ async def reset_mid_frame(dut):
     await _start(dut)
     for job in sim_config()["jobs"]:
         rc = job["reset"]
+        if rc is None:
+            continue
         srcs = [StreamSource(dut, p, dut.clk, job["pause_in"], seed=21 + k) for k, p in enumerate(job["inputs"])]
         sink = StreamSink(dut, job["output"], dut.clk, job["pause_out"], seed=6)
         tasks = [s.start(rc["partial"][p]) for s, p in zip(srcs, job["inputs"])]
@@ -195,7 +201,7 @@ def job(name: str, inputs: dict, out_words_per_frame: list[list[int]], *, prefix
 
     ``inputs``: {port: [[words of frame 0], [words of frame 1], ...]}; ``out_words_per_frame``: expected output words
     per frame. The throughput check uses ``tp_frames`` frames (cycled) and ``model`` cycles per frame (skipped if
-    ``model`` is None).
+    ``model`` is None); the reset check uses frame ``reset_frame`` (skipped if None).
     """
     ports = list(inputs)
     nf = len(out_words_per_frame)
@@ -212,7 +218,7 @@ def job(name: str, inputs: dict, out_words_per_frame: list[list[int]], *, prefix
         "timeout": timeout,
     }
     rf = reset_frame
-    j["reset"] = {
+    j["reset"] = None if rf is None else {
         "partial": {prefix + p: inputs[p][rf][: max(1, len(inputs[p][rf]) * 2 // 3)] for p in ports},
         "clean": {prefix + p: inputs[p][rf] for p in ports},
         "out_words": out_words_per_frame[rf],
@@ -235,3 +241,34 @@ def run_jobs(tmp_path, design: Design, jobs: list[dict]) -> dict:
     run_cocotb([design.verilog], design.name, "frame_bench", here, design.build_dir, config=cfg)
     tp = Path(cfg["result_path"])
     return json.loads(tp.read_text()) if tp.exists() else {}
+
+
+# ---------------------------------------------------------------- malformed frames
+
+
+def short_frame(words: list[int], k: int, last_bit: int) -> list[int]:
+    """The first ``k`` beats of a frame's words, ``last`` on the k-th (a frame cut short)."""
+    out = list(words[:k])
+    out[-1] |= 1 << last_bit
+    return out
+
+
+def long_frame(words: list[int], extra: list[int], last_bit: int) -> list[int]:
+    """A frame's words without ``last`` on its final beat, then ``extra`` beats, ``last`` on the final one."""
+    out = [w & ~(1 << last_bit) for w in words] + [w & ~(1 << last_bit) for w in extra]
+    out[-1] |= 1 << last_bit
+    return out
+
+
+def fill_after(frame, lanes: int, k: int, value: int):
+    """``frame`` ([H, W, C]) with every value carried by beats ``k, k+1, ...`` (``lanes`` channels per beat, NHWC)
+    replaced by ``value``: what a core completes a frame cut after ``k`` beats to."""
+    import numpy as np
+
+    H, W, C = frame.shape
+    bpp = -(-C // lanes)
+    out = np.array(frame, copy=True).reshape(H * W, C)
+    for b in range(k, H * W * bpp):
+        px, g = divmod(b, bpp)
+        out[px, g * lanes:min(C, (g + 1) * lanes)] = value
+    return out.reshape(H, W, C)

@@ -1,12 +1,14 @@
 # amaranth: UnusedElaboratable=no
 """Pooling cores (windowed max/avg, global avg/max) vs ``golden.run_pool``, bit-exact, under random stalls, reset
 mid-frame, back-to-back frames, and throughput vs the cycle model. One Verilator build per bundle of configurations.
+Malformed framing: short frames (``last`` early, completed with the zero point) and a long frame (excess beats
+dropped) between good frames, each giving exactly one full output frame.
 """
 
 import numpy as np
 import pytest
 
-from frame_bench import build, job, register, run_jobs, shared_design
+from frame_bench import build, fill_after, job, long_frame, register, run_jobs, shared_design, short_frame
 from rtlgen import golden, ir
 from rtlgen.cores.pool import PoolCore
 from rtlgen.cores.stream import frame_to_beats
@@ -70,8 +72,32 @@ def _jobs(configs, nframes=3):
     return jobs
 
 
+def _malformed_jobs(configs, seed=3):
+    """Per config: good, short (random cut), good, long (random excess), good, 1-beat, good frames under pauses."""
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for n, (layer, lanes) in configs.items():
+        q, lb = layer.in_q, lanes * 8
+        xs = [rng.integers(q.lo, q.hi + 1, size=layer.in_shape) for _ in range(7)]
+        nb = len(frame_to_beats(xs[0], lanes))
+        ins, outs = [], []
+        for j, x in enumerate(xs):
+            w = frame_to_beats(x, lanes)
+            if j in (1, 5):
+                k = int(rng.integers(1, nb)) if j == 1 else 1
+                w, x = short_frame(w, k, lb), fill_after(x, lanes, k, q.zero_point)
+            elif j == 3:
+                extra = [int(v) for v in rng.integers(0, 1 << lb, size=int(rng.integers(1, nb + 2)))]
+                w = long_frame(w, extra, lb)
+            ins.append(w)
+            outs.append(frame_to_beats(golden.run_pool(layer, x[None])[0], lanes))
+        jobs.append(job(f"{n}_malformed", {"i": ins}, outs, prefix=f"pool_{n}_", last_bit=lb, model=None,
+                        reset_frame=None))
+    return jobs
+
+
 def test_pool(tmp_path, tmp_path_factory):
-    res = run_jobs(tmp_path, shared_design("default", tmp_path_factory), _jobs(DEFAULT))
+    res = run_jobs(tmp_path, shared_design("default", tmp_path_factory), _jobs(DEFAULT) + _malformed_jobs(DEFAULT))
     assert set(res) == set(DEFAULT)
 
 
