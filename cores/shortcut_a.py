@@ -12,6 +12,11 @@ Stream contract (:class:`ShortcutACore`)
   values) into a value packer that regroups them into ``lanes_out``-lane beats of the padded pixel.
 * Latency 1-2 cycles; cycles per frame: :meth:`ShortcutACore.cycles_per_frame` (a beat-level model of the input
   side -- input beats plus generated pad beats -- and the output side).
+* Frame boundary: ``i.last`` (positions are counted, ``last`` realigns). A short frame (``last`` before beat
+  ``H*W*ceil(C/lanes_in) - 1``) is completed as if its missing input beats carried ``pad_value`` (one beat per
+  cycle, ``i.ready`` low meanwhile); a long frame's excess beats are taken and dropped up to and including its
+  ``last``. Either way exactly one full output frame, ``last`` on its final beat, leaves per input frame;
+  well-formed frames take no extra cycle.
 """
 
 from __future__ import annotations
@@ -79,18 +84,31 @@ class ShortcutACore(wiring.Component):
         ys = Signal(range(max(s, 2)))
         ib = Signal(range(max(bpp, 2)))
         pc = Signal(range(max(n_pre, n_post, 2)))
-        seen_last = Signal()
         keep = (xs == 0) & (ys == 0)
         final_px = (y == (Ho - 1) * s) & (x == (Wo - 1) * s)
         pad_word = Cat(*(Const(self.pad_value & 0xFF, 8) for _ in range(M)))
         in_k = Mux(ib == bpp - 1, C - (bpp - 1) * M, M) if bpp > 1 else C
 
-        px_last = Signal()  # this pixel ended the input frame ('last'): realign to (0, 0) next
-        fire = self.i.valid & self.i.ready
-        m.d.comb += px_last.eq(seen_last | (fire & self.i.payload.last))
+        # frame boundary from 'last': a short frame is completed by ``fill`` (pad_value beats, no input taken), a
+        # long one's excess beats are dropped (``drop``) up to and including its 'last'
+        fill = Signal()
+        drop = Signal()
+        src_valid = fill | (self.i.valid & ~drop)
+        src_data = Mux(fill, pad_word, self.i.payload.data)
+        src_ready = Signal()
+        m.d.comb += self.i.ready.eq(drop | (src_ready & ~fill))
+        fire = src_valid & src_ready
+        final_in = (y == H - 1) & (x == W - 1) & (ib == bpp - 1)
+        with m.If(fire):
+            with m.If(final_in):
+                m.d.sync += [fill.eq(0), drop.eq(~fill & ~self.i.payload.last)]
+            with m.Elif(~fill & self.i.payload.last):
+                m.d.sync += fill.eq(1)
+        with m.If(drop & self.i.valid & self.i.payload.last):
+            m.d.sync += drop.eq(0)
         # coordinates of the next pixel
-        row_end = (x == W - 1) | px_last
-        frame_end = row_end & ((y == H - 1) | px_last)
+        row_end = x == W - 1
+        frame_end = row_end & (y == H - 1)
         nxs = Mux(row_end, 0, Mux(xs == s - 1, 0, xs + 1))
         nys = Mux(frame_end, 0, Mux(row_end, Mux(ys == s - 1, 0, ys + 1), ys))
         keep_next = (nxs == 0) & (nys == 0)
@@ -98,7 +116,7 @@ class ShortcutACore(wiring.Component):
 
         def next_pixel():
             m.d.sync += [xs.eq(nxs), ys.eq(nys), x.eq(Mux(row_end, 0, x + 1)),
-                         y.eq(Mux(frame_end, 0, Mux(row_end, y + 1, y))), seen_last.eq(0)]
+                         y.eq(Mux(frame_end, 0, Mux(row_end, y + 1, y)))]
             if n_pre:
                 with m.If(keep_next):
                     m.next = "PRE"
@@ -116,8 +134,8 @@ class ShortcutACore(wiring.Component):
             if n_pre:
                 with m.State("PRE"):
                     # leading pads wait for the pixel's first input beat: no output runs ahead of its frame
-                    pad_beats(n_pre, self.pb, self.i.valid)
-                    with m.If(pk.i.ready & self.i.valid):
+                    pad_beats(n_pre, self.pb, src_valid)
+                    with m.If(pk.i.ready & src_valid):
                         with m.If(pc == n_pre - 1):
                             m.d.sync += pc.eq(0)
                             m.next = "DATA"
@@ -125,15 +143,13 @@ class ShortcutACore(wiring.Component):
                             m.d.sync += pc.eq(pc + 1)
             with m.State("DATA"):
                 with m.If(keep):
-                    m.d.comb += [pk.i.valid.eq(self.i.valid), self.i.ready.eq(pk.i.ready),
-                                 pk.i.payload.data.eq(self.i.payload.data), pk.i.payload.k.eq(in_k),
+                    m.d.comb += [pk.i.valid.eq(src_valid), src_ready.eq(pk.i.ready),
+                                 pk.i.payload.data.eq(src_data), pk.i.payload.k.eq(in_k),
                                  pk.i.payload.last.eq(final_px & (ib == bpp - 1) & (n_post == 0))]
                 with m.Else():
-                    m.d.comb += self.i.ready.eq(1)
+                    m.d.comb += src_ready.eq(1)
                 with m.If(fire):
-                    with m.If(self.i.payload.last):
-                        m.d.sync += seen_last.eq(1)
-                    with m.If((ib == bpp - 1) | self.i.payload.last):
+                    with m.If(ib == bpp - 1):
                         m.d.sync += ib.eq(0)
                         if n_post:
                             with m.If(keep):

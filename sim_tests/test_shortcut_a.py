@@ -1,11 +1,12 @@
 # amaranth: UnusedElaboratable=no
 """Option-A shortcut (stride-s subsample + zero-point channel padding) vs ``golden.run_shortcut_a``: bit-exact under
-random stalls, back-to-back frames, reset mid-frame, throughput vs the cycle model."""
+random stalls, back-to-back frames, reset mid-frame, throughput vs the cycle model; short frames (``last`` early,
+completed with the pad value) and a long frame (excess dropped) between good frames."""
 
 import numpy as np
 import pytest
 
-from frame_bench import build, job, register, run_jobs, shared_design
+from frame_bench import build, fill_after, job, long_frame, register, run_jobs, shared_design, short_frame
 from rtlgen import golden, ir
 from rtlgen.cores.shortcut_a import ShortcutACore
 from rtlgen.cores.stream import frame_to_beats
@@ -40,8 +41,31 @@ def _jobs(cfgs, rng):
     return jobs
 
 
+def _malformed_jobs(cfgs, rng):
+    """Per config: good, short (random cut), good, long (random excess), good, 1-beat, good frames under pauses."""
+    jobs = []
+    for n, (layer, li, lo) in cfgs.items():
+        xs = [rng.integers(-128, 128, size=layer.in_shape) for _ in range(7)]
+        nb = len(frame_to_beats(xs[0], li))
+        ins, outs = [], []
+        for j, x in enumerate(xs):
+            w = frame_to_beats(x, li)
+            if j in (1, 5):
+                k = int(rng.integers(1, nb)) if j == 1 else 1
+                w, x = short_frame(w, k, li * 8), fill_after(x, li, k, layer.pad_value)
+            elif j == 3:
+                w = long_frame(w, [int(v) for v in rng.integers(0, 1 << (li * 8), size=int(rng.integers(1, nb + 2)))],
+                               li * 8)
+            ins.append(w)
+            outs.append(frame_to_beats(golden.run_shortcut_a(layer, x[None])[0], lo))
+        jobs.append(job(f"{n}_malformed", {"i": ins}, outs, prefix=f"sc_{n}_", last_bit=lo * 8, model=None,
+                        reset_frame=None))
+    return jobs
+
+
 def test_shortcut_a(tmp_path, tmp_path_factory):
-    res = run_jobs(tmp_path, shared_design("default", tmp_path_factory), _jobs(CFGS, np.random.default_rng(12)))
+    rng = np.random.default_rng(12)
+    res = run_jobs(tmp_path, shared_design("default", tmp_path_factory), _jobs(CFGS, rng) + _malformed_jobs(CFGS, rng))
     assert set(res) == set(CFGS)
 
 
