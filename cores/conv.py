@@ -30,6 +30,30 @@ instance: a memory with ``ram_style``/``rom_style`` attributes, or a ROM in logi
 :data:`STORAGE_ATTRS`). Lanes beyond ``C`` or ``O`` carry zero weights, so no
 parallelism needs to divide the channel counts.
 
+Weights in UltraRAM (``storage="uram"``): load protocol
+------------------------------------------------------
+UltraRAM has no initial contents on UltraScale+ (it powers up to zero; Vivado ignores an INIT for it), so a ``uram``
+weight memory is a RAM (``ram_style="ultra"``, no initial values in the Verilog: :func:`strip_ultra_init`) with one
+write port, filled at start-up through the stream port ``wload``:
+
+* ``wload``: payload = one memory word, ``rom_width = och_par*ich_par*8`` bits (the same packing as
+  :meth:`ConvEngine.rom_init`: weight of output lane ``o`` and input lane ``i`` at bits ``[(o*ich_par+i)*8 +: 8]``,
+  int8 two's complement), no ``last``; exactly ``rom_depth`` beats in address order (word 0 first). Beat ``n`` is
+  written to address ``n`` on the clock edge where ``valid & ready``.
+* ``wload.ready`` is high exactly while the memory is not yet fully loaded: from reset until the edge that accepts
+  the last word, then low for good (it never drops in between, so a producer may stream at full rate). Further beats
+  are not accepted (the stream just stalls), so a second image cannot overwrite the first without a reset.
+* ``loaded`` (output): 1 from the cycle after the last word was written. Until then the core does not start
+  computing: its activation inputs (``i``, and ``skip`` with a merged residual) hold ``ready`` low, so no beat is
+  consumed before the weights are in place. ``rst`` clears ``loaded`` and the write address: after a reset the
+  weights must be loaded again (the RAM contents survive, but the core does not assume so).
+* With a loop-merged projection whose storage is ``uram`` too, :class:`Conv` has a second port ``proj_wload`` (the
+  projection's words, same rules); ``loaded`` is then the AND of both memories.
+* Cycle model and latency count from the first activation beat after loading; loading ``rom_depth`` words takes
+  ``rom_depth`` cycles at full rate.
+
+``bram`` and ``lut`` storage have no load port and are initialized ROMs as before.
+
 DSP packing (``pix_par=2, packing=True``): both pixels share each weight, so one multiplier computes
 ``(x0 + x1 * 2**18) * w`` (27 x 8 bits: the DSP48E2 A x B port) for two MACs. Activations are 9-bit signed (int8
 sign-extended or uint8 zero-extended). Packed products are summed in chunks small enough that the low lane stays
@@ -42,6 +66,7 @@ actual weights (at most 32 bits are needed for int8 layers).
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -56,17 +81,53 @@ from .linebuffer import WindowGen, window_layout
 from .requant import RequantStage, logic_rom
 from .stream import act_signature
 
-__all__ = ["Conv", "ConvEngine", "skip_fifo_entries", "STORAGE_ATTRS", "dsp_count"]
+__all__ = ["Conv", "ConvEngine", "skip_fifo_entries", "STORAGE_ATTRS", "dsp_count", "strip_ultra_init",
+           "load_signature"]
 
 #: Memory attributes per weight storage. ``lut`` is not a memory at all but a ROM built from logic
-#: (:func:`rtlgen.cores.requant.logic_rom`), which every tool maps to LUTs. ``uram``: UltraRAM cannot be
-#: initialized from the bitstream on every flow -- yosys refuses to map an initialized memory to URAM, Vivado
-#: support depends on the version (not verified here); a weight-loading port is future work.
+#: (:func:`rtlgen.cores.requant.logic_rom`), which every tool maps to LUTs. ``uram``: UltraRAM has no initial
+#: contents on UltraScale+, so a ``uram`` weight memory is a RAM written through the ``wload`` port at start-up
+#: (see the module docstring), never an initialized ROM.
 STORAGE_ATTRS = {
     "bram": {"ram_style": "block", "rom_style": "block"},
     "uram": {"ram_style": "ultra"},
     "lut": {},
 }
+
+
+def load_signature(width: int) -> stream.Signature:
+    """Weight-load stream: one memory word (``width`` bits) per beat, no ``last`` (see the module docstring)."""
+    return stream.Signature(unsigned(width))
+
+
+_ULTRA_INIT = re.compile(
+    r'(\(\* ram_style = "ultra" \*\)\n\s*reg \[[^\]]*\] (\S+) \[[^\]]*\];\n)\s*initial begin\n(?:\s*\2\[\d+\] = [^;]*;\n)*\s*end\n')
+
+
+def strip_ultra_init(verilog: str) -> str:
+    """Remove the ``initial`` block Amaranth emits (all zeros) for every ``ram_style = "ultra"`` memory: UltraRAM has
+    no initial contents, the weights are written through the load port."""
+    return _ULTRA_INIT.sub(r"\1", verilog)
+
+
+def _load_port(m: Module, mem: Memory, port, n_words: int, loaded: Signal):
+    """Write port of a load-at-start-up weight RAM: ``n_words`` beats of ``port`` into addresses 0.. in order."""
+    wp = mem.write_port()
+    addr = Signal(range(max(n_words, 2)), name="load_addr")
+    fire = Signal(name="load_fire")
+    m.d.comb += [port.ready.eq(~loaded), fire.eq(port.valid & ~loaded),
+                 wp.addr.eq(addr), wp.data.eq(port.payload), wp.en.eq(fire)]
+    with m.If(fire):
+        with m.If(addr == n_words - 1):
+            m.d.sync += [addr.eq(0), loaded.eq(1)]
+        with m.Else():
+            m.d.sync += addr.eq(addr + 1)
+    return wp
+
+
+def tree_and(terms):
+    terms = list(terms)
+    return terms[0] if len(terms) == 1 else terms[0] & terms[1]
 
 
 def tree_sum(terms):
@@ -157,6 +218,10 @@ class ConvEngine(wiring.Component):
         sig = {"win": In(stream.Signature(window_layout(ich_par, pix))), "o": Out(act_signature(och_par))}
         if self.residual:
             sig["skip"] = In(act_signature(och_par))
+        self.uram = storage == "uram"
+        if self.uram:  # weights loaded at start-up (UltraRAM has no initial contents)
+            sig["wload"] = In(load_signature(self.rom_width))
+            sig["loaded"] = Out(1)
         super().__init__(sig)
         self._MustUse__silence = True  # also built as a pure cycle/shape model by the planner
 
@@ -194,15 +259,27 @@ class ConvEngine(wiring.Component):
         # ---- global pipeline enable (stalls only when a finished window cannot enter the result FIFOs) ----
         en = Signal()
         v1, v2, v3 = Signal(name="v1"), Signal(name="v2"), Signal(name="v3")
-        m.d.comb += win.ready.eq(en)
-        take = win.valid & en
+        if self.uram:  # no window is taken before the weight RAM is loaded
+            loaded = Signal(name="weights_loaded")
+            m.d.comb += [win.ready.eq(en & loaded), self.loaded.eq(loaded)]
+            take = win.valid & en & loaded
+        else:
+            m.d.comb += win.ready.eq(en)
+            take = win.valid & en
 
         # ---- weight ROM ----
         init = self.rom_init()
         init += [0] * (2 - len(init))  # no 1-entry memories (zero-width address in Verilog)
         waddr = Signal(range(len(init)))
         cur = Mux(win.payload.pfirst, 0, waddr)
-        if self.storage == "lut":
+        if self.uram:  # RAM written through wload (no initial contents), read like the ROM
+            m.submodules.weights = ram = Memory(shape=unsigned(self.rom_width), depth=len(init), init=[],
+                                                attrs=dict(STORAGE_ATTRS["uram"]))
+            _load_port(m, ram, self.wload, self.rom_depth, loaded)
+            rp = ram.read_port(transparent_for=())
+            m.d.comb += [rp.addr.eq(cur), rp.en.eq(en)]
+            rom_data = rp.data
+        elif self.storage == "lut":
             rom_data = logic_rom(m, "weights", init, self.rom_width, cur, en)
         else:
             m.submodules.weights = rom = Memory(shape=unsigned(self.rom_width), depth=len(init), init=init,
@@ -325,6 +402,9 @@ class Conv(wiring.Component):
     ``pix_par`` (1 or 2 output pixels per cycle), ``packing`` (two MACs per DSP when ``pix_par=2``), ``storage``
     (weight ROM: ``bram`` | ``uram`` | ``lut``), ``centre`` (forward the window centres on port ``centre``),
     ``proj`` (an :class:`rtlgen.ir.Conv` 1x1 projection computed on the window centres, port ``proj``).
+
+    With ``storage="uram"`` (or ``proj_storage="uram"``) the core has the weight-load port ``wload`` (``proj_wload``)
+    and the status output ``loaded``, and takes no input beat before every weight RAM is loaded (module docstring).
     """
 
     def __init__(self, layer: ir.Conv, *, ich_par: int = 1, och_par: int = 1, pix_par: int = 1,
@@ -370,6 +450,15 @@ class Conv(wiring.Component):
                 out_pixels=Ho * Wo, ich_par=ich_par, och_par=proj_och_par, pix=proj_pix_par, packing=packing,
                 storage=proj_storage)
             sig["proj"] = Out(act_signature(proj_och_par))
+        self.load_ports = []  # (port name, engine) of the weight RAMs loaded at start-up, in load order
+        if self.engine.uram:
+            self.load_ports.append(("wload", self.engine))
+        if proj is not None and self.proj_engine.uram:
+            self.load_ports.append(("proj_wload", self.proj_engine))
+        for name, eng in self.load_ports:
+            sig[name] = In(load_signature(eng.rom_width))
+        if self.load_ports:
+            sig["loaded"] = Out(1)
         super().__init__(sig)
         self._MustUse__silence = True  # also built as a pure cycle/shape model by the planner
 
@@ -444,14 +533,29 @@ class Conv(wiring.Component):
         m = Module()
         m.submodules.window = wg = self.window
         m.submodules.engine = eng = self.engine
-        wiring.connect(m, wiring.flipped(self.i), wg.i)
-        wiring.connect(m, wg.o, eng.win)
-        wiring.connect(m, eng.o, wiring.flipped(self.o))
-        if self.engine.residual:
-            wiring.connect(m, wiring.flipped(self.skip), eng.skip)
         if self.proj_layer is not None:
             m.submodules.proj_window = pw = self.proj_window
             m.submodules.proj_engine = pe = self.proj_engine
+        if self.load_ports:
+            # weight RAMs loaded at start-up: no activation beat is taken before all of them are loaded
+            ready = Signal(name="all_loaded")
+            for name, e in self.load_ports:
+                wiring.connect(m, wiring.flipped(getattr(self, name)), e.wload)
+            m.d.comb += [ready.eq(tree_and([e.loaded for _, e in self.load_ports])), self.loaded.eq(ready)]
+            m.d.comb += [wg.i.payload.eq(self.i.payload), wg.i.valid.eq(self.i.valid & ready),
+                         self.i.ready.eq(wg.i.ready & ready)]
+            wiring.connect(m, wg.o, eng.win)
+            wiring.connect(m, eng.o, wiring.flipped(self.o))
+            if self.engine.residual:
+                m.d.comb += [eng.skip.payload.eq(self.skip.payload), eng.skip.valid.eq(self.skip.valid & ready),
+                             self.skip.ready.eq(eng.skip.ready & ready)]
+        else:
+            wiring.connect(m, wiring.flipped(self.i), wg.i)
+            wiring.connect(m, wg.o, eng.win)
+            wiring.connect(m, eng.o, wiring.flipped(self.o))
+            if self.engine.residual:
+                wiring.connect(m, wiring.flipped(self.skip), eng.skip)
+        if self.proj_layer is not None:
             wiring.connect(m, pe.o, wiring.flipped(self.proj))
             m.d.comb += pe.win.payload.eq(pw.o.payload)
             m.d.comb += [pe.win.valid.eq(pw.o.valid), pw.o.ready.eq(pe.win.ready)]

@@ -17,6 +17,13 @@ Stream contract (:class:`DenseCore`)
   ``ceil(O / och_par)`` words). The final input group's results are requantized and leave ``och_par`` per beat,
   pass a FIFO of ``ceil(O / och_par) + 1`` beats (the burst drains while the next frame computes) and are regrouped
   to ``lanes_out`` lanes.
+* Weights in UltraRAM (``storage="uram"``): UltraRAM has no initial contents on UltraScale+, so the weight memory
+  is a RAM (``ram_style="ultra"``, no initial values) loaded at start-up through the stream port ``wload``: payload =
+  one memory word of ``och_par * ich_par * 8`` bits (the packing of :meth:`DenseCore.rom_words`: weight of output
+  lane ``j`` and input lane ``i`` at bits ``[(j*ich_par+i)*8 +: 8]``), exactly ``len(rom_words())`` beats in address
+  order, no ``last``. ``wload.ready`` is high exactly until the last word is accepted; the output ``loaded`` rises the
+  cycle after. Until then ``i.ready`` is held low (no input beat is consumed). ``rst`` clears ``loaded``: load again
+  after a reset. Same protocol as the conv core (``rtlgen.cores.conv``).
 * Latency: 6 cycles after the frame's final input group. Cycles per frame without stalls:
   :meth:`DenseCore.cycles_per_frame`: ``ceil(N/ich_par)`` groups, each taking the larger of ``ceil(O/och_par)``
   cycles and the input beats it needs, or the output beats if more.
@@ -32,6 +39,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .adapters import LaneConverter
+from .conv import _load_port, load_signature
 from .fifo import StreamFIFO
 from .add import lane, normalize_requant, requant_value, tree_reduce
 from .stream import act_signature, beats_per_pixel
@@ -81,7 +89,20 @@ class DenseCore(wiring.Component):
         acc_lo = self.bias + pos.sum(1) * lo_x + neg.sum(1) * hi_x
         if acc_hi.max(initial=0) >= 1 << (ACC_BITS - 1) or acc_lo.min(initial=0) < -(1 << (ACC_BITS - 1)):
             raise ValueError("dense accumulator may overflow int32")
-        super().__init__({"i": In(act_signature(lanes_in)), "o": Out(act_signature(lanes_out, self.out_width))})
+        sig = {"i": In(act_signature(lanes_in)), "o": Out(act_signature(lanes_out, self.out_width))}
+        self.uram = storage == "uram"
+        if self.uram:  # weights loaded at start-up (UltraRAM has no initial contents)
+            sig["wload"] = In(load_signature(self.rom_width))
+            sig["loaded"] = Out(1)
+        super().__init__(sig)
+
+    @property
+    def rom_width(self) -> int:
+        return self.Po * self.Pi * 8
+
+    @property
+    def rom_depth(self) -> int:
+        return self.G * self.n_og
 
     @classmethod
     def from_layer(cls, layer, lanes_in=1, och_par=1, ich_par=1, lanes_out=1, storage="auto"):
@@ -116,7 +137,12 @@ class DenseCore(wiring.Component):
         Po, Pi, G, n_og, O = self.Po, self.Pi, self.G, self.n_og, self.O
         H, W, C = self.in_shape
         m.submodules.gather = conv = LaneConverter(C, self.lanes_in, Pi, c_out=self.N)
-        wiring.connect(m, wiring.flipped(self.i), conv.i)
+        if self.uram:  # no input beat is taken before the weight RAM is loaded
+            loaded = Signal(name="weights_loaded")
+            m.d.comb += [conv.i.payload.eq(self.i.payload), conv.i.valid.eq(self.i.valid & loaded),
+                         self.i.ready.eq(conv.i.ready & loaded), self.loaded.eq(loaded)]
+        else:
+            wiring.connect(m, wiring.flipped(self.i), conv.i)
         # the final group's n_og result beats come in a burst: a FIFO lets them drain at the output rate while the
         # engine goes on with the next frame
         m.submodules.results = rf = StreamFIFO(depth=n_og + 1, lanes=Po, width=self.out_width)
@@ -167,7 +193,13 @@ class DenseCore(wiring.Component):
         words = self.rom_words()
         wbits = Po * Pi * 8
         wword = Signal(wbits)
-        if len(words) == 1:
+        if self.uram:  # RAM written through wload (no initial contents), read like the ROM
+            m.submodules.weights = ram = memory.Memory(shape=unsigned(wbits), depth=max(len(words), 2), init=[],
+                                                         attrs=dict(STORAGE_ATTRS["uram"]))
+            _load_port(m, ram, self.wload, len(words), loaded)
+            rp = ram.read_port()
+            m.d.comb += [rp.addr.eq(addr), rp.en.eq(en), wword.eq(rp.data)]
+        elif len(words) == 1:
             m.d.comb += wword.eq(words[0])
         else:
             m.submodules.weights = rom = memory.Memory(shape=unsigned(wbits), depth=len(words), init=words,

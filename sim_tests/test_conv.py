@@ -51,7 +51,9 @@ class Bundle(wiring.Component):
             for pname, mem in c.signature.members.items():
                 outer = getattr(self, f"{n}_{pname}")
                 inner = getattr(c, pname)
-                if mem.flow == Out:
+                if mem.is_port:  # a plain signal (e.g. a core's ``loaded`` status)
+                    m.d.comb += (outer.eq(inner) if mem.flow == Out else inner.eq(outer))
+                elif mem.flow == Out:
                     wiring.connect(m, inner, wiring.flipped(outer))
                 else:
                     wiring.connect(m, wiring.flipped(outer), inner)
