@@ -2,7 +2,9 @@
 
 Steps (``STEPS``): ``import`` (ONNX -> integer IR, ``ir.json``), ``plan`` (planner or ``--plan`` file, ``plan.json``),
 ``compose`` (Amaranth top ``rtlgen_top`` from IR + plan), ``verilog`` (``rtl/*.v`` and weight images), ``report``
-(``report.json``, ``report.md``). Output is written to a temporary folder beside ``DIR`` and renamed into place only when
+(``report.json``, ``report.md``); with URAM weight storage also ``weights/weights.bin`` (the exact weight-load stream of
+``rtlgen_top``'s ``wload`` port, to send once after reset) and ``weights/weights.json`` (word width, order, per-layer
+offsets). Output is written to a temporary folder beside ``DIR`` and renamed into place only when
 every step succeeded, so a failed build leaves no partial ``DIR``.
 
 Python API (see README): ``design = Design.load(model)``; ``design.plan(board=...)``;
@@ -267,7 +269,8 @@ class Design:
                 t = time.perf_counter()
                 from .compose import write_rtl
 
-                man = write_rtl(self.net, self.plan_, tmp / "rtl", progress=progress)
+                # with URAM layers also DIR/weights/weights.bin (the load stream) + weights.json
+                man = write_rtl(self.net, self.plan_, tmp / "rtl", progress=progress, weights_dir=tmp / "weights")
                 self.timings["verilog"] = time.perf_counter() - t
                 from .boards import BOARDS, emit  # board wrapper, Vivado flow, PYNQ driver (kv260, ultra96v2)
 

