@@ -1,0 +1,173 @@
+"""Whole networks in RTL beyond ResNet8/ResNet20-projection (issue 5 item 7): option-A ResNet20, ResNet32/56,
+a plain CNN without skips, each in both quantization styles.
+
+Networks (``NETS``):
+
+* bundled ``resnet20a`` (option-A shortcuts) and ``resnet20`` (1x1 projections): Brevitas, power-of-two scales;
+* He et al. CIFAR ResNet-32 / ResNet-56 and a VGG-like plain CNN built in ``tests/zoo.py`` with random He weights,
+  calibrated on random images, either as Brevitas QONNX with power-of-two scales (``pow2``) or as a float BN model
+  quantized by onnxruntime ``quantize_static`` (``qdq``: float per-channel weight scales, uint8 activations with
+  non-zero zero points);
+
+For each: ``Design.load -> plan -> build`` under a small ``generic`` budget (so the Verilog compiles in minutes), then
+``rtlgen.sim.run_sim`` streams ``FRAMES`` random frames with random input/output stalls (p = ``STALL``) and asserts
+0 mismatches against the golden model, golden outputs that differ between frames (a dead network proves nothing)
+and measured steady-state cycles per frame within 3 % of the planner's prediction.
+
+All are opt-in (``--runslow``): each takes minutes (Verilator build of a whole network) on the 2-core machine.
+With ``RTLGEN_DEEP_KEEP=DIR`` models and builds are kept in DIR. With ``RTLGEN_DEEP_JSON=FILE`` every run adds its figures to FILE (model, quantization, layers, budget, frames,
+mismatches, cycles/frame measured and predicted, Verilator compile and simulation seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from rtlgen import golden  # noqa: E402
+from rtlgen.build import Design  # noqa: E402
+from rtlgen.sim import load_design, run_sim  # noqa: E402
+
+FRAMES = 6  # >= 4: the steady-state spacing is measured between frames 2..N
+#: "harness" (default): rtlgen.regress's compiled Verilator C++ bench, the engine ``rtlgen sim`` uses for long runs
+#: (cycle-for-cycle the cocotb bench's handshake and stamps; its own stall generator); "cocotb": rtlgen.sim.run_sim's
+#: cocotb bench (Python on every clock: ~1 M cycles take tens of minutes on the shared 2-core machine).
+ENGINE = os.environ.get("RTLGEN_DEEP_ENGINE", "harness")
+STALL = 0.2
+TOLERANCE = 0.03
+BOARD = "generic"
+#: small budgets: the planner's minimum for each network fits, and the Verilog stays small enough for Verilator
+BUDGET_20 = "dsp=64,lut=40000,bram36=100,uram=0"
+BUDGET_DEEP = "dsp=96,lut=90000,bram36=200,uram=0"
+BUDGET_56 = "dsp=160,lut=120000,bram36=250,uram=0"
+
+
+def _model(kind, tmp):
+    """kind -> ZooModel-like (path, quantization label)."""
+    import zoo
+    from rtlgen.models import resolve
+
+    if kind == "resnet20a_bundled":
+        return resolve("resnet20a"), "pow2 (Brevitas QONNX, bundled)"
+    if kind == "resnet20_bundled":
+        return resolve("resnet20"), "pow2 (Brevitas QONNX, bundled)"
+    style, arch = kind.split("_", 1)
+    if arch.startswith("resnet"):
+        depth, sc = int(arch[6:-1]), arch[-1].upper()
+        if style == "pow2":
+            return zoo.brevitas_cifar_resnet(tmp, depth, sc, seed=depth).path, "pow2 (Brevitas QONNX, random He weights)"
+        return zoo.ort_cifar_resnet(tmp, depth, sc, seed=depth).path, "qdq (onnxruntime, per-channel, uint8 act)"
+    if arch == "plain":
+        if style == "pow2":
+            return zoo.brevitas_plain_cnn(tmp, seed=5).path, "pow2 (Brevitas QONNX, random He weights)"
+        return zoo.ort_plain_cnn(tmp, seed=5).path, "qdq (onnxruntime, per-channel, uint8 act)"
+    raise ValueError(kind)
+
+
+def _record(entry: dict):
+    path = os.environ.get("RTLGEN_DEEP_JSON")
+    if not path:
+        return
+    p = Path(path)
+    data = json.loads(p.read_text()) if p.exists() else {"networks": {}}
+    data["networks"][entry["network"]] = entry
+    p.write_text(json.dumps(data, indent=1))
+
+
+def _verilator_binary(build_dir: Path) -> Path | None:
+    cands = [p for p in (build_dir / "sim_build").glob("verilator_*/rtlgen_top") if p.is_file()]
+    return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
+
+
+def run_network(kind: str, budget: str, tmp: Path) -> dict:
+    keep = os.environ.get("RTLGEN_DEEP_KEEP")  # keep models and builds there (for inspection) instead of tmp
+    if keep:
+        tmp = Path(keep) / kind
+        tmp.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    path, quant = _model(kind, tmp)
+    t_model = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    d = Design.load(str(path), board=BOARD, budget=budget)
+    d.plan()
+    out = tmp / f"build_{kind}"
+    rep = d.build(out)
+    t_build = time.perf_counter() - t1
+    net, _, _ = load_design(out)
+    px = np.random.default_rng(11).integers(0, 256, size=(FRAMES, 32, 32, 3), dtype=np.uint8)
+    expect = golden.run(net, px)
+    distinct = len({e.tobytes() for e in expect})
+    t2 = time.time()
+    if ENGINE == "cocotb":
+        res = run_sim(out, px, stall=STALL, seed=13)
+        t_sim_total = time.time() - t2
+        exe = _verilator_binary(out)
+        compile_s = (exe.stat().st_mtime - t2 - res["seconds"]["golden"]) if exe is not None else None
+        sim_s = t_sim_total - res["seconds"]["golden"] - (compile_s or 0)
+    else:
+        from rtlgen.regress import run_regression
+
+        res = run_regression(out, px, shards=1, stall=STALL, seed=13, progress=lambda k: None)
+        compile_s = res["seconds"].get("compile")
+        sim_s = time.time() - t2 - (compile_s or 0)
+    pred = rep["cycles_per_frame"]
+    entry = {
+        "network": kind,
+        "model": str(path),
+        "quantization": quant,
+        "layers": len(net.layers),
+        "convs": sum(1 for lay in net.layers if lay.kind == "conv"),
+        "total_macs": rep["total_macs"],
+        "board": BOARD,
+        "budget": budget,
+        "resources_predicted": rep["resources"],
+        "frames": FRAMES,
+        "stall": STALL,
+        "engine": res.get("engine", "cocotb (rtlgen.sim_bench)"),
+        "mismatches": res["mismatches"],
+        "first_differing_layer": res.get("first_differing_layer"),
+        "distinct_golden_outputs": distinct,
+        "cycles_per_frame_measured": res["cycles_per_frame"],
+        "cycles_per_frame_predicted": pred,
+        "ratio": round(res["cycles_per_frame"] / pred, 4) if res["cycles_per_frame"] else None,
+        "latency_cycles": res["latency_cycles"],
+        "seconds": {
+            "model": round(t_model, 1),
+            "build": round(t_build, 1),
+            "verilator_compile": round(compile_s, 1) if compile_s is not None else None,
+            "simulation": round(sim_s, 1),
+        },
+    }
+    _record(entry)
+    return entry
+
+
+NETS = [
+    # (kind, budget)
+    ("resnet20a_bundled", BUDGET_20),
+    ("resnet20_bundled", BUDGET_20),
+    ("qdq_resnet20a", BUDGET_20),
+    ("pow2_resnet32a", BUDGET_DEEP),
+    ("qdq_resnet32b", BUDGET_DEEP),
+    ("pow2_resnet56b", BUDGET_56),
+    ("qdq_resnet56a", BUDGET_56),
+    ("pow2_plain", BUDGET_20),
+    ("qdq_plain", BUDGET_20),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,budget", NETS, ids=[k for k, _ in NETS])
+def test_network_in_rtl(kind, budget, tmp_path):
+    e = run_network(kind, budget, tmp_path)
+    assert e["distinct_golden_outputs"] == FRAMES, f"{kind}: golden outputs constant across frames (dead network)"
+    assert e["mismatches"] == 0, e
+    assert abs(e["cycles_per_frame_measured"] - e["cycles_per_frame_predicted"]) <= TOLERANCE * e["cycles_per_frame_predicted"], e
