@@ -7,6 +7,11 @@ Stream contract (:class:`ArgmaxCore`)
 * ``o``: one beat per frame, ``last = 1``, one lane of ``index_width`` bits: the index of the largest value; on
   ties the lowest index wins (a later value replaces the running best only when strictly greater).
 * Latency 1 cycle after the frame's final beat; cycles per frame ``ceil(n / lanes)``.
+* Frame boundary: ``i.last``. A short frame (``last`` before beat ``ceil(n / lanes) - 1``) gives its one result
+  beat at its ``last`` (the index of the largest value received); a long frame gives its result at beat
+  ``ceil(n / lanes) - 1`` and its excess beats are taken and dropped up to and including its ``last``. Exactly one
+  output beat per input frame either way. (In an rtlgen network its input comes from the dense core, whose frames
+  are already well formed.)
 """
 
 from __future__ import annotations
@@ -46,8 +51,11 @@ class ArgmaxCore(wiring.Component):
         best_v = Signal(vshape)
         best_i = Signal(iw)
         out_free = ~self.o.valid | self.o.ready
-        m.d.comb += self.i.ready.eq(out_free)
-        step = self.i.valid & out_free
+        drop = Signal()  # long frame: excess beats up to the next 'last' are discarded
+        m.d.comb += self.i.ready.eq(out_free | drop)
+        step = self.i.valid & out_free & ~drop
+        with m.If(drop & self.i.valid & self.i.payload.last):
+            m.d.sync += drop.eq(0)
 
         cands = []
         for i in range(L):
@@ -69,7 +77,8 @@ class ArgmaxCore(wiring.Component):
         with m.If(step):
             m.d.sync += [best_v.eq(new_v), best_i.eq(new_i)]
             with m.If(end):
-                m.d.sync += [b.eq(0), self.o.valid.eq(1), self.o.payload.data.eq(new_i), self.o.payload.last.eq(1)]
+                m.d.sync += [b.eq(0), self.o.valid.eq(1), self.o.payload.data.eq(new_i), self.o.payload.last.eq(1),
+                             drop.eq(~self.i.payload.last)]
             with m.Else():
                 m.d.sync += b.eq(b + 1)
         with m.If(self.o.ready & ~(step & end)):
