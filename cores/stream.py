@@ -11,8 +11,19 @@ Stream contract
   ``ceil(C / lanes)`` beats; beat k carries channels ``k*lanes ... k*lanes+lanes-1``; lanes past C in the tail beat
   are zero and ignored by consumers. Lane i occupies ``data[i*width : (i+1)*width]`` (lane 0 in the LSBs), two's
   complement for signed types.
-* Frame boundary: ``last`` is 1 on the final beat of every frame. Cores count positions inside a frame and resynchronize
-  on ``last``, so back-to-back frames need no gaps and a reset or error realigns at the next frame.
+* Frame boundary: ``last`` is 1 on the final beat of every frame, and it is authoritative: cores count positions
+  inside a frame and resynchronize on ``last``, so back-to-back frames need no gaps and a reset or a malformed frame
+  realigns at the next frame. A core that takes a frame's input by count (the window generator, pooling, the
+  option-A shortcut, argmax) treats a malformed frame as follows and always emits exactly one complete output frame
+  (full length, ``last`` on its final beat) per input frame:
+
+  - short frame (``last`` before the expected final beat): the missing beats are supplied by the core itself, as the
+    input zero point / pad value (argmax: the index over the values received), while ``ready`` stays low;
+  - long frame (no ``last`` on the expected final beat): the excess beats are accepted and dropped up to and
+    including the next ``last``; the following beat starts a new frame.
+
+  Well-formed frames cost no extra cycle. In an rtlgen network the first such core (the stem convolution's window
+  generator) realigns the stream, so every core after it only sees well-formed frames.
 * Widths: ``width`` is 8 for int8/uint8 activations; wider streams (e.g. 32-bit dense logits) use the same layout.
 
 This module also holds the pure-Python packing used by the test benches and by ``rtlgen sim``.
