@@ -23,6 +23,15 @@ Ports (exact names; Vivado's IP packager infers the interfaces from them)
   framing error. ``tlast`` is on the result word of every ``BATCH_LEN``-th record.
 * AXI4-Lite slave ``s_axi_ctrl_*`` (32-bit data, 8-bit byte address, no ``prot``): the registers below. Responses
   are always OKAY.
+* Only when the network keeps weights in UltraRAM (manifest ``weights``; UltraRAM has no initial contents, so those
+  weights are loaded at start-up): AXI4-Stream slave ``s_axis_weights_tdata[W-1:0]`` (same W as ``s_axis``),
+  ``s_axis_weights_tvalid``, ``s_axis_weights_tready``, ``s_axis_weights_tlast``: the bytes of ``weights/weights.bin``
+  in order (little-endian, byte k in ``tdata[8*(k mod W/8) +: 8]``). Every ``word_bytes`` bytes (a multiple of 16, so
+  a whole number of beats) form one word of ``rtlgen_top``'s ``wload`` stream. ``tlast`` is optional; a ``tlast``
+  beat ends the current word (a partial word is dropped), so every transfer must hold whole words. Send the image
+  once after ``aresetn`` or SOFT_RESET (both clear the loaded state); beats after the whole image are accepted and
+  discarded. Until the image is complete ``STATUS[3]`` (weights pending) is 1 and images on ``s_axis`` wait (their
+  beats are held, not lost). Without URAM weights these ports do not exist and ``STATUS[3]`` reads 0.
 
 Registers (byte offsets)
 ------------------------
@@ -51,13 +60,16 @@ REGISTERS = [
     (0x00, "ID", "RO", 'constant 0x52544C47 ("RTLG")'),
     (0x04, "VERSION", "RO", "register-map version: major [31:16], minor [15:0] (1.0)"),
     (0x08, "CONFIG", "RO", "[7:0] input bytes per s_axis beat (W/8); [8] value_bits: 0 = int8 outputs, 1 = int32 raw "
-                           "accumulators; [9] outputs signed; [31:16] V, output values per frame"),
+                           "accumulators; [9] outputs signed; [10] URAM weights: s_axis_weights present (load "
+                           "weights.bin after reset); [31:16] V, output values per frame"),
     (0x0C, "FRAME_BYTES", "RO", "input bytes per frame (H*W*C)"),
     (0x10, "CTRL", "WO", "bit 0 START: zero FRAMES_IN/OUT, BUSY_CYCLES, LATENCY, the batch position and the frame "
                          "number (write it while idle, before a batch); bit 1 SOFT_RESET: reset the datapath, counters "
                          "and error flags for 8 cycles (BATCH_LEN and the AXI-Lite port keep their state). Reads 0"),
     (0x14, "STATUS", "RO", "bit 0 busy (a frame started but its record not yet sent); bit 1 input frame partially "
-                           "received; bit 2 framing error flag (copy of ERROR[0]); [31:16] frames in flight"),
+                           "received; bit 2 framing error flag (copy of ERROR[0]); bit 3 weights pending (URAM "
+                           "builds: the weight image is not completely loaded yet; 0 without URAM weights); "
+                           "[31:16] frames in flight"),
     (0x18, "BATCH_LEN", "RW", "records per output packet: m_axis_tlast on every BATCH_LEN-th record (0 acts as 1); "
                               "reset value 1"),
     (0x1C, "ERROR", "RW1C", "bit 0 framing error: s_axis_tlast before a frame end (sticky, write 1 to clear)"),
@@ -176,13 +188,17 @@ class ByteUnpacker(wiring.Component):
         return m
 
 
-def port_list(tdata_width: int) -> list[tuple[str, str, int]]:
-    """``(name, direction, width)`` of every top-level port of ``rtlgen_axi_top``, in declaration order."""
+def port_list(tdata_width: int, weights: bool = False) -> list[tuple[str, str, int]]:
+    """``(name, direction, width)`` of every top-level port of ``rtlgen_axi_top``, in declaration order
+    (``weights``: the design has URAM weights, so ``s_axis_weights_*`` exist)."""
     A = ADDR_BITS
+    wports = [("s_axis_weights_tdata", "in", tdata_width), ("s_axis_weights_tvalid", "in", 1),
+              ("s_axis_weights_tready", "out", 1), ("s_axis_weights_tlast", "in", 1)] if weights else []
     return [
         ("aclk", "in", 1), ("aresetn", "in", 1),
         ("s_axis_tdata", "in", tdata_width), ("s_axis_tvalid", "in", 1), ("s_axis_tready", "out", 1),
         ("s_axis_tlast", "in", 1),
+        *wports,
         ("m_axis_tdata", "out", 32), ("m_axis_tvalid", "out", 1), ("m_axis_tready", "in", 1), ("m_axis_tlast", "out", 1),
         ("s_axi_ctrl_awaddr", "in", A), ("s_axi_ctrl_awvalid", "in", 1), ("s_axi_ctrl_awready", "out", 1),
         ("s_axi_ctrl_wdata", "in", 32), ("s_axi_ctrl_wstrb", "in", 4), ("s_axi_ctrl_wvalid", "in", 1),
@@ -213,12 +229,49 @@ class AxiTop(wiring.Component):
             raise ValueError(f"output lanes of {self.width} bits: expected 8 or 32")
         if self.V >= 1 << 16:
             raise ValueError("more than 65535 output values per frame")
+        self.weights = manifest.get("weights")  # URAM weight image to load (None: no s_axis_weights)
+        if self.weights and self.weights["word_bytes"] % (tdata_width // 8):
+            raise ValueError(f"weight words of {self.weights['word_bytes']} bytes are not whole {tdata_width}-bit beats")
         dirs = {"in": In, "out": Out}
-        super().__init__({name: dirs[d](w) for name, d, w in port_list(tdata_width)})
+        super().__init__({name: dirs[d](w) for name, d, w in port_list(tdata_width, bool(self.weights))})
 
     @property
     def config_word(self) -> int:
-        return (self.tdata_width // 8) | ((self.width == 32) << 8) | (self.signed << 9) | (self.V << 16)
+        return ((self.tdata_width // 8) | ((self.width == 32) << 8) | (self.signed << 9) | (bool(self.weights) << 10)
+                | (self.V << 16))
+
+    def _weight_gearbox(self, m):
+        """s_axis_weights beats -> ``wload`` words of rtlgen_top (``word_bytes / (W/8)`` beats per word)."""
+        B = self.tdata_width // 8
+        nb = self.weights["word_bytes"] // B
+        wtop = self.weights["width"]
+        wl_valid, wl_ready = Signal(name="wload_valid"), Signal(name="wload_ready")
+        wl_payload, loaded = Signal(wtop, name="wload_payload"), Signal(name="weights_loaded")
+        td, tv = self.s_axis_weights_tdata, self.s_axis_weights_tvalid
+        if nb == 1:
+            m.d.comb += [wl_valid.eq(tv & ~loaded), wl_payload.eq(td[:wtop]),
+                         self.s_axis_weights_tready.eq(wl_ready | loaded)]
+        else:
+            cnt = Signal(range(nb), name="wbeat")
+            need = min(nb - 1, -(-wtop // (8 * B)))  # buffered beats that hold bits of the word
+            bufs = [Signal(8 * B, name=f"wbuf{j}") for j in range(need)]
+            at_last = cnt == nb - 1
+            fire = Signal(name="wbeat_fire")
+            m.d.comb += [
+                wl_valid.eq(tv & at_last & ~loaded),
+                wl_payload.eq(Cat(*bufs, td)[:wtop]),
+                self.s_axis_weights_tready.eq(~at_last | wl_ready | loaded),
+                fire.eq(tv & self.s_axis_weights_tready),
+            ]
+            with m.If(fire):
+                with m.If(at_last | self.s_axis_weights_tlast):
+                    m.d.sync += cnt.eq(0)
+                with m.Else():
+                    m.d.sync += cnt.eq(cnt + 1)
+                for j, b in enumerate(bufs):
+                    with m.If(cnt == j):
+                        m.d.sync += b.eq(td)
+        return wl_valid, wl_ready, wl_payload, loaded
 
     def elaborate(self, platform):
         m = Module()
@@ -297,11 +350,17 @@ class AxiTop(wiring.Component):
             tags.w_en.eq(net_i_valid & net_i_ready & up.o.payload.last),
             tags.w_data.eq(up.pad),
         ]
+        wports = {}
+        if self.weights:
+            wl_valid, wl_ready, wl_payload, loaded = self._weight_gearbox(m)
+            wports = dict(i_wload__valid=wl_valid, o_wload__ready=wl_ready, i_wload__payload=wl_payload,
+                          o_weights_loaded=loaded)
         m.submodules.rtlgen_top_i = Instance(
             self.inner,
             i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
             i_i__valid=net_i_valid, o_i__ready=net_i_ready, i_i__payload=up.o.payload.as_value(),
             o_o__valid=net_o_valid, i_o__ready=net_o_ready, o_o__payload=net_o_payload,
+            **wports,
         )
 
         # ---------------------------------------------------------------- output: lanes -> 32-bit words + result word
@@ -383,7 +442,9 @@ class AxiTop(wiring.Component):
         regs = {
             "ID": Const(ID_VALUE, 32), "VERSION": Const((VERSION[0] << 16) | VERSION[1], 32),
             "CONFIG": Const(self.config_word, 32), "FRAME_BYTES": Const(self.frame_bytes, 32),
-            "CTRL": Const(0, 32), "STATUS": Cat(active != 0, up.partial, framing, Const(0, 13), active),
+            "CTRL": Const(0, 32),
+            "STATUS": (Cat(active != 0, up.partial, framing, ~loaded, Const(0, 12), active) if self.weights else
+                       Cat(active != 0, up.partial, framing, Const(0, 13), active)),
             "BATCH_LEN": batch_len, "ERROR": framing, "FRAMES_IN": frames_in, "FRAMES_OUT": frames_out,
             "BUSY_CYCLES_LO": busy[:32], "BUSY_CYCLES_HI": busy_hi, "LATENCY": lat,
             "BUILD_HASH": Const(self.hash, 32), "LAST_RESULT": last_result, "RECORD_WORDS": Const(V + 1, 32),

@@ -171,3 +171,73 @@ def test_emit_rejects_unknown_board_and_width(tmp_path, net_plan):
         emit(tmp_path, net, plan, "zcu104", 200.0, man)
     with pytest.raises(OptionError, match="TDATA"):
         emit(tmp_path, net, plan, "kv260", 200.0, man, tdata_width=48)
+
+
+# ---- URAM weights: second AXI4-Stream slave, weight DMA, driver image -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def net_plan_uram():
+    from rtlgen.build import Design
+    from rtlgen.compose import RtlgenTop
+
+    d = Design.load("resnet20", board="kv260")
+    d.plan()
+    d.set_layer("conv1", storage="uram")
+    d.set_layer("dense0", storage="uram")
+    return d.net, d.plan_, RtlgenTop(d.net, d.plan_).manifest()
+
+
+def test_uram_build_weight_port_dma_and_driver(tmp_path, net_plan_uram):
+    net, plan, man = net_plan_uram
+    w = man["weights"]
+    assert [s["layer"] for s in w["segments"]] == ["conv1", "dense0"]
+    d = tmp_path / "kv260_uram"
+    (d / "rtl").mkdir(parents=True)
+    (d / "rtl" / "rtlgen_top.v").write_text("// placeholder for the network RTL\nmodule rtlgen_top(); endmodule\n")
+    from rtlgen.errors import OptionError
+
+    with pytest.raises(OptionError, match="weight image"):
+        emit(d, net, plan, "kv260", 250.0, man, tdata_width=64)
+    (d / "weights").mkdir()
+    (d / "weights" / "weights.bin").write_bytes(bytes(range(256)) * (w["bytes"] // 256) + bytes(w["bytes"] % 256))
+    cfg = emit(d, net, plan, "kv260", 250.0, man, tdata_width=64)
+    assert cfg["weights"]["bytes"] == w["bytes"] and cfg["weights"]["dma_name"] == "axi_dma_weights"
+    assert (d / "driver" / "weights.bin").read_bytes() == (d / "weights" / "weights.bin").read_bytes()
+    vports = tclcheck.verilog_ports(d / "rtl" / "rtlgen_axi_top.v")
+    assert sorted(vports) == sorted(port_list(64, weights=True))
+    assert ("s_axis_weights_tdata", "in", 64) in vports and ("s_axis_weights_tready", "out", 1) in vports
+    assert tclcheck.check_design_dir(d) == []
+    r = tclcheck.run_stubbed(d / "vivado" / "package_ip.tcl", vports)
+    assert r["error"] is None and any(i.startswith("s_axis_weights ") for i in r["vars"]["rtlgen_interfaces"])
+    r = tclcheck.run_stubbed(d / "vivado" / "build.tcl", vports)
+    assert r["error"] is None, r["error"]
+    log = r["log"]
+    cells = {e[-1] for e in log if e[0] == "create_bd_cell"}
+    assert "axi_dma_weights" in cells
+    wdma = [e for e in log if e[0] == "set_property" and "c_include_s2mm 0" in e[2]]
+    assert wdma and "CONFIG.c_m_axis_mm2s_tdata_width 64" in wdma[0][2]
+    intf = {(e[1], e[2]) for e in log if e[0] == "connect_bd_intf_net"}
+    assert any("axi_dma_weights/M_AXIS_MM2S" in a and "rtlgen_0/s_axis_weights" in b for a, b in intf)
+    assert any("axi_ctrl_ic/M02_AXI" in a for a, b in intf) and any("axi_mem_ic/S02_AXI" in b for a, b in intf)
+    ic = [e for e in log if e[0] == "set_property" and "CONFIG.NUM_MI" in e[2] and "NUM_SI 1" in e[2]]
+    assert "CONFIG.NUM_MI 3" in ic[0][2]
+    readme = (d / "vivado" / "README.md").read_text() + (d / "driver" / "README.md").read_text()
+    assert "s_axis_weights" in readme and "axi_dma_weights" in readme and "@@" not in readme
+    # the driver finds and checks the image
+    spec = importlib.util.spec_from_file_location("rtlgen_driver_uram", d / "driver" / "driver.py")
+    drv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(drv)
+    img = drv.load_weight_image(cfg)
+    assert img.size == w["bytes"]
+    assert drv.load_weight_image({k: v for k, v in cfg.items() if k != "weights"}) is None
+
+
+def test_default_build_has_no_weight_port(tmp_path, net_plan):
+    d, cfg = _emit(tmp_path, net_plan, "kv260")
+    assert "weights" not in cfg and not (d / "driver" / "weights.bin").exists()
+    v = (d / "rtl" / "rtlgen_axi_top.v").read_text()
+    assert "s_axis_weights" not in v
+    vports = tclcheck.verilog_ports(d / "rtl" / "rtlgen_axi_top.v")
+    r = tclcheck.run_stubbed(d / "vivado" / "build.tcl", vports)
+    assert "axi_dma_weights" not in {e[-1] for e in r["log"] if e[0] == "create_bd_cell"}

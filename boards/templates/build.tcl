@@ -12,6 +12,8 @@
 #      proc_sys_reset, DMA interrupts on pl_ps_irq0, automatic address map; validate; HDL wrapper
 #   4. synthesis, implementation, bitstream
 #   5. out/rtlgen.bit + out/rtlgen.hwh (PYNQ overlay), out/rtlgen.xsa, utilization and timing reports
+# With URAM weights (rtlgen_weights 1) a second AXI DMA, axi_dma_weights (MM2S only), feeds the IP's s_axis_weights:
+# the driver sends weights/weights.bin through it once after reset, before any image.
 
 set rtlgen_vivado_dir [file dirname [file normalize [info script]]]
 set rtlgen_design_dir [file dirname $rtlgen_vivado_dir]
@@ -21,6 +23,7 @@ set rtlgen_board_part_pattern "@@BOARD_PART_PATTERN@@"
 set rtlgen_carrier_pattern "@@CARRIER_PATTERN@@"
 set rtlgen_clock_mhz @@CLOCK_MHZ@@
 set rtlgen_tdata_width @@TDATA@@
+set rtlgen_weights @@WEIGHTS@@
 set rtlgen_jobs 4
 if {[info exists argv] && [llength $argv] > 0} {
     set rtlgen_jobs [lindex $argv 0]
@@ -88,12 +91,12 @@ set_property -dict [list \
 ] $dma
 
 set ctrl_ic [create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect axi_ctrl_ic]
-set_property -dict [list CONFIG.NUM_SI {1} CONFIG.NUM_MI {2}] $ctrl_ic
+set_property -dict [list CONFIG.NUM_SI {1} CONFIG.NUM_MI [expr {$rtlgen_weights ? 3 : 2}]] $ctrl_ic
 set mem_ic [create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect axi_mem_ic]
-set_property -dict [list CONFIG.NUM_SI {2} CONFIG.NUM_MI {1}] $mem_ic
+set_property -dict [list CONFIG.NUM_SI [expr {$rtlgen_weights ? 3 : 2}] CONFIG.NUM_MI {1}] $mem_ic
 set rst [create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset proc_sys_reset_0]
 set irq [create_bd_cell -type ip -vlnv xilinx.com:ip:xlconcat irq_concat]
-set_property -dict [list CONFIG.NUM_PORTS {2}] $irq
+set_property -dict [list CONFIG.NUM_PORTS [expr {$rtlgen_weights ? 3 : 2}]] $irq
 
 # streams: DMA MM2S -> accelerator -> DMA S2MM
 connect_bd_intf_net [get_bd_intf_pins axi_dma_0/M_AXIS_MM2S] [get_bd_intf_pins rtlgen_0/s_axis]
@@ -122,6 +125,28 @@ foreach p {rtlgen_0/aresetn axi_dma_0/axi_resetn axi_ctrl_ic/aresetn axi_mem_ic/
 connect_bd_net [get_bd_pins axi_dma_0/mm2s_introut] [get_bd_pins irq_concat/In0]
 connect_bd_net [get_bd_pins axi_dma_0/s2mm_introut] [get_bd_pins irq_concat/In1]
 connect_bd_net [get_bd_pins irq_concat/dout] [get_bd_pins zynq_ultra_ps_e_0/pl_ps_irq0]
+
+# URAM weights: a second DMA (MM2S only) streams weights/weights.bin into s_axis_weights once after reset
+if {$rtlgen_weights} {
+    set wdma [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_dma axi_dma_weights]
+    set_property -dict [list \
+        CONFIG.c_include_sg {0} \
+        CONFIG.c_sg_length_width {26} \
+        CONFIG.c_include_mm2s {1} \
+        CONFIG.c_include_s2mm {0} \
+        CONFIG.c_m_axi_mm2s_data_width {@@TDATA@@} \
+        CONFIG.c_m_axis_mm2s_tdata_width {@@TDATA@@} \
+        CONFIG.c_mm2s_burst_size {64} \
+    ] $wdma
+    connect_bd_intf_net [get_bd_intf_pins axi_dma_weights/M_AXIS_MM2S] [get_bd_intf_pins rtlgen_0/s_axis_weights]
+    connect_bd_intf_net [get_bd_intf_pins axi_ctrl_ic/M02_AXI] [get_bd_intf_pins axi_dma_weights/S_AXI_LITE]
+    connect_bd_intf_net [get_bd_intf_pins axi_dma_weights/M_AXI_MM2S] [get_bd_intf_pins axi_mem_ic/S02_AXI]
+    foreach p {axi_dma_weights/s_axi_lite_aclk axi_dma_weights/m_axi_mm2s_aclk} {
+        connect_bd_net $clk [get_bd_pins $p]
+    }
+    connect_bd_net [get_bd_pins proc_sys_reset_0/peripheral_aresetn] [get_bd_pins axi_dma_weights/axi_resetn]
+    connect_bd_net [get_bd_pins axi_dma_weights/mm2s_introut] [get_bd_pins irq_concat/In2]
+}
 
 assign_bd_address
 validate_bd_design

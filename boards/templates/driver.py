@@ -11,6 +11,10 @@ images (uint8 NHWC bytes in, one result record per image out) and prints:
 * FPS and latency from the on-chip cycle counters (BUSY_CYCLES, LATENCY) at the PL clock,
 * error flags (framing errors) and frame counters.
 
+Builds with URAM weights (``weights`` in rtlgen_board.json): UltraRAM has no initial contents, so after its
+SOFT_RESET the driver first sends ``weights.bin`` (beside this file; ``--weights`` overrides) once through the weight
+DMA (``axi_dma_weights`` -> ``s_axis_weights``) and checks STATUS[3] (weights pending) cleared, then streams images.
+
 Run it on the board (PYNQ 3.x, as root or with sudo, from a copy of the build's driver/ folder):
 
     python3 driver.py --dataset /home/xilinx/cifar-10-batches-py --batch 100 --limit 10000
@@ -55,6 +59,9 @@ def parse_args(argv=None):
     p.add_argument("--clock-mhz", type=float, default=None,
                    help="PL clock for the cycle counters (default: pynq.Clocks.fclk0_mhz, else the build's clock)")
     p.add_argument("--no-hash-check", action="store_true", help="run even if the bitstream's BUILD_HASH differs")
+    p.add_argument("--weights", default=None,
+                   help="weight image for builds with URAM weights (default: weights.bin beside this script, else "
+                        "../weights/weights.bin)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     a = p.parse_args(argv)
     if a.batch < 1 or a.limit < 1:
@@ -94,6 +101,42 @@ def top1_from_values(vals: np.ndarray, cfg: dict) -> np.ndarray:
     return np.argmax((vals.astype(np.float64) - cfg.get("output_zero_point", 0)) * scale, axis=1)
 
 
+def load_weight_image(cfg: dict, path=None) -> np.ndarray | None:
+    """The URAM weight image as uint8 (None when the build has no URAM weights); checks its size."""
+    w = cfg.get("weights")
+    if not w:
+        return None
+    if path is None:
+        local = HERE / w["file"]
+        path = local if local.exists() else HERE.parent / "weights" / "weights.bin"
+    p = Path(path)
+    if not p.exists():
+        sys.exit(f"driver: this build keeps weights in UltraRAM and needs its weight image: {p} not found (--weights)")
+    data = np.fromfile(p, dtype=np.uint8)
+    if data.size != w["bytes"]:
+        sys.exit(f"driver: {p} holds {data.size} bytes, this build's weight image has {w['bytes']}")
+    return data
+
+
+def send_weights(acc, wdma, image: np.ndarray, allocate) -> float:
+    """Stream the weight image through the weight DMA once; returns the seconds it took. STATUS[3] must clear."""
+    buf = allocate(shape=(image.size,), dtype=np.uint8)
+    buf[:] = image
+    buf.flush()
+    t0 = time.perf_counter()
+    wdma.sendchannel.transfer(buf)
+    wdma.sendchannel.wait()
+    for _ in range(1000):
+        if not (acc.read("STATUS") >> 3) & 1:
+            break
+        time.sleep(0.001)
+    else:
+        sys.exit("driver: STATUS[3] (weights pending) still set after the weight image was sent")
+    dt = time.perf_counter() - t0
+    buf.freebuffer()
+    return dt
+
+
 class Accelerator:
     """Register access to rtlgen_axi_top through a PYNQ DefaultIP (``overlay.<ip>``)."""
 
@@ -124,6 +167,7 @@ def main(argv=None):
         local = HERE / "rtlgen.bit"
         bit = str(local if local.exists() else (HERE.parent / "vivado" / "out" / "rtlgen.bit"))
     x, y = load_cifar_test(args.dataset, args.limit)
+    wimg = load_weight_image(cfg, args.weights)
     n_img = len(x)
     F, V, R = cfg["frame_bytes"], cfg["values"], cfg["record_words"]
     if x[0].size != F:
@@ -157,6 +201,11 @@ def main(argv=None):
 
     acc.write("CTRL", 2)  # SOFT_RESET: clean datapath and counters
     time.sleep(0.001)
+    t_weights = None
+    if wimg is not None:  # URAM weights: loaded once after the reset, before any image
+        if not (acc.read("STATUS") >> 3) & 1:
+            sys.exit("driver: rtlgen_board.json says URAM weights, but STATUS[3] (weights pending) is 0")
+        t_weights = send_weights(acc, getattr(ol, cfg["weights"]["dma_name"]), wimg, allocate)
     acc.write("ERROR", 1)
     acc.write("CTRL", 1)  # START: zero the counters
     outs, t_dma = [], 0.0
@@ -196,6 +245,7 @@ def main(argv=None):
         "frames_in": int(frames_in), "frames_out": int(frames_out),
         "framing_errors": int(err & 1), "padded_frames": int(padded.sum()),
         "frame_numbers_ok": bool(np.array_equal(fno, np.arange(n_img) & 0x7FFF)),
+        "weights_load_s": None if t_weights is None else round(t_weights, 4),
     }
     if args.json:
         print(json.dumps(res))

@@ -7,7 +7,7 @@
 #     vivado -mode batch -source DIR/vivado/package_ip.tcl -tclargs <part>
 # build.tcl sources this file with rtlgen_part already set. Result: DIR/vivado/ip_repo/component.xml, IP
 # rtlgen.org:rtlgen:rtlgen_axi_top:1.0 with interfaces s_axis, m_axis (AXI4-Stream), s_axi_ctrl (AXI4-Lite),
-# aclk (clock), aresetn (active-low reset).
+# aclk (clock), aresetn (active-low reset); with URAM weights also s_axis_weights (AXI4-Stream).
 
 set rtlgen_vivado_dir [file dirname [file normalize [info script]]]
 set rtlgen_design_dir [file dirname $rtlgen_vivado_dir]
@@ -31,7 +31,7 @@ set rtlgen_ports {
 set rtlgen_interfaces {
     {s_axis slave xilinx.com:interface:axis_rtl:1.0 {s_axis_tdata s_axis_tvalid s_axis_tready s_axis_tlast}}
     {m_axis master xilinx.com:interface:axis_rtl:1.0 {m_axis_tdata m_axis_tvalid m_axis_tready m_axis_tlast}}
-    {s_axi_ctrl slave xilinx.com:interface:aximm_rtl:1.0 {@@AXIL_PORTS@@}}
+@@WEIGHTS_ITF@@    {s_axi_ctrl slave xilinx.com:interface:aximm_rtl:1.0 {@@AXIL_PORTS@@}}
 }
 
 foreach f $rtlgen_ip_files {
@@ -85,8 +85,8 @@ if {[llength $rtlgen_pol] == 0} {
     set rtlgen_pol [ipx::add_bus_parameter POLARITY $rtlgen_rst_if]
 }
 set_property value ACTIVE_LOW $rtlgen_pol
-foreach busif {s_axis m_axis s_axi_ctrl} {
-    ipx::associate_bus_interfaces -busif $busif -clock aclk $rtlgen_core
+foreach itf $rtlgen_interfaces {
+    ipx::associate_bus_interfaces -busif [lindex $itf 0] -clock aclk $rtlgen_core
 }
 ipx::associate_bus_interfaces -clock aclk -reset aresetn $rtlgen_core
 
