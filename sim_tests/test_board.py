@@ -13,6 +13,12 @@ for the TDATA width under test, and the golden model gives every expected output
 * ``board_reset_recovery``: a frame cut by SOFT_RESET, then by ``aresetn``; registers back to their reset values;
   then a clean batch is bit-exact with TLAST at its end.
 
+``test_axi_top_uram_weights``: the same network with conv1, conv3 (+ its merged projection conv4) and the dense head in
+UltraRAM (``storage="uram"``): ``rtlgen_axi_top`` has ``s_axis_weights``; cocotb test ``board_uram_weights``: STATUS[3]
+(weights pending) after reset, an image sent *before* the weights waits, ``weights/weights.bin`` through
+``s_axis_weights`` (cocotbext-axi, random pauses) completes the load, then every record is bit-exact; after SOFT_RESET
+the weights are pending again and a reload in two transfers works.
+
 ``test_unpacker_unaligned`` runs the byte unpacker alone in Amaranth's simulator with frames that do not align to
 beats (147-byte frames in 4/8/16-byte beats), TLAST with trailing padding bytes, and a short frame.
 """
@@ -83,6 +89,40 @@ def test_axi_top_bench(small_design, tmp_path, width):
            "hash": h, "cut": cut, "seed": width}
     run_cocotb([axi, out / "rtl" / "rtlgen_top.v"], "rtlgen_axi_top", "test_board", HERE, tmp_path / "sim", config=cfg,
                cxx_opt="-O0")
+
+
+@pytest.fixture(scope="module")
+def uram_design(tmp_path_factory):
+    import zoo
+    from rtlgen.build import Design
+
+    tmp = tmp_path_factory.mktemp("board_uram")
+    m = zoo.brevitas_resnet(tmp, "qonnx", seed=3, with_metadata=True)
+    d = Design.load(str(m.path), board="kv260", input_scale=m.input_scale, mean=list(m.mean), std=list(m.std))
+    d.plan()
+    for name in ("conv1", "conv3", "conv4", "dense0"):
+        d.set_layer(name, storage="uram")
+    d.build(tmp / "build")
+    return d, tmp / "build"
+
+
+def test_axi_top_uram_weights(uram_design, tmp_path):
+    import zoo
+    from rtlgen.simulate import run_cocotb
+
+    d, out = uram_design
+    man = json.loads((out / "rtl" / "manifest.json").read_text())
+    assert man["weights"]["bytes"] == (out / "weights" / "weights.bin").stat().st_size
+    axi = out / "rtl" / "rtlgen_axi_top.v"  # written by the build (kv260, TDATA 64)
+    assert "s_axis_weights_tdata" in axi.read_text()
+    imgs = zoo.random_pixels(4, seed=31)
+    np.save(tmp_path / "images.npy", imgs)
+    cfg = {"images": str(tmp_path / "images.npy"), "expected": _expected(d.net, imgs).tolist(), "width": 64,
+           "frame_bytes": int(np.prod(man["input"]["shape"])), "values": man["output"]["values"],
+           "value_bits": man["output"]["width"], "signed": man["output"]["signed"], "seed": 3,
+           "weights": str(out / "weights" / "weights.bin"), "word_bytes": man["weights"]["word_bytes"]}
+    run_cocotb([axi, out / "rtl" / "rtlgen_top.v"], "rtlgen_axi_top", "test_board", HERE, tmp_path / "sim", config=cfg,
+               cxx_opt="-O0", testcase="board_uram_weights")
 
 
 def test_axi_top_ports_exact(small_design):
@@ -394,6 +434,71 @@ if cocotb is not None:
         _check_record(packets[0][0], exp[9], 0, False, "first frame after aresetn")
         _check_record(packets[0][1], exp[10], 1, False, "second frame after aresetn")
         assert sink.empty()
+
+
+if cocotb is not None:
+
+    @cocotb.test()
+    async def board_uram_weights(dut):
+        from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSource
+
+        if not hasattr(dut, "s_axis_weights_tdata"):
+            return  # a design without URAM weights: nothing to load
+        cfg, src, sink, axil, imgs = _setup(dut)
+        wsrc = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_weights"), dut.aclk, dut.aresetn,
+                               reset_active_level=False)
+        wsrc.log.setLevel(logging.WARNING)
+        rng = random.Random(cfg["seed"] + 1)
+
+        def pauses(p):
+            while True:
+                yield int(rng.random() < p)
+
+        wsrc.set_pause_generator(pauses(0.3))
+        exp = cfg["expected"]
+        image = Path(cfg["weights"]).read_bytes()
+        await _hard_reset(dut)
+        assert (await axil.read_dword(REG["CONFIG"])) >> 10 & 1, "CONFIG[10] (URAM weights) not set"
+        assert (await axil.read_dword(REG["STATUS"])) & 8, "STATUS[3] (weights pending) not set after reset"
+        await axil.write_dword(REG["BATCH_LEN"], 1)
+        await axil.write_dword(REG["CTRL"], 1)
+        # an image before the weights: accepted into the input stream as far as it goes, but no result comes out
+        src.send_nowait(AxiStreamFrame(_img_bytes(imgs[0])))
+        await ClockCycles(dut.aclk, 3000)
+        assert sink.empty(), "a result came out before the weights were loaded"
+        assert await axil.read_dword(REG["FRAMES_OUT"]) == 0
+        await wsrc.send(AxiStreamFrame(image))
+        await wsrc.wait()
+        for _ in range(50):
+            if not (await axil.read_dword(REG["STATUS"])) & 8:
+                break
+        else:
+            raise AssertionError("STATUS[3] still set after the whole weight image")
+        packets = await _records(sink, cfg, 1)
+        _check_record(packets[0][0], exp[0], 0, False, "image sent before the weights")
+        await axil.write_dword(REG["BATCH_LEN"], 2)
+        await src.send(AxiStreamFrame(_img_bytes(imgs[1]) + _img_bytes(imgs[2])))
+        packets = await _records(sink, cfg, 1)
+        assert len(packets[0]) == 2
+        _check_record(packets[0][0], exp[1], 1, False, "frame 1 after loading")
+        _check_record(packets[0][1], exp[2], 2, False, "frame 2 after loading")
+        # SOFT_RESET clears the loaded state: reload in two transfers of whole words, then a clean frame
+        await axil.write_dword(REG["CTRL"], 2)
+        await ClockCycles(dut.aclk, 12)
+        assert (await axil.read_dword(REG["STATUS"])) & 8, "weights not pending after SOFT_RESET"
+        wb = cfg["word_bytes"]
+        half = (len(image) // wb // 2) * wb
+        await wsrc.send(AxiStreamFrame(image[:half]))
+        await wsrc.send(AxiStreamFrame(image[half:]))
+        await wsrc.wait()
+        await ClockCycles(dut.aclk, 4)
+        assert not (await axil.read_dword(REG["STATUS"])) & 8, "reload did not complete"
+        await axil.write_dword(REG["BATCH_LEN"], 1)
+        await axil.write_dword(REG["CTRL"], 1)
+        await src.send(AxiStreamFrame(_img_bytes(imgs[3])))
+        packets = await _records(sink, cfg, 1)
+        _check_record(packets[0][0], exp[3], 0, False, "frame after SOFT_RESET and reload")
+        dut._log.info("URAM weights: %d bytes loaded twice through s_axis_weights; 4 frames bit-exact", len(image))
 
 
 def test_emit_on_real_build(small_design):
