@@ -16,6 +16,10 @@ Resources per configuration (predictions, calibrated against yosys ``synth_xilin
 * Weight ROM read bandwidth binds as hard as DSPs: each cycle the stage reads ``ich_par*och_par`` int8 weights.
   A BRAM36 reads at most 72 bits per port, a URAM 72 bits, so a ROM of width ``w`` bits and depth ``d`` words costs
   ``min over aspect ratios of ceil(w/aw)*ceil(d/ad)`` blocks; a LUT ROM costs about ``w*ceil(d/64)`` LUTs.
+  UltraRAM has no initial contents, so a ``uram`` memory is loaded at start-up through the design's ``wload`` port
+  (``cores/conv.py``): it costs its URAM blocks plus a small load controller (``LUT_PER_URAM_LOAD``,
+  ``FF_PER_URAM_LOAD``) and ``depth`` cycles once after reset, never per frame. The planner offers ``uram`` only when
+  the budget has URAM (kv260); a plan file may set it for any conv or dense layer.
 * Line buffer: ``(K-1)`` rows of ``W*C`` bytes (+ a few pixels) in BRAM; skip FIFOs by the temporal-reuse rule.
 
 Search: a binary search over the target cycles per frame ``T``; for each ``T`` every layer takes its cheapest
@@ -66,6 +70,10 @@ FF_PER_MAC = 20
 LUT_PER_STAGE = 400  # control, counters, handshake, requant (shift)
 LUT_PER_REQUANT_LANE = 60
 DSP_PER_MULT_REQUANT_LANE = 2  # 24 x 32-bit fixed-point multiplier
+#: start-up weight load of a URAM memory (UltraRAM has no initial contents): write-address counter, loaded flag,
+#: write enable and its share of the top's ``wload`` daisy chain (the payload is broadcast, no per-memory register)
+LUT_PER_URAM_LOAD = 24
+FF_PER_URAM_LOAD = 20
 
 
 def parse_budget(text: str, base: Budget | None = None) -> Budget:
@@ -197,6 +205,8 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in):
         bram = rom_blocks(wbits, depth, "bram")
     else:
         uram = rom_blocks(wbits, depth, "uram")
+        lut += LUT_PER_URAM_LOAD
+        ff += FF_PER_URAM_LOAD
     # line buffer: (K-1) rows of W*C bytes, read (K-1) rows at once
     if K > 1:
         lb_bits = (K - 1) * W * C * 8

@@ -388,3 +388,14 @@ def test_network_uram_lint(uram_build):
 
     d, out, rep = uram_build
     assert lint(out / "rtl" / "rtlgen_top.v", "rtlgen_top") == []
+
+
+def test_planner_costs_uram_load_logic():
+    """A uram weight memory costs URAM blocks plus the small load controller, no BRAM and no LUT ROM."""
+    from rtlgen import planner
+
+    layer, _ = tc.make_layer(CONV_CASES["ck3"], 1)
+    cb, rb = planner.conv_config_cost(layer, 3, 2, 2, True, "dsp", "bram", lanes_in=2)
+    cu, ru = planner.conv_config_cost(layer, 3, 2, 2, True, "dsp", "uram", lanes_in=2)
+    assert cu == cb and ru["uram"] >= 1 and ru["bram36"] < rb["bram36"]
+    assert ru["lut"] == rb["lut"] + planner.LUT_PER_URAM_LOAD and ru["ff"] == rb["ff"] + planner.FF_PER_URAM_LOAD
