@@ -9,7 +9,10 @@ Stream contract
   - well-formed frame (``H*W*G`` beats, ``last`` on the final one): nothing special, no extra cycles;
   - short frame (``last`` on beat ``k < H*W*G - 1``): the writer completes the frame by itself, writing
     ``pad_value`` for the missing beats at one beat per cycle while ``i.ready`` stays low; the output (windows and
-    ``centre``) is one full, correctly flagged frame as if the missing input had been the zero point;
+    ``centre``) is one full, correctly flagged frame as if the missing input had been the zero point
+    (``pad_fill=False`` saves the ``lanes*8``-bit write-data multiplexer, about one LUT per bit: the framing is the
+    same but the filled beats' values are unspecified; meant for window generators whose input comes from a core
+    that already realigned the stream);
   - long frame (beat ``H*W*G - 1`` has ``last = 0``): the excess beats are accepted and dropped up to and including
     the next beat with ``last = 1``; the beat after it starts the next frame.
 
@@ -87,7 +90,7 @@ class WindowGen(wiring.Component):
 
     def __init__(self, *, H: int, W: int, C: int, lanes: int, K: int, stride: int = 1, pads=None,
                  pad_value: int = 0, repeats: int = 1, pix: int = 1, centre: bool = False,
-                 depth: int | None = None, ram_style: str | None = None):
+                 depth: int | None = None, ram_style: str | None = None, pad_fill: bool = True):
         if K % 2 != 1 or K < 1:
             raise ValueError("K must be odd")
         if stride not in (1, 2):
@@ -117,6 +120,7 @@ class WindowGen(wiring.Component):
         if self.depth < span:
             raise ValueError(f"line buffer depth {self.depth} < window span {span} pixels")
         self.ram_style = ram_style
+        self.pad_fill = bool(pad_fill)
         sig = {"i": In(act_signature(lanes)), "o": Out(stream.Signature(window_layout(lanes, pix)))}
         if centre:
             sig["centre"] = Out(act_signature(lanes))
@@ -255,7 +259,7 @@ class WindowGen(wiring.Component):
             wfire.eq((fill | (self.i.valid & ~drop)) & can_write),
             self.i.ready.eq(drop | (can_write & ~fill)),
             wp.addr.eq(waddr),
-            wp.data.eq(Mux(fill, padword_w, self.i.payload.data)),
+            wp.data.eq(Mux(fill, padword_w, self.i.payload.data) if self.pad_fill else self.i.payload.data),
             wp.en.eq(wfire),
         ]
         with m.If(wfire):

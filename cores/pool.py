@@ -226,8 +226,11 @@ class PoolCore(wiring.Component):
     """Max / average pooling (windowed or global) of one ``H x W x C`` stream; see the module docstring."""
 
     def __init__(self, shape, lanes: int, mode: str = "max", kernel=(2, 2), stride=(2, 2), pads=(0, 0, 0, 0),
-                 is_global: bool = False, in_signed: bool = True, zp_in: int = 0, requant=None):
-        """``requant``: ``(m, sh, zp_out, lo, hi, rounding)`` for average pooling (``m``/``sh`` scalars or per channel)."""
+                 is_global: bool = False, in_signed: bool = True, zp_in: int = 0, requant=None, pad_fill: bool = True):
+        """``requant``: ``(m, sh, zp_out, lo, hi, rounding)`` for average pooling (``m``/``sh`` scalars or per channel).
+        ``pad_fill=False``: a short frame's missing values are unspecified instead of ``zp_in`` (same framing, saves
+        the ``lanes*9``-bit fill multiplexer; for a pool whose input comes from a core that already realigned)."""
+        self.pad_fill = bool(pad_fill)
         self.shape = tuple(int(x) for x in shape)
         H, W, C = self.shape
         if mode not in ("max", "avg"):
@@ -248,17 +251,19 @@ class PoolCore(wiring.Component):
         super().__init__({"i": In(act_signature(lanes)), "o": Out(act_signature(lanes))})
 
     @classmethod
-    def from_layer(cls, layer, lanes: int = 1):
+    def from_layer(cls, layer, lanes: int = 1, pad_fill: bool = True):
         rq = layer.requant
         req = None if rq is None else (rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding)
         q = layer.in_q
         return cls(layer.in_shape, lanes, layer.mode, layer.kernel, layer.stride, layer.pads, layer.is_global,
-                   q.signed, q.zero_point, req)
+                   q.signed, q.zero_point, req, pad_fill)
 
     def _build_reducers(self):
         H, W, C = self.shape
         L, bpp, op = self.lanes, self.bpp, ("max" if self.mode == "max" else "sum")
         fv = self.zp_in if op == "max" else 0  # a short frame's missing values: the zero point (after - zp for avg)
+        if not self.pad_fill:
+            fv = None
         if self.is_global:
             w = 9 if op == "max" else 9 + clog2(H * W)
             self.reducers = [Reducer(n=H * W, seqs=1, inner=bpp, k=H * W, s=H * W, pad_lo=0, n_out=1, lanes=L,

@@ -23,7 +23,8 @@ Stream contract
     including the next ``last``; the following beat starts a new frame.
 
   Well-formed frames cost no extra cycle. In an rtlgen network the first such core (the stem convolution's window
-  generator) realigns the stream, so every core after it only sees well-formed frames.
+  generator, when the network starts with a convolution) realigns the stream, so every core after it only sees
+  well-formed frames.
 * Widths: ``width`` is 8 for int8/uint8 activations; wider streams (e.g. 32-bit dense logits) use the same layout.
 
 This module also holds the pure-Python packing used by the test benches and by ``rtlgen sim``.
