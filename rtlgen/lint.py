@@ -22,14 +22,15 @@ from . import toolchain
 WAIVERS = ("WIDTHEXPAND", "WIDTHTRUNC", "UNUSEDSIGNAL", "PROCASSINIT", "CASEINCOMPLETE", "ASCRANGE", "DECLFILENAME")
 
 
-def lint(path, top: str | None = None, waivers=WAIVERS) -> list[str]:
-    """Warnings and errors (one string each) left after the waivers; an empty list means lint-clean."""
+def lint(path, top: str | None = None, waivers=WAIVERS, timeout: float = 600) -> list[str]:
+    """Warnings and errors (one string each) left after the waivers; an empty list means lint-clean.
+    ``timeout`` (seconds) stops Verilator on very large files (raises :class:`subprocess.TimeoutExpired`)."""
     toolchain.setup_env()
     root = toolchain.verilator_root()
     cmd = [str(root / "bin" / "verilator"), "--lint-only", "-Wall", *[f"-Wno-{w}" for w in waivers], str(Path(path))]
     if top:
         cmd += ["--top-module", top]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     msgs = [ln for ln in r.stderr.splitlines() if ln.startswith("%")]
     if r.returncode != 0 and not msgs:
         msgs = [f"verilator exited with {r.returncode}: {r.stderr.strip()[:300]}"]

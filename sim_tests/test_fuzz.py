@@ -14,7 +14,8 @@ lint-clean under Verilator ``-Wall`` with the documented waivers (:func:`rtlgen.
   kept regression cases (``sim_tests/regressions/*.json``; ``"xfail"`` ones are strict xfails naming the bug).
 * Opt-in (``--runslow``): :data:`N_SLOW` networks (``$RTLGEN_FUZZ_SLOW_N`` overrides) of the full ranges in bundles
   of :data:`BATCH`; the counts
-  (networks, beats, mismatches) are printed and written to ``$RTLGEN_FUZZ_REPORT`` when set. Failing specs are
+  (networks, beats, mismatches) are printed and written to ``$RTLGEN_FUZZ_REPORT`` when set (after every batch);
+  with ``$RTLGEN_FUZZ_RESUME=1`` a run cut short continues after the batches that report already holds. Failing specs are
   written next to it (or into the test's tmp folder) as regression-case JSON, ready to copy into
   ``sim_tests/regressions/``.
 
@@ -82,7 +83,8 @@ def _prepare(cases: list[tuple[str, dict, dict | None]], max_cycles: int = 6000)
     return parts, jobs, info
 
 
-def run_batch(folder: Path, cases, top_name="fuzz_bundle", lint=True, max_cycles: int = 6000) -> dict:
+def run_batch(folder: Path, cases, top_name="fuzz_bundle", lint=True, max_cycles: int = 6000,
+              lint_timeout: float = 600) -> dict:
     """Build one bundle of every case, lint it, simulate all jobs with stalls; returns a summary dict."""
     from rtlgen.lint import lint as vlint
 
@@ -96,7 +98,7 @@ def run_batch(folder: Path, cases, top_name="fuzz_bundle", lint=True, max_cycles
     summary["seconds"]["verilog"] = round(time.perf_counter() - t0, 1)
     if lint:
         t = time.perf_counter()
-        summary["lint"] = vlint(v, top_name)
+        summary["lint"] = vlint(v, top_name, timeout=lint_timeout)
         summary["seconds"]["lint"] = round(time.perf_counter() - t, 1)
     worst = max(info[j["name"]]["cycles_per_frame"] for j in jobs)
     t = time.perf_counter()
@@ -174,12 +176,20 @@ def test_fuzz_opt_in(tmp_path):
     report_path = os.environ.get("RTLGEN_FUZZ_REPORT")
     out_dir = Path(report_path).parent if report_path else tmp_path
     totals = {"networks": 0, "built": 0, "in_beats": 0, "out_beats": 0, "mismatched_networks": 0,
-              "mismatched_beats": 0, "lint_messages": 0, "batches": []}
+              "mismatched_beats": 0, "lint_messages": 0, "batches": [], "seed": SEED_SLOW, "target": n_slow}
     problems = []
+    if report_path and os.environ.get("RTLGEN_FUZZ_RESUME") and Path(report_path).exists():
+        # continue a run that was cut short: its batches are deterministic (same seed, same specs), skip those done
+        prev = json.loads(Path(report_path).read_text())
+        if prev["totals"].get("seed", SEED_SLOW) == SEED_SLOW:
+            totals.update({k: v for k, v in prev["totals"].items() if k not in ("target",)})
+            problems = prev["problems"]
     for b in range(0, n_slow, BATCH):
+        if b // BATCH < len(totals["batches"]):
+            continue
         cases = [(f"s{k}", specs[k], None) for k in range(b, min(b + BATCH, n_slow))]
         t = time.perf_counter()
-        summ = run_batch(tmp_path / f"batch{b // BATCH}", cases)
+        summ = run_batch(tmp_path / f"batch{b // BATCH}", cases, lint_timeout=3600)
         totals["networks"] += len(cases)
         totals["lint_messages"] += len(summ["lint"] or [])
         for name, _, _ in cases:
