@@ -365,7 +365,7 @@ def import_net(spec: dict, name: str):
 
 
 
-def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None = None):
+def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None = None, uram: bool = True):
     """A random legal plan (every conv/dense layer's configuration drawn at random), re-costed by rtlgen.build.recost;
     redrawn with more parallelism while the predicted cycles per frame exceed ``max_cycles``. ``overrides``
     ({layer: {field: value}}) are applied last (regression cases)."""
@@ -403,7 +403,9 @@ def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None =
                 lp.packing = bool(rng.random() < 0.6)
             else:
                 lp.pix_par, lp.packing = 1, False
-            lp.storage = str(rng.choice(["lut", "bram", "uram"]))
+            lp.storage = str(rng.choice(["lut", "bram", "uram"]))  # drawn first: the same rng stream either way
+            if lp.storage == "uram" and not uram:
+                lp.storage = "bram"
             lp.mult = str(rng.choice(["dsp", "lut"]))
         recost(net, plan)
         if plan.cycles_per_frame <= max_cycles:

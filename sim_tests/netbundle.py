@@ -51,6 +51,11 @@ def make_job(name: str, net, top: RtlgenTop, frames: int, seed: int, pause_in, p
         k = min(reset_frames, frames)
         j["reset_clean"] = {f"{name}_i": [w for f in iw[:k] for w in f]}
         j["reset_expected"] = [w for f in ew[:k] for w in f]
+    ww = top.weight_words()
+    if ww:  # URAM layers: the weight image goes in once after every reset, through its own (paused) stream
+        for key in ("inputs", "reset_partial", "reset_clean", "bp_inputs"):
+            if key in j:
+                j[key][f"{name}_wload"] = list(ww)
     return j
 
 

@@ -64,7 +64,8 @@ def _nets():
     out = {}
     for name, spec in NET_SPECS.items():
         net = fuzz_nets.import_net(spec, name)
-        plan = fuzz_nets.random_plan(net, spec["seed"], max_cycles=3000)
+        # no URAM here: the standalone per-layer cores below have no weight-image driver (URAM: test_uram.py)
+        plan = fuzz_nets.random_plan(net, spec["seed"], max_cycles=3000, uram=False)
         out[name] = (net, plan)
     return out
 
