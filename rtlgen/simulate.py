@@ -25,10 +25,12 @@ class SimulationError(Exception):
 
 def verilog_text(component, name: str) -> str:
     """Verilog for an Amaranth ``wiring.Component`` with top module ``name`` (identifiers made plain, see
-    :func:`plain_identifiers`)."""
+    :func:`plain_identifiers`; no initial contents on UltraRAM memories, see :func:`rtlgen.cores.conv.strip_ultra_init`)."""
     from amaranth.back import verilog
 
-    return plain_identifiers(verilog.convert(component, name=name, emit_src=False))
+    from .cores.conv import strip_ultra_init
+
+    return strip_ultra_init(plain_identifiers(verilog.convert(component, name=name, emit_src=False)))
 
 
 _ESCAPED = re.compile(r"\\([^\s]+)\s")
