@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Whole network realigns on ``last``: the small residual network of ``test_network.py`` (identity block with temporal
 reuse + projection block with loop merging) is fed a good frame, a truncated frame (``last`` early), a long frame
 (excess pixels after the frame, ``last`` on the final one), then good frames, under random valid/ready pauses.
