@@ -24,6 +24,10 @@ Stream contract (:class:`DenseCore`)
   order, no ``last``. ``wload.ready`` is high exactly until the last word is accepted; the output ``loaded`` rises the
   cycle after. Until then ``i.ready`` is held low (no input beat is consumed). ``rst`` clears ``loaded``: load again
   after a reset. Same protocol as the conv core (``rtlgen.cores.conv``).
+* Frame boundaries: the core counts ``ceil(N / ich_par)`` input groups and also ends a frame at an early ``last``
+  (a short frame still gives one full output frame; its missing inputs count as 0). It does NOT drop the excess of a
+  long frame (that would start a second output frame): in a network it sits behind cores that already realign on
+  ``last`` (line buffer, pooling; :mod:`rtlgen.cores.stream`), so it never receives one.
 * Latency: 6 cycles after the frame's final input group. Cycles per frame without stalls:
   :meth:`DenseCore.cycles_per_frame`: ``ceil(N/ich_par)`` groups, each taking the larger of ``ceil(O/och_par)``
   cycles and the input beats it needs, or the output beats if more.
