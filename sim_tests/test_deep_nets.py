@@ -182,12 +182,16 @@ def run_network(kind: str, budget: str, tmp: Path, monkeypatch=None) -> dict:
     return entry
 
 
+#: merged option-A shortcuts (Brevitas: the add on conv2's accumulator) deadlock until compose sizes their skip FIFO
+#: with conv1's delay (see test_option_a_skip_fifo_holds_the_conv1_delay); ORT option A keeps a standalone Add
+OPTION_A_DEADLOCK = pytest.mark.xfail(strict=True, reason="BUG compose-skip-fifo-option-a (deadlock, see below)")
+
 NETS = [
     # (kind, budget)
-    ("resnet20a_bundled", BUDGET_20),
+    pytest.param("resnet20a_bundled", BUDGET_20, marks=OPTION_A_DEADLOCK, id="resnet20a_bundled"),
     ("resnet20_bundled", BUDGET_20),
     ("qdq_resnet20a", BUDGET_20),
-    ("pow2_resnet32a", BUDGET_DEEP),
+    pytest.param("pow2_resnet32a", BUDGET_DEEP, marks=OPTION_A_DEADLOCK, id="pow2_resnet32a"),
     ("qdq_resnet32b", BUDGET_DEEP),
     ("pow2_resnet56b", BUDGET_56),
     ("qdq_resnet56a", BUDGET_56),
@@ -197,7 +201,7 @@ NETS = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,budget", NETS, ids=[k for k, _ in NETS])
+@pytest.mark.parametrize("kind,budget", NETS, ids=[n[0] if isinstance(n, tuple) else n.id for n in NETS])
 def test_network_in_rtl(kind, budget, tmp_path, monkeypatch):
     e = run_network(kind, budget, tmp_path, monkeypatch)
     assert e["distinct_golden_outputs"] == e["frames"], f"{kind}: golden outputs constant across frames (dead network)"
