@@ -358,6 +358,8 @@ def render(res: dict) -> str:
                      f"{'%s / %s' % tgt if tgt else '-'} | {r['dsp']} | {roof:,.0f} | {r['fps_at_clock'] / roof:.0%} | {r['latency_cycles']:,} | "
                      f"`{r.get('command', 'tools/bench.py --only sim')}` |")
         L.append("")
+        L += [f"* {key.replace('@', ' @ ')}: {r['note']}" for key, r in sorted(s["runs"].items()) if r.get("note")]
+        L.append("")
     if "build" in res:
         b = res["build"]
         L += ["## Builds: predicted resources, skip buffers, flow time", "", f"Command: `{b['command']}` — {b['machine']}, {b['date']}", "",
