@@ -215,8 +215,19 @@ def _path_delay(net, frm: str, to: str, P) -> int:
 
 
 def _generic_skip_entries(net, lay: ir.Conv, src: str, P) -> int:
-    """Skip FIFO entries for a merged residual without reuse: the window delays on the main path (paper's rule)."""
-    delay = _path_delay(net, src, lay.inputs[0], P) + _window_delay_pixels(lay, P[lay.name].pix_par)
+    """Skip FIFO entries for a merged residual without reuse: the window delays on the main path (paper's rule).
+
+    The main path is measured from the skip source when it feeds the main path (identity skip), else from the
+    nearest common ancestor of both paths (e.g. an option-A shortcut and the block's stride-2 conv1 are siblings fed
+    by the block input: conv1's window delay must be covered too, or the block input's fork stalls -- a deadlock).
+    Delays of convs before a stride count in their input pixels, which over-covers the skip pixels (safe)."""
+    main_in = lay.inputs[0]
+    root = src
+    if src not in _ancestors(net, main_in):
+        main_anc = _ancestors(net, main_in)
+        common = [a for a in _ancestors(net, src) if a in main_anc]
+        root = common[0] if common else src
+    delay = _path_delay(net, root, main_in, P) + _window_delay_pixels(lay, P[lay.name].pix_par)
     return delay * lay.out_shape[2] + P[lay.name].och_par + 1
 
 

@@ -14,9 +14,9 @@ For each: ``Design.load -> plan -> build`` under a small ``generic`` budget (so 
 0 mismatches against the golden model, golden outputs that differ between frames (a dead network proves nothing)
 and measured steady-state cycles per frame within 3 % of the planner's prediction.
 
-Known bug (strict xfail, named BUG compose-skip-fifo-option-a): Brevitas option-A networks (the add merged into conv2)
-deadlock in RTL because compose sizes the merged option-A skip FIFO without the stride-2 conv1's delay;
-``test_option_a_skip_fifo_holds_the_conv1_delay`` shows it in seconds without RTL.
+Regression (found here, fixed in ``rtlgen/compose.py::_generic_skip_entries``): Brevitas option-A networks (the add
+merged into conv2) deadlocked in RTL because the merged option-A skip FIFO was sized without the stride-2 conv1's
+delay; ``test_option_a_skip_fifo_holds_the_conv1_delay`` checks the sizing in seconds without RTL.
 
 All RTL runs are opt-in (``--runslow``): each takes minutes (Verilator build of a whole network) on the 2-core
 machine (measured: plain CNN ~4 min, ResNet20 ~10 min). The default run only checks, in seconds, that the float-scale
@@ -186,16 +186,13 @@ def run_network(kind: str, budget: str, tmp: Path, monkeypatch=None) -> dict:
     return entry
 
 
-#: merged option-A shortcuts (Brevitas: the add on conv2's accumulator) deadlock until compose sizes their skip FIFO
-#: with conv1's delay (see test_option_a_skip_fifo_holds_the_conv1_delay); ORT option A keeps a standalone Add
-OPTION_A_DEADLOCK = pytest.mark.xfail(strict=True, reason="BUG compose-skip-fifo-option-a (deadlock, see below)")
 
 NETS = [
     # (kind, budget)
-    pytest.param("resnet20a_bundled", BUDGET_20, marks=OPTION_A_DEADLOCK, id="resnet20a_bundled"),
+    ("resnet20a_bundled", BUDGET_20),
     ("resnet20_bundled", BUDGET_20),
     ("qdq_resnet20a", BUDGET_20),
-    pytest.param("pow2_resnet32a", BUDGET_DEEP, marks=OPTION_A_DEADLOCK, id="pow2_resnet32a"),
+    ("pow2_resnet32a", BUDGET_DEEP),
     ("qdq_resnet32b", BUDGET_DEEP),
     ("pow2_resnet56b", BUDGET_56),
     ("qdq_resnet56a", BUDGET_56),
@@ -237,12 +234,6 @@ def test_generated_models_plan_and_are_alive(maker, tmp_path):
     assert len({o.tobytes() for o in out}) == len(px), "golden outputs constant across frames (dead network)"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG compose-skip-fifo-option-a: rtlgen/compose.py _generic_skip_entries sizes the skip FIFO of a merged option-A "
-    "shortcut from _path_delay(net, shortcut, conv1), which is None -> 0 because the shortcut_a layer is not an "
-    "ancestor of the block's first conv (they are siblings fed by the block input); the stride-2 conv1's window delay "
-    "is left out, the FIFO holds fewer skip pixels than pile up before conv2's first output, the block input's fork "
-    "stalls and the whole network deadlocks (bundled resnet20a, and ResNet8/32 option A: no output frame in RTL)"))
 @pytest.mark.parametrize("board,budget", [("generic", BUDGET_20), ("kv260", None)])
 def test_option_a_skip_fifo_holds_the_conv1_delay(board, budget):
     """Default run, no RTL (seconds): in the bundled option-A ResNet20, conv2 of a down-sampling block emits its first
