@@ -46,12 +46,9 @@ V_ID = 0x52544C47
 @pytest.fixture(scope="module")
 def small_design(tmp_path_factory):
     import zoo
-    from rtlgen.build import Design
 
     tmp = tmp_path_factory.mktemp("board_net")
-    m = zoo.brevitas_resnet(tmp, "qonnx", seed=3, with_metadata=True)
-    d = Design.load(str(m.path), board="kv260", input_scale=m.input_scale, mean=list(m.mean), std=list(m.std))
-    d.plan()
+    d = zoo.planned_small_resnet(tmp)
     d.build(tmp / "build")
     return d, tmp / "build"
 
@@ -94,14 +91,9 @@ def test_axi_top_bench(small_design, tmp_path, width):
 @pytest.fixture(scope="module")
 def uram_design(tmp_path_factory):
     import zoo
-    from rtlgen.build import Design
 
     tmp = tmp_path_factory.mktemp("board_uram")
-    m = zoo.brevitas_resnet(tmp, "qonnx", seed=3, with_metadata=True)
-    d = Design.load(str(m.path), board="kv260", input_scale=m.input_scale, mean=list(m.mean), std=list(m.std))
-    d.plan()
-    for name in ("conv1", "conv3", "conv4", "dense0"):
-        d.set_layer(name, storage="uram")
+    d = zoo.planned_small_resnet(tmp, uram_layers=("conv1", "conv3", "conv4", "dense0"))
     d.build(tmp / "build")
     return d, tmp / "build"
 

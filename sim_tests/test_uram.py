@@ -310,14 +310,8 @@ URAM_LAYERS = ("conv1", "conv3", "conv4", "dense0")
 def uram_build(tmp_path_factory):
     import zoo
 
-    from rtlgen.build import Design
-
     tmp = tmp_path_factory.mktemp("uram_net")
-    m = zoo.brevitas_resnet(tmp, "qonnx", seed=3, with_metadata=True)
-    d = Design.load(str(m.path), board="kv260", input_scale=m.input_scale, mean=list(m.mean), std=list(m.std))
-    d.plan()
-    for name in URAM_LAYERS:
-        d.set_layer(name, storage="uram")
+    d = zoo.planned_small_resnet(tmp, uram_layers=URAM_LAYERS)
     rep = d.build(tmp / "build")
     return d, tmp / "build", rep
 
