@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 from pathlib import Path
 
 import cocotb
@@ -35,6 +36,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from rtlgen.simulate import sim_config
+
+# URAM weight-load words of wide plans exceed Python's default 4,300-digit int <-> str limit in the jobs JSON
+sys.set_int_max_str_digits(0)
 
 _LOG = logging.getLogger("cocotb.stress_bench")
 
