@@ -78,6 +78,7 @@ from rtlgen import ir
 from rtlgen.quant import bits_signed
 
 from .linebuffer import WindowGen, window_layout
+from .lutmul import lut_mul
 from .requant import RequantStage, logic_rom
 from .stream import act_signature
 
@@ -159,8 +160,11 @@ def skip_fifo_entries(W: int, C: int, fh: int = 3, fw: int = 3, och: int = 1, *,
     return (fh // 2) * W * C + (fw // 2 + 2 * pix) * C + och + 1
 
 
-def dsp_count(och_par: int, ich_par: int, pix_par: int, packing: bool) -> int:
-    """Multipliers (DSP48E2) of the MAC array (the requant multipliers come on top when ``m`` is not a power of 2)."""
+def dsp_count(och_par: int, ich_par: int, pix_par: int, packing: bool, mult: str = "dsp") -> int:
+    """Multipliers (DSP48E2) of the MAC array (the requant multipliers come on top when ``m`` is not a power of 2);
+    0 with ``mult="lut"`` (multipliers in fabric)."""
+    if mult == "lut":
+        return 0
     per = 1 if (pix_par == 2 and packing) else pix_par
     return och_par * ich_par * per
 
@@ -183,8 +187,10 @@ class ConvEngine(wiring.Component):
 
     def __init__(self, *, weights: np.ndarray, bias: np.ndarray, requant: ir.Requant, in_signed: bool,
                  out_pixels: int, ich_par: int, och_par: int = 1, pix: int = 1, packing: bool = True,
-                 storage: str = "bram", res_m=None, res_zp: int = 0, skip_signed: bool = True):
+                 storage: str = "bram", res_m=None, res_zp: int = 0, skip_signed: bool = True, mult: str = "dsp"):
         O, Kh, Kw, C = weights.shape
+        if mult not in ("dsp", "lut"):
+            raise ValueError("mult must be 'dsp' or 'lut'")
         if Kh != Kw:
             raise ValueError("square kernels only")
         if storage not in STORAGE_ATTRS:
@@ -194,7 +200,8 @@ class ConvEngine(wiring.Component):
         self.weights = np.asarray(weights, dtype=np.int64)
         self.O, self.K, self.C = O, Kh, C
         self.P, self.och, self.pix = ich_par, och_par, pix
-        self.packing = bool(packing and pix == 2)
+        self.mult = mult  # "lut": multipliers in fabric (cores/lutmul.py), never packed
+        self.packing = bool(packing and pix == 2 and mult == "dsp")
         self.storage = storage
         self.G = math.ceil(C / ich_par)
         self.R = math.ceil(O / och_par)
@@ -324,7 +331,10 @@ class ConvEngine(wiring.Component):
                 for q in range(pix):
                     for o in range(och):
                         for i in range(P):
-                            m.d.sync += prod[q][o][i].eq(x1[q][i] * w1[o][i])
+                            if self.mult == "lut":
+                                m.d.sync += prod[q][o][i].eq(lut_mul(x1[q][i], w1[o][i]))
+                            else:
+                                m.d.sync += prod[q][o][i].eq(x1[q][i] * w1[o][i])
 
         # ---- stage 3: per-beat partial sums ----
         psb = bits_signed(min(-128 * 255 * P, 0), 128 * 255 * P)
@@ -410,7 +420,7 @@ class Conv(wiring.Component):
     def __init__(self, layer: ir.Conv, *, ich_par: int = 1, och_par: int = 1, pix_par: int = 1,
                  packing: bool = True, storage: str = "bram", centre: bool = False, line_ram_style=None,
                  proj: ir.Conv | None = None, proj_och_par: int = 1, proj_pix_par: int = 1,
-                 proj_storage: str = "bram"):
+                 proj_storage: str = "bram", mult: str = "dsp", proj_mult: str = "dsp"):
         self.layer = layer
         H, W, C = layer.in_shape
         O, K, _, _ = layer.weights.shape
@@ -432,7 +442,7 @@ class Conv(wiring.Component):
             weights=layer.weights, bias=layer.bias, requant=layer.requant, in_signed=in_signed,
             out_pixels=self.window.Ho * self.window.Wo, ich_par=ich_par, och_par=och_par, pix=pix_par,
             packing=packing, storage=storage, res_m=layer.res_m if res else None, res_zp=layer.res_zp,
-            skip_signed=skip_signed)
+            skip_signed=skip_signed, mult=mult)
         sig = {"i": In(act_signature(ich_par)), "o": Out(act_signature(och_par))}
         if res:
             sig["skip"] = In(act_signature(och_par))
@@ -448,7 +458,7 @@ class Conv(wiring.Component):
             self.proj_engine = ConvEngine(
                 weights=proj.weights, bias=proj.bias, requant=proj.requant, in_signed=in_signed,
                 out_pixels=Ho * Wo, ich_par=ich_par, och_par=proj_och_par, pix=proj_pix_par, packing=packing,
-                storage=proj_storage)
+                storage=proj_storage, mult=proj_mult)
             sig["proj"] = Out(act_signature(proj_och_par))
         self.load_ports = []  # (port name, engine) of the weight RAMs loaded at start-up, in load order
         if self.engine.uram:
@@ -493,10 +503,10 @@ class Conv(wiring.Component):
     @property
     def dsp(self) -> int:
         e = self.engine
-        n = dsp_count(e.och, e.P, e.pix, e.packing)
+        n = dsp_count(e.och, e.P, e.pix, e.packing, e.mult)
         if self.proj_layer is not None:
             p = self.proj_engine
-            n += dsp_count(p.och, p.P, p.pix, p.packing)
+            n += dsp_count(p.och, p.P, p.pix, p.packing, p.mult)
         return n
 
     def resources(self) -> dict:
@@ -511,7 +521,8 @@ class Conv(wiring.Component):
         def parts(eng, wg):
             rq = eng.requant
             return {
-                "dsp_mac": dsp_count(eng.och, eng.P, eng.pix, eng.packing),
+                "dsp_mac": dsp_count(eng.och, eng.P, eng.pix, eng.packing, eng.mult),
+                "lut_mults": eng.och * eng.P * eng.pix if eng.mult == "lut" else 0,
                 "requant_mults": 0 if rq.m_shift else eng.och,
                 "residual_mults": (0 if rq.r_shift else eng.och) if rq.residual else 0,
                 "line_buffer_bits": wg.DG * wg.lanes * 8 * wg.pix,

@@ -45,6 +45,7 @@ from amaranth.lib.wiring import In, Out
 from .adapters import LaneConverter
 from .conv import _load_port, load_signature
 from .fifo import StreamFIFO
+from .lutmul import lut_mul
 from .add import lane, normalize_requant, requant_value, tree_reduce
 from .stream import act_signature, beats_per_pixel
 
@@ -64,7 +65,8 @@ STORAGE_ATTRS = {
 
 class DenseCore(wiring.Component):
     def __init__(self, in_shape, weights, bias, *, lanes_in: int = 1, och_par: int = 1, ich_par: int = 1,
-                 lanes_out: int = 1, in_signed: bool = True, requant=None, storage: str = "auto"):
+                 lanes_out: int = 1, in_signed: bool = True, requant=None, storage: str = "auto",
+                 mult: str = "dsp"):
         """``weights`` int [O, N] (int8 range), ``bias`` int [O]; ``requant``: ``(m, sh, zp_out, lo, hi[, rounding])``
         or None for a raw int32 output. ``storage``: weight ROM hint, ``auto`` (the tool decides by size), ``bram``,
         ``uram`` or ``lut`` (alias ``logic``)."""
@@ -82,6 +84,9 @@ class DenseCore(wiring.Component):
         self.O, self.N = O, N
         self.lanes_in, self.Po, self.Pi, self.lanes_out = lanes_in, och_par, ich_par, lanes_out
         self.in_signed, self.requant, self.storage = in_signed, requant, storage
+        if mult not in ("dsp", "lut"):
+            raise ValueError("mult must be 'dsp' or 'lut'")
+        self.mult = mult  # "lut": multipliers in fabric (cores/lutmul.py)
         if storage not in STORAGE_ATTRS:
             raise ValueError(f"storage must be one of {', '.join(STORAGE_ATTRS)}")
         self.G = math.ceil(N / ich_par)
@@ -109,11 +114,12 @@ class DenseCore(wiring.Component):
         return self.G * self.n_og
 
     @classmethod
-    def from_layer(cls, layer, lanes_in=1, och_par=1, ich_par=1, lanes_out=1, storage="auto"):
+    def from_layer(cls, layer, lanes_in=1, och_par=1, ich_par=1, lanes_out=1, storage="auto", mult="dsp"):
         rq = layer.requant
         req = None if rq is None else (rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding)
         return cls(layer.in_shape, layer.weights, layer.bias, lanes_in=lanes_in, och_par=och_par, ich_par=ich_par,
-                   lanes_out=lanes_out, in_signed=layer.in_q.signed, requant=req, storage=storage)
+                   lanes_out=lanes_out, in_signed=layer.in_q.signed, requant=req, storage=storage,
+                   mult=mult)
 
     def cycles_per_frame(self) -> int:
         H, W, C = self.in_shape
@@ -236,7 +242,7 @@ class DenseCore(wiring.Component):
             for i in range(Pi):
                 w = wword[(j * Pi + i) * 8 : (j * Pi + i + 1) * 8].as_signed()
                 p = Signal(signed(17), name=f"prod{j}_{i}")
-                m.d.comb += p.eq(xs[i] * w)
+                m.d.comb += p.eq(lut_mul(xs[i], w) if self.mult == "lut" else xs[i] * w)
                 prods.append(p)
             dot = tree_reduce(prods, lambda a, b: a + b)
             bj = [int(bias_p[g * Po + j]) for g in range(n_og)]

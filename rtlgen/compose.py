@@ -277,13 +277,13 @@ def _make_core(lay, lp, topo: Topology, net, P):
         kw = {}
         if proj is not None:
             pp = P[proj.name]
-            kw = dict(proj_och_par=pp.och_par, proj_pix_par=1, proj_storage=pp.storage)
+            kw = dict(proj_och_par=pp.och_par, proj_pix_par=1, proj_storage=pp.storage, proj_mult=pp.mult)
         return Conv(lay, ich_par=lp.ich_par, och_par=lp.och_par, pix_par=lp.pix_par, packing=lp.packing,
-                    storage=lp.storage, centre=bool(topo.centre_of.get(lay.name)), proj=proj, **kw)
+                    storage=lp.storage, mult=lp.mult, centre=bool(topo.centre_of.get(lay.name)), proj=proj, **kw)
     if isinstance(lay, ir.Dense):
         storage = {"lut": "logic", "uram": "uram"}.get(lp.storage, "auto")
         return DenseCore.from_layer(lay, lanes_in=_input_lanes(lay, lp), och_par=lp.och_par, ich_par=lp.ich_par,
-                                    lanes_out=lp.lanes_out, storage=storage)
+                                    lanes_out=lp.lanes_out, storage=storage, mult=lp.mult)
     if isinstance(lay, ir.Pool):
         return PoolCore.from_layer(lay, lanes=lp.lanes_out)
     if isinstance(lay, ir.Add):

@@ -282,6 +282,8 @@ def _candidates(layer, allow_lut_mult, allow_packing, storages):
             for pp in pps:
                 for packing in ((False, True) if (pp == 2 and allow_packing) else (False,)):
                     for mult in (("dsp", "lut") if allow_lut_mult else ("dsp",)):
+                        if packing and mult == "lut":  # packing is a DSP trick: LUT multipliers are never packed
+                            continue
                         for st in storages:
                             out.append((po, pi, pp, packing, mult, st))
     return out

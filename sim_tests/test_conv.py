@@ -436,18 +436,19 @@ CASES = {
     # centre forwarding
     "k3same": dict(H=5, W=4, C=5, O=7, K=3, stride=1, in_signed=True, relu=True, rq="shift",
                    knobs=_k(2, 3, 2, centre=True)),
-    # K=3 stride 2, uint8 in, unpacked pair, multiplier requant, merged residual (multiplier), int8 out
+    # K=3 stride 2, uint8 in, unpacked pair of LUT multipliers (cores/lutmul.py), multiplier requant, merged
+    # residual (multiplier), int8 out
     "k3s2res": dict(H=6, W=5, C=3, O=6, K=3, stride=2, pads=(1, 1, 1, 1), in_signed=False, relu=False, rq="mult",
-                    residual="mult", skip_signed=True, knobs=_k(3, 4, 2, packing=False)),
-    # K=5 on 1-pixel-wide rows, shift residual (uint8 skip), ReLU, LUT weights
+                    residual="mult", skip_signed=True, knobs=_k(3, 4, 2, packing=False, mult="lut")),
+    # K=5 on 1-pixel-wide rows, shift residual (uint8 skip), ReLU, LUT weights and LUT multipliers (int8 in)
     "k5w1": dict(H=6, W=1, C=2, O=3, K=5, stride=1, in_signed=True, relu=True, rq="shift", residual="shift",
-                 skip_signed=False, knobs=_k(1, 2, 1, storage="lut")),
+                 skip_signed=False, knobs=_k(1, 2, 1, storage="lut", mult="lut")),
     # 1x1 stride 2, odd pixel count with a packed pair (dummy second pixel), output-bound
     "k1s2": dict(H=5, W=5, C=4, O=5, K=1, stride=2, pads=(0, 0, 0, 0), in_signed=False, relu=False, rq="mult",
                  out_signed=True, knobs=_k(4, 5, 2)),
     # 3x3 stride 2 with a loop-merged 1x1 stride-2 projection on the window centres
     "k3proj": dict(H=6, W=6, C=4, O=4, K=3, stride=2, in_signed=False, relu=True, rq="shift", proj=6,
-                   knobs=_k(2, 2, 1, proj_och_par=4, centre=True)),
+                   knobs=_k(2, 2, 1, proj_och_par=4, centre=True, proj_mult="lut")),
 }
 CASES["resblock"] = dict(block=True, H=6, W=5, C=4, M=4, in_signed=False, relu2=True, rq="shift",
                         knobs=dict(lanes=4, mid_lanes=2, pix_par=2))

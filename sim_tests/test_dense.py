@@ -34,31 +34,32 @@ def dense_layer(rng, in_shape, O, *, signed=True, zp=0, req="mult", relu=False, 
 
 
 def _configs(rng):
-    # name -> (layer, lanes_in, och_par, ich_par, lanes_out)
+    # name -> (layer, lanes_in, och_par, ich_par, lanes_out, mult); mult "lut": cores/lutmul.py multipliers
     return {
-        "mult": (dense_layer(rng, (1, 1, 8), 5), 2, 2, 3, 1),  # non-dividing och/ich parallelism
-        "flat": (dense_layer(rng, (2, 2, 3), 7, signed=False, zp=5, req="shift", relu=True), 2, 3, 2, 2),
-        "raw": (dense_layer(rng, (1, 1, 6), 4, req=None, wmax=True), 3, 4, 6, 4),  # max-magnitude weights, int32 out
-        "seq": (dense_layer(rng, (1, 1, 5), 10, req=None), 1, 1, 1, 3),
+        "mult": (dense_layer(rng, (1, 1, 8), 5), 2, 2, 3, 1, "dsp"),  # non-dividing och/ich parallelism
+        "flat": (dense_layer(rng, (2, 2, 3), 7, signed=False, zp=5, req="shift", relu=True), 2, 3, 2, 2, "lut"),
+        # max-magnitude weights, int32 out, LUT multipliers
+        "raw": (dense_layer(rng, (1, 1, 6), 4, req=None, wmax=True), 3, 4, 6, 4, "lut"),
+        "seq": (dense_layer(rng, (1, 1, 5), 10, req=None), 1, 1, 1, 3, "dsp"),
     }
 
 
 CFGS = _configs(np.random.default_rng(3))
 ARGMAX = {"am8": (10, 3, 8), "am32": (7, 2, 32), "am1": (5, 1, 8)}  # classes, lanes, width
-for _n, (_layer, _li, _po, _pi, _lo) in CFGS.items():
-    register("default", f"dense_{_n}", lambda c=(_layer, _li, _po, _pi, _lo): DenseCore.from_layer(*c))
+for _n, (_layer, _li, _po, _pi, _lo, _mu) in CFGS.items():
+    register("default", f"dense_{_n}", lambda c=(_layer, _li, _po, _pi, _lo), mu=_mu: DenseCore.from_layer(*c, mult=mu))
 for _n, _a in ARGMAX.items():
     register("default", f"argmax_{_n}", lambda a=_a: ArgmaxCore(*a, True))
 
 
 def _dense_jobs(cfgs, rng, prefix):
     jobs = []
-    for n, (layer, li, po, pi, lo) in cfgs.items():
+    for n, (layer, li, po, pi, lo, mu) in cfgs.items():
         q = layer.in_q
         xs = [rng.integers(q.lo, q.hi + 1, size=layer.in_shape) for _ in range(4)]
         xs[1][...] = q.lo  # extreme inputs: with max-magnitude weights, the largest accumulators
         exp = [golden.run_dense(layer, x[None])[0] for x in xs]
-        core = DenseCore.from_layer(layer, li, po, pi, lo)
+        core = DenseCore.from_layer(layer, li, po, pi, lo, mult=mu)
         ow = core.out_width
         jobs.append(job(n, {"i": [frame_to_beats(x, li) for x in xs]}, [frame_to_beats(e, lo, ow) for e in exp],
                         prefix=f"{prefix}{n}_", last_bit=lo * ow, model=core.cycles_per_frame()))
