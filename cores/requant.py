@@ -110,8 +110,11 @@ def clamp_expr(v, lo: int, hi: int):
 
 def logic_rom(m: Module, name: str, words: list[int], width: int, addr, en):
     """A ROM built from logic (a case statement on ``addr``, registered when ``en``): one-cycle read latency like
-    a synchronous memory read port, LUTs in every tool (no memory inference, no attributes needed)."""
-    out = Signal(unsigned(max(width, 1)), name=f"{name}_data")
+    a synchronous memory read port. Synthesizers may still infer a ROM from a large case statement (yosys' ``proc_rom``,
+    Vivado's ROM extraction) and put it in block RAM: the output register carries ``rom_style = "distributed"`` for
+    Vivado, and :mod:`rtlgen.synth` runs ``proc -norom`` first so that yosys keeps it in LUTs too."""
+    # rom_style: Vivado infers a ROM from a large case statement and may put it in block RAM without it
+    out = Signal(unsigned(max(width, 1)), name=f"{name}_data", attrs={"rom_style": "distributed"})
     with m.If(en):
         with m.Switch(addr):
             for k, w in enumerate(words):

@@ -112,6 +112,27 @@ def _window_delay_pixels(lay: ir.Conv, pix: int) -> int:
     return (kh // 2) * W + kw // 2 + 2 * pix + (W if s > 1 else 0) + 2
 
 
+def projection_merges(net: ir.Network) -> dict[str, str]:
+    """Loop merging: host conv -> the 1x1 projection shortcut computed on its window centres (one pass over the
+    block input feeds both). The rule depends on the network only; :func:`topology` applies it and the planner
+    (:func:`rtlgen.planner.plan_network`) costs a merged projection as the engine it becomes: the host's
+    ``ich_par`` lanes, one pixel per cycle, no packing."""
+    L = {lay.name: lay for lay in net.layers}
+    consumers = {lay.name: [c for c in net.layers if lay.name in c.inputs] for lay in net.layers}
+    out: dict[str, str] = {}
+    for lay in net.layers:
+        if not (isinstance(lay, ir.Conv) and lay.residual is not None):
+            continue
+        a = L[lay.inputs[0]]
+        r = L[lay.residual]
+        if (isinstance(a, ir.Conv) and isinstance(r, ir.Conv) and r.kernel == (1, 1) and not any(r.pads)
+                and r.inputs[0] == a.inputs[0] and tuple(r.stride) == tuple(a.stride) and _same_padded(a)
+                and a.residual is None and [c.name for c in consumers[r.name]] == [lay.name]
+                and a.name not in out and len(consumers[a.name]) == 1):
+            out[a.name] = r.name
+    return out
+
+
 def topology(net: ir.Network, plan) -> Topology:
     from .cores.conv import skip_fifo_entries
 
@@ -121,16 +142,14 @@ def topology(net: ir.Network, plan) -> Topology:
     consumers = {lay.name: [c for c in net.layers if lay.name in c.inputs] for lay in net.layers}
 
     # 1. residual merges: loop merging (projection) and temporal reuse (identity)
+    merges = projection_merges(net)
     skip_src: dict[str, tuple[str, str]] = {}
     for lay in net.layers:
         if not (isinstance(lay, ir.Conv) and lay.residual is not None):
             continue
         a = L[lay.inputs[0]]
         r = L[lay.residual]
-        if (isinstance(a, ir.Conv) and isinstance(r, ir.Conv) and r.kernel == (1, 1) and not any(r.pads)
-                and r.inputs[0] == a.inputs[0] and tuple(r.stride) == tuple(a.stride) and _same_padded(a)
-                and a.residual is None and [c.name for c in consumers[r.name]] == [lay.name]
-                and a.name not in t.proj_of and len(consumers[a.name]) == 1):
+        if merges.get(a.name) == r.name:
             t.proj_of[a.name] = r.name
             t.merged.add(r.name)
             skip_src[lay.name] = (a.name, "proj")

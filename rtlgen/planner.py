@@ -63,11 +63,16 @@ UTILIZATION = {"dsp": 1.0, "lut": 0.80, "ff": 0.80, "bram36": 0.92, "uram": 1.0}
 
 RESOURCES = ("dsp", "lut", "ff", "bram36", "uram")
 
-# per-unit costs (LUT/FF) of the model; see the module docstring
-LUT_PER_LUTMULT = 70  # 8x9-bit multiplier in fabric
-LUT_PER_MAC_ADD = 12  # adder-tree share per MAC
-FF_PER_MAC = 20
-LUT_PER_STAGE = 400  # control, counters, handshake, requant (shift)
+# per-unit costs (LUT/FF) of the model, fitted to yosys (``synth_xilinx -family xcup`` with rtlgen.synth's script)
+# per-layer runs of the ResNet8 builds (``tools/calibrate.py``; BENCHMARKS.md "Planner cost model against yosys"):
+#: LUTs per MAC of the partial-sum adder trees: packed DSP pairs (35-bit products summed in chunks, split into two
+#: lanes) cost more than plain 17-bit products
+LUT_PER_PACKED_MAC = 27
+LUT_PER_DSP_MAC = 20
+#: a LUT multiplier (cores/lutmul.py, ~110 LUTs alone in yosys) with its adder-tree share
+LUT_PER_LUT_MAC = 105
+FF_PER_MAC = 25
+LUT_PER_STAGE = 400  # control, counters, handshake, window generator, requant (shift)
 LUT_PER_REQUANT_LANE = 60
 DSP_PER_MULT_REQUANT_LANE = 2  # 24 x 32-bit fixed-point multiplier
 #: start-up weight load of a URAM memory (UltraRAM has no initial contents): write-address counter, loaded flag,
@@ -185,11 +190,12 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in):
     cycles = max(compute, in_beats, out_beats)
     mults = pi * po * pp
     if mult == "dsp":
-        dsp = _ceil(mults, 2) if (packing and pp == 2) else mults
-        lut = mults * LUT_PER_MAC_ADD
+        packed = packing and pp == 2
+        dsp = _ceil(mults, 2) if packed else mults
+        lut = mults * (LUT_PER_PACKED_MAC if packed else LUT_PER_DSP_MAC)
     else:
         dsp = 0
-        lut = mults * (LUT_PER_LUTMULT + LUT_PER_MAC_ADD)
+        lut = mults * LUT_PER_LUT_MAC
     lanes = po * pp
     rq = layer.requant
     if rq is not None and rq.kind == "multiplier":
@@ -296,6 +302,12 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
     clock = clock_mhz or budget.clock_mhz
     storages = ("lut", "bram") + (("uram",) if budget.uram > 0 else ())
     macs = _mac_layers(net)
+    from .compose import projection_merges
+
+    host_of = {proj: host for host, proj in projection_merges(net).items()}
+    # a loop-merged projection is decided after its host: it reads the host's window centres (host ich_par lanes,
+    # one pixel per cycle, no packing)
+    macs = [lay for lay in macs if lay.name not in host_of] + [lay for lay in macs if lay.name in host_of]
     # precompute (cycles, resources) per candidate; lanes_in depends on the producer: assume the producer's lanes
     # equal its och_par, refined after the choice (input beats rarely bind)
     table = {}
@@ -312,7 +324,9 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
     for name, rows in table.items():
         cyc = np.array([r[0] for r in rows], dtype=np.int64)
         res = np.array([[r[1][k] for k in RESOURCES] for r in rows], dtype=np.float64)
-        arrays[name] = (cyc, res)
+        pis = np.array([r[2][1] for r in rows], dtype=np.int64)
+        proj_ok = np.array([r[2][2] == 1 and not r[2][3] for r in rows], dtype=bool)
+        arrays[name] = (cyc, res, pis, proj_ok)
     cap = np.array([max(getattr(budget, k) * UTILIZATION[k], 1e-9) for k in RESOURCES])
     fixed_tot = np.array([sum(f[1][k] for f in fixed.values()) for k in RESOURCES], dtype=np.float64)
 
@@ -320,8 +334,11 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
         wv = np.array([weights[k] for k in RESOURCES]) / cap
         chosen, tot = {}, fixed_tot.copy()
         for lay in macs:
-            cyc, res = arrays[lay.name]
-            cost = np.where(cyc <= T, res @ wv, np.inf)
+            cyc, res, pis, proj_ok = arrays[lay.name]
+            ok = cyc <= T
+            if lay.name in host_of:
+                ok &= proj_ok & (pis == chosen[host_of[lay.name]][3][1])
+            cost = np.where(ok, res @ wv, np.inf)
             i = int(np.argmin(cost))
             if not np.isfinite(cost[i]):
                 return None, None
@@ -330,8 +347,15 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
             tot += res[i]
         return chosen, dict(zip(RESOURCES, tot))
 
+    #: resources of the FIFOs and lane converters between the cores, which depend on the neighbours' choices:
+    #: reserved from the budget and the search repeated until the reserve covers them (:func:`edge_costs`)
+    reserve = {k: 0.0 for k in RESOURCES}
+
+    def room(k):
+        return max(getattr(budget, k) * UTILIZATION[k] - reserve[k], 1e-9)
+
     def fits(tot):
-        return all(tot[k] <= getattr(budget, k) * UTILIZATION[k] + 1e-9 for k in RESOURCES)
+        return all(tot[k] <= room(k) + 1e-9 for k in RESOURCES)
 
     starts = [{k: 1.0 for k in RESOURCES}] + [{k: (8.0 if k == r else 1.0) for k in RESOURCES} for r in ("dsp", "lut", "bram36")]
 
@@ -345,32 +369,89 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
                 if fits(tot):
                     return chosen
                 for k in RESOURCES:
-                    over = tot[k] / max(getattr(budget, k) * UTILIZATION[k], 1e-9)
+                    over = tot[k] / room(k)
                     if over > 1:
                         weights[k] *= min(1.0 + 2.0 * (over - 1.0), 4.0) + 0.25
         return None
 
-    lo = max((f[0] for f in fixed.values()), default=1)
-    lo = max(lo, max(min(r[0] for r in table[lay.name]) for lay in macs))
-    hi = max(max(r[0] for r in table[lay.name]) for lay in macs)
-    hi = max(hi, lo)
-    best = feasible(hi)
-    if best is None:
-        need = _min_resources(table, fixed)
-        raise OptionError(
-            f"{net.name} does not fit the {board} budget even at the lowest parallelism: needs at least "
-            + ", ".join(f"{need[k]:g} {k.upper() if k != 'bram36' else 'BRAM36'}" for k in RESOURCES if need[k] > 0)
-            + f" (budget: {', '.join(f'{k}={getattr(budget, k)}' for k in RESOURCES)})")
-    while lo < hi:  # smallest feasible T
-        mid = (lo + hi) // 2
-        ch = feasible(mid)
-        if ch is None:
-            lo = mid + 1
-        else:
-            hi, best = mid, ch
-    if best is None or lo != hi:
+    def search():
+        lo = max((f[0] for f in fixed.values()), default=1)
+        lo = max(lo, max(min(r[0] for r in table[lay.name]) for lay in macs))
+        hi = max(max(r[0] for r in table[lay.name]) for lay in macs)
+        hi = max(hi, lo)
         best = feasible(hi)
-    return _build_plan(net, board, budget, clock, best, fixed, allow_lut_mult, allow_packing)
+        if best is None:
+            return None
+        while lo < hi:  # smallest feasible T
+            mid = (lo + hi) // 2
+            ch = feasible(mid)
+            if ch is None:
+                lo = mid + 1
+            else:
+                hi, best = mid, ch
+        if lo != hi:
+            best = feasible(hi)
+        return best
+
+    plan = None
+    for _ in range(6):
+        best = search()
+        if best is None:
+            if plan is not None:  # the reserve for the adapters made it infeasible: keep the last plan's reserve
+                break
+            need = _min_resources(table, fixed)
+            raise OptionError(
+                f"{net.name} does not fit the {board} budget even at the lowest parallelism: needs at least "
+                + ", ".join(f"{need[k]:g} {k.upper() if k != 'bram36' else 'BRAM36'}" for k in RESOURCES if need[k] > 0)
+                + f" (budget: {', '.join(f'{k}={getattr(budget, k)}' for k in RESOURCES)})")
+        plan = _build_plan(net, board, budget, clock, best, fixed, allow_lut_mult, allow_packing)
+        extra = edge_costs(net, plan)
+        need = {k: sum(e.get(k, 0) for e in extra.values()) for k in RESOURCES}
+        if all(need[k] <= reserve[k] + 1e-9 for k in RESOURCES):
+            break
+        reserve = {k: max(reserve[k], need[k]) for k in RESOURCES}
+    for name, e in extra.items():  # the adapters in front of a layer count as the layer's
+        lp = plan.layer(name)
+        lp.lut += int(e.get("lut", 0))
+        lp.ff += int(e.get("ff", 0))
+    if not all(plan.totals()[k] <= getattr(budget, k) * UTILIZATION[k] + 1e-9 for k in RESOURCES):
+        over = [k for k in RESOURCES if plan.totals()[k] > getattr(budget, k) * UTILIZATION[k] + 1e-9]
+        raise OptionError(f"{net.name} does not fit the {board} budget with its stream adapters ({', '.join(over)} over "
+                          f"{', '.join(f'{k}={getattr(budget, k)}' for k in over)})")
+    return plan
+
+
+def lane_converter_cost(lanes_in: int, lanes_out: int, channels: int, width: int = 8) -> dict:
+    """LUT/FF of a :class:`~rtlgen.cores.adapters.LaneConverter` (fitted to yosys: the value buffer of
+    ``2*lanes_in + lanes_out - 1`` entries and its write/read muxes; a plain splitter/gatherer when one lane count
+    divides the other and neither side has tail beats)."""
+    if lanes_in == lanes_out:
+        return {"lut": 0, "ff": 0}
+    simple = (max(lanes_in, lanes_out) % min(lanes_in, lanes_out) == 0 and channels % lanes_in == 0
+              and channels % lanes_out == 0)
+    if simple:
+        return {"lut": 2 * max(lanes_in, lanes_out) * width // 8 + 20, "ff": max(lanes_in, lanes_out) * width + 10}
+    B = 2 * lanes_in + lanes_out - 1
+    return {"lut": int(3 * B * lanes_in * width / 8 + 0.1 * B * lanes_out) + 30, "ff": B * width + 20}
+
+
+def fifo_cost(depth: int, bits: int) -> dict:
+    """LUT/FF of a stream FIFO in distributed RAM (RAM32M16: 8 LUTs per 32 x 14 bits) with its output register."""
+    return {"lut": int(1.3 * 8 * _ceil(bits, 14) * _ceil(max(depth, 1), 32)) + 20, "ff": bits + 12}
+
+
+def edge_costs(net, plan) -> dict[str, dict]:
+    """Per consuming layer: the FIFOs and lane converters the composition puts on its inputs (``compose.topology``)."""
+    from .compose import topology
+
+    out: dict[str, dict] = {}
+    for e in topology(net, plan).edges:
+        d = out.setdefault(e.dst, {"lut": 0, "ff": 0})
+        for c in (lane_converter_cost(e.lanes_src, e.lanes_dst, e.channels, e.width),
+                  fifo_cost(e.depth, e.lanes_dst * e.width + 1)):
+            d["lut"] += c["lut"]
+            d["ff"] += c["ff"]
+    return out
 
 
 def _fixed_stage_costs(net):

@@ -68,6 +68,11 @@ DISTRIBUTED_ROMS = "r:WR_PORTS=0 a:ram_style=distributed %i"
 #: cells, which the fine step maps to CARRY chains like Vivado does; DSP inference has already happened by then.
 UNMAP_MACC = "maccmap -unmap"
 
+#: rtlgen's ``storage=lut`` weight and requant tables are case statements (``cores.requant.logic_rom``, a register
+#: marked ``rom_style = "distributed"`` for Vivado); yosys' ``proc_rom`` would turn a large one into a memory and map
+#: it to block RAM against the plan, so the processes are converted with ``proc -norom`` before ``synth_xilinx``.
+NO_ROM_INFERENCE = "proc -norom"
+
 
 def lut_mult_modules(verilog_text: str, rep: dict, merged: dict | None = None, top: str = "rtlgen_top") -> list[str]:
     """Modules whose multipliers the plan puts in LUTs (``mult == "lut"`` layers), requant modules excluded (their
@@ -96,7 +101,7 @@ def script(verilog: Path, stat_json: Path, top: str = "rtlgen_top", uram: bool =
     ``$__soft_mul`` mechanism, applied between its ``prepare`` and ``map_dsp`` steps; the cells are tagged before
     flattening so the module boundaries still tell which layer they belong to)."""
     opts = f"-family xcup -top {top} -flatten -noiopad" + (" -uram" if uram else "")
-    s = f"read_verilog {verilog}; "
+    s = f"read_verilog {verilog}; {NO_ROM_INFERENCE}; "
     if soft_mul_modules:
         sel = " ".join(f"{m}/t:$mul" for m in soft_mul_modules)
         s += (f"setattr -set rtlgen_lut_mult 1 {sel}; synth_xilinx {opts} -run :map_dsp; "
