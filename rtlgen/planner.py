@@ -9,10 +9,17 @@ its cycles per frame are ``ceil(Ho*Wo/pix_par) * ceil(O/och_par) * K*K * ceil(C/
 parallelism that does not divide the channel count costs only its tail (see the cores' cycle models). A stage can also never run faster than the beats it
 must read and write (``H*W*ceil(C/lanes_in)`` input beats, ``Ho*Wo*ceil(O/och_par)`` output beats).
 
-Resources per configuration (predictions, calibrated against yosys ``synth_xilinx -family xcup`` runs):
+Resources per configuration (predictions fitted to per-layer yosys ``synth_xilinx -family xcup`` runs of whole
+builds, ``tools/calibrate.py``; the constants below say what each one covers):
 
 * DSP48E2: one per multiplier, or one per two MACs when two pixels share a weight (``pix_par=2``, packing on).
-  With ``mult="lut"`` the multipliers are LUT fabric instead (when DSPs run out, switchable).
+  With ``mult="lut"`` the multipliers are LUT fabric instead (``cores/lutmul.py``; when DSPs run out, switchable;
+  never packed). The partial-sum adder trees are fabric in both cases (``LUT_PER_*_MAC``).
+* A loop-merged 1x1 projection (``compose.projection_merges``) is the engine its host builds for it: the host's
+  ``ich_par`` lanes, one pixel per cycle, no packing; it is planned and costed that way.
+* The FIFOs and lane converters between cores (``edge_costs``) depend on both neighbours' choices: they are
+  reserved from the budget and the search repeated until the reserve covers them; a layer's LUT/FF include the
+  adapters on its inputs.
 * Weight ROM read bandwidth binds as hard as DSPs: each cycle the stage reads ``ich_par*och_par`` int8 weights.
   A BRAM36 reads at most 72 bits per port, a URAM 72 bits, so a ROM of width ``w`` bits and depth ``d`` words costs
   ``min over aspect ratios of ceil(w/aw)*ceil(d/ad)`` blocks; a LUT ROM costs about ``w*ceil(d/64)`` LUTs.

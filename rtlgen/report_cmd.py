@@ -92,8 +92,8 @@ def format_synth(s: dict) -> str:
              f"BRAM {r['ramb36']} RAMB36 + {r['ramb18']} RAMB18 = " + cell("bram36_equiv", "36Kb-equiv"), cell("uram", "URAM")]
     verdict = ("fits" if s["fits"] else f"does NOT fit ({', '.join(s['over'])} over capacity)") if s["fits"] is not None else "fit unknown (partial synthesis)"
     how = "cached" if s.get("cached") else f"{s['seconds']:.0f} s"
-    note = (f"\n  ({len(s['lut_mult_modules'])} modules of LUT-multiplier layers kept out of DSPs as planned; the Verilog has no "
-            "use_dsp attribute, so Vivado would infer DSPs there; --synth-raw synthesizes it as is)") if s.get("lut_mult_modules") else ""
+    note = (f"\n  ({len(s['lut_mult_modules'])} modules of LUT-multiplier layers kept out of DSPs as planned; "
+            "--synth-raw synthesizes the Verilog as is)") if s.get("lut_mult_modules") else ""
     return f"yosys synth_xilinx -family xcup ({how}): " + "; ".join(parts) + f" -> {verdict}" + note
 
 

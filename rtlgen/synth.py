@@ -5,9 +5,14 @@
 of distributed RAM and shift registers), FF, DSP48E2, BRAM (RAMB18E2, RAMB36E2, and 36 Kb equivalents = RAMB36 +
 RAMB18 / 2) and URAM288, checked against the board's capacity from ``report.json``'s ``budget``.
 
-Multipliers follow the plan: in layers planned with LUT multipliers (``mult == "lut"``) yosys is kept from
-inferring DSP48E2s (``honor_plan=False`` synthesizes the Verilog as is). NOTE: the generated Verilog carries no
-``use_dsp`` attribute, so Vivado would put those multipliers into DSPs too unless told otherwise.
+Multipliers follow the plan: layers planned with LUT multipliers (``mult == "lut"``) are generated with
+:func:`rtlgen.cores.lutmul.lut_mul` (shift-and-add, no ``*`` operator), so neither yosys nor Vivado infers DSP48E2s
+there; for Verilog of older rtlgen versions any ``$mul`` left in those modules is also kept out of DSPs
+(``honor_plan=False`` synthesizes the Verilog as is).
+
+Two steps make yosys' figures closer to what Vivado builds from the same Verilog (both measured, see the constants):
+``maccmap -unmap`` (adder trees as carry chains instead of yosys' LUT-only compressor mapping) and ``proc -norom``
+(rtlgen's LUT-stored tables stay LUTs as the plan says instead of becoming block RAM).
 
 Results are cached in ``DIR/synth/`` keyed by the Verilog and the script, so a second ``rtlgen report --synth`` is
 instant. ``stop`` (``-run :LABEL``) ends synthesis early: ``map_ffram`` is the last label before LUT mapping, so DSP

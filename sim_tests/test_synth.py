@@ -101,3 +101,36 @@ def test_linebuffer_block_ram(tmp_path):
     print(f"line buffer {bits} bits: {cells.get('RAMB36E2', 0)} RAMB36E2, {cells.get('RAMB18E2', 0)} RAMB18E2")
     assert cells.get("RAMB36E2", 0) == 1  # 284 x 64 bits fits one RAMB36E2 in its 512 x 72 configuration
     assert not any(k.startswith("RAM32") or k.startswith("RAM64") for k in cells)  # no LUTRAM
+
+
+def _rtlgen_script_cells(verilog, top, tmp_path) -> dict:
+    """Cell counts through rtlgen.synth's own script (the one ``rtlgen report --synth`` runs), up to memories."""
+    from rtlgen.synth import cell_counts, script
+
+    stat = tmp_path / f"{top}_stat.json"
+    r = subprocess.run([YOSYS, "-q", "-p", script(verilog, stat, top=top, stop="map_ffram")], capture_output=True,
+                       text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return cell_counts(json.loads(stat.read_text()), top=top)
+
+
+def test_lut_rom_stays_in_luts(tmp_path):
+    """A ``storage="lut"`` weight ROM deep and wide enough for yosys' proc_rom + memory_libmap to choose block RAM
+    (144 words x 512 bits) stays in LUTs through rtlgen's script (``proc -norom``), as planned; plain
+    ``synth_xilinx`` puts it in 15 RAMB18E2 (measured) that the plan would not count."""
+    conv = Conv(_conv_layer(C=32, O=32), ich_par=2, och_par=32, pix_par=1, packing=False, storage="lut")
+    assert conv.engine.rom_depth == 144 and conv.engine.rom_width == 512
+    v = write_verilog(conv, "conv", tmp_path / "conv.v")
+    plain = yosys_cells(v, "conv")
+    ours = _rtlgen_script_cells(v, "conv", tmp_path)
+    line_buffer = 1  # the window generator's line memory: one RAMB18E2 in both
+    assert plain.get("RAMB36E2", 0) + plain.get("RAMB18E2", 0) > line_buffer + 8
+    assert ours.get("RAMB36E2", 0) + ours.get("RAMB18E2", 0) == line_buffer
+
+
+def test_lut_multipliers_infer_no_dsp(tmp_path):
+    """``mult="lut"`` (cores/lutmul.py): no DSP48E2 even in a plain synth_xilinx run (no ``*`` to infer from)."""
+    conv = Conv(_conv_layer(), ich_par=9, och_par=2, pix_par=1, packing=False, storage="bram", mult="lut")
+    assert conv.dsp == 0
+    v = write_verilog(conv, "conv", tmp_path / "conv.v")
+    assert yosys_cells(v, "conv").get("DSP48E2", 0) == 0

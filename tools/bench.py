@@ -413,10 +413,11 @@ def render(res: dict) -> str:
             pred = f"{pr['lut']:,} / {pr['dsp']} / {pr['bram36']}" if pr else "-"
             L.append(f"| {key.replace('@', ' @ ')} | {f('lut')} | {f('ff')} | {f('dsp48e2')} | {f('bram36_equiv')} | "
                      f"{f('uram')} | {r.get('fits')} | {pred} | {r['seconds']} |")
-        L += ["", "yosys `synth_xilinx -family xcup` (Debian 0.23) estimates, not Vivado results; layers planned with LUT "
-              "multipliers are kept out of DSPs as the plan says. Where yosys and the planner disagree, the planner's LUT "
-              "model is the suspect (it is not yet calibrated against synthesis: weight ROMs in LUTs map to MUXF7/8/9 "
-              "trees); a design that yosys finds over capacity is NOT claimed to fit.", ""]
+        L += ["", "yosys `synth_xilinx -family xcup` (Debian 0.23) estimates, not Vivado results (`rtlgen/synth.py`: "
+              "multipliers of LUT-mult layers kept out of DSPs as planned, adder trees mapped to carry chains "
+              "(`maccmap -unmap`), LUT-stored tables kept in LUTs (`proc -norom`)). The planner's prediction is the "
+              "model of `rtlgen/planner.py`, fitted to per-layer yosys runs (section below); a design that yosys finds "
+              "over capacity is NOT claimed to fit.", ""]
     if "calibration" in res:
         from calibrate import table as calib_table
 
