@@ -326,6 +326,35 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
             rows.append((cyc, res, cand))
         table[lay.name] = rows
     fixed = _fixed_stage_costs(net)
+    L_by = {lay.name: lay for lay in net.layers}
+    ri = {k: j for j, k in enumerate(RESOURCES)}
+    adapt_cache: dict = {}
+
+    def adapters(lay, chosen) -> np.ndarray:
+        """Per candidate row: the lane converter + FIFO on the layer's main input, given the producer's choice
+        (skip edges and the inputs of fixed stages are covered by the reserve below)."""
+        if lay.name in host_of:
+            return 0.0
+        src = L_by[lay.inputs[0]]
+        if src.name in chosen:
+            src_lanes = chosen[src.name][3][0]
+        elif isinstance(src, ir.InputStage):
+            src_lanes = src.out_shape[2]
+        elif src.name in fixed:
+            src_lanes = fixed[src.name][2]
+        else:
+            return 0.0
+        key = (lay.name, src_lanes)
+        if key not in adapt_cache:
+            C = src.out_shape[2]
+            a = np.zeros((len(table[lay.name]), len(RESOURCES)))
+            for j, (_, _, cand) in enumerate(table[lay.name]):
+                dst = cand[1] if isinstance(lay, ir.Conv) else min(cand[1], lay.in_shape[2])
+                for c in (lane_converter_cost(src_lanes, dst, C), fifo_cost(2, dst * 8 + 1)):
+                    a[j, ri["lut"]] += c["lut"]
+                    a[j, ri["ff"]] += c["ff"]
+            adapt_cache[key] = a
+        return adapt_cache[key]
 
     arrays = {}
     for name, rows in table.items():
@@ -345,17 +374,19 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
             ok = cyc <= T
             if lay.name in host_of:
                 ok &= proj_ok & (pis == chosen[host_of[lay.name]][3][1])
-            cost = np.where(ok, res @ wv, np.inf)
+            res_eff = res + adapters(lay, chosen)
+            cost = np.where(ok, res_eff @ wv, np.inf)
             i = int(np.argmin(cost))
             if not np.isfinite(cost[i]):
                 return None, None
             row = table[lay.name][i]
             chosen[lay.name] = (cost[i], row[0], row[1], row[2])
-            tot += res[i]
+            tot += res_eff[i]
         return chosen, dict(zip(RESOURCES, tot))
 
-    #: resources of the FIFOs and lane converters between the cores, which depend on the neighbours' choices:
-    #: reserved from the budget and the search repeated until the reserve covers them (:func:`edge_costs`)
+    #: the FIFOs and lane converters between the cores depend on the neighbours' choices: choose() counts the one
+    #: on each MAC layer's main input (its producer is chosen first); the rest (skip edges, inputs of fixed stages)
+    #: is reserved from the budget and the search repeated until the reserve covers it (:func:`edge_costs`)
     reserve = {k: 0.0 for k in RESOURCES}
 
     def room(k):
@@ -400,31 +431,58 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
             best = feasible(hi)
         return best
 
-    plan = None
-    for _ in range(6):
+    def full_totals(plan, extra):
+        t = plan.totals()
+        for e in extra.values():
+            for k in ("lut", "ff"):
+                t[k] += e.get(k, 0)
+        return t
+
+    def cap_of(k):
+        return getattr(budget, k) * UTILIZATION[k]
+
+    found = None  # (cycles, plan, extra) of the fastest plan that fits with its own adapters
+    seen = set()
+    last_need = dict(reserve)
+    for _ in range(12):
         best = search()
-        if best is None:
-            if plan is not None:  # the reserve for the adapters made it infeasible: keep the last plan's reserve
-                break
-            need = _min_resources(table, fixed)
-            raise OptionError(
-                f"{net.name} does not fit the {board} budget even at the lowest parallelism: needs at least "
-                + ", ".join(f"{need[k]:g} {k.upper() if k != 'bram36' else 'BRAM36'}" for k in RESOURCES if need[k] > 0)
-                + f" (budget: {', '.join(f'{k}={getattr(budget, k)}' for k in RESOURCES)})")
+        if best is None:  # reserved too much: back off halfway towards the last plan's own adapters
+            reserve = {k: (reserve[k] + last_need[k]) / 2 for k in RESOURCES}
+            continue
         plan = _build_plan(net, board, budget, clock, best, fixed, allow_lut_mult, allow_packing)
         extra = edge_costs(net, plan)
-        need = {k: sum(e.get(k, 0) for e in extra.values()) for k in RESOURCES}
-        if all(need[k] <= reserve[k] + 1e-9 for k in RESOURCES):
+        idx = {lay.name: next(j for j, r in enumerate(table[lay.name]) if r[2] == best[lay.name][3]) for lay in macs}
+        counted = np.zeros(len(RESOURCES))
+        for lay in macs:
+            a = adapters(lay, best)
+            if not isinstance(a, float):
+                counted += a[idx[lay.name]]
+        need = {k: max(0.0, sum(e.get(k, 0) for e in extra.values()) - counted[ri[k]]) for k in RESOURCES}
+        last_need = need
+        tot = full_totals(plan, extra)
+        key = tuple((lp.name, lp.och_par, lp.ich_par, lp.pix_par, lp.mult, lp.storage) for lp in plan.layers)
+        if all(tot[k] <= cap_of(k) + 1e-9 for k in RESOURCES):
+            if found is None or plan.cycles_per_frame < found[0]:
+                found = (plan.cycles_per_frame, plan, extra)
+            new_reserve = need  # the plan's own adapters: try again with exactly that reserve
+        else:  # over with its adapters: reserve them plus half the overflow
+            new_reserve = {k: need[k] + 0.5 * max(0.0, tot[k] - cap_of(k)) for k in RESOURCES}
+        if key in seen and found is not None:
             break
-        reserve = {k: max(reserve[k], need[k]) for k in RESOURCES}
+        seen.add(key)
+        reserve = new_reserve
+    if found is None:
+        mins = _min_resources(table, fixed)
+        raise OptionError(
+            f"{net.name} does not fit the {board} budget even at the lowest parallelism: needs at least "
+            + ", ".join(f"{mins[k]:g} {k.upper() if k != 'bram36' else 'BRAM36'}" for k in RESOURCES if mins[k] > 0)
+            + " plus its stream adapters (FIFOs, lane converters)"
+            + f" (budget: {', '.join(f'{k}={getattr(budget, k)}' for k in RESOURCES)})")
+    _, plan, extra = found
     for name, e in extra.items():  # the adapters in front of a layer count as the layer's
         lp = plan.layer(name)
         lp.lut += int(e.get("lut", 0))
         lp.ff += int(e.get("ff", 0))
-    if not all(plan.totals()[k] <= getattr(budget, k) * UTILIZATION[k] + 1e-9 for k in RESOURCES):
-        over = [k for k in RESOURCES if plan.totals()[k] > getattr(budget, k) * UTILIZATION[k] + 1e-9]
-        raise OptionError(f"{net.name} does not fit the {board} budget with its stream adapters ({', '.join(over)} over "
-                          f"{', '.join(f'{k}={getattr(budget, k)}' for k in over)})")
     return plan
 
 
