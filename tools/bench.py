@@ -397,7 +397,7 @@ def render(res: dict) -> str:
               f"{100 * g['top1_golden']:.2f} % | {g['cycles_per_frame']:,} | {g['wall_seconds']:,} | {g['cpu_seconds']:,} | "
               f"{g.get('engine')} x{g.get('shards')} |", "",
               f"Load average when it started: {g.get('load_before')} (other jobs shared the 2 cores); the CPU seconds are the "
-              "machine-independent cost: wall time on 2 free cores is about half of them.", ""]
+              "machine-independent cost: wall time on 2 free cores is about half of them." + (f" {g['note']}" if g.get("note") else ""), ""]
     if "synth" in res:
         y = res["synth"]
         L += _section("Resources by yosys (whole designs)", y) + [
@@ -444,12 +444,18 @@ def readme_results(res: dict) -> str:
     L = ["## Results", "", "Measured by `python tools/bench.py` (details, commands and machine in BENCHMARKS.md). Cycle counts",
          "from RTL simulation; FPS = clock / measured cycles per frame; timing closure is not verified without Vivado.", ""]
     if "sim" in res:
-        L += ["| model @ board | FPS at clock (measured cycles) | seed paper | ratio | bit-exact frames |", "|---|---:|---:|---:|---:|"]
+        L += ["| model @ board | FPS at clock (measured cycles) | seed paper | ratio | bit-exact frames | fits the device (yosys LUT / DSP) |",
+              "|---|---:|---:|---:|---:|---|"]
+        synth = res.get("synth", {}).get("runs", {})
         for key, r in sorted(res["sim"]["runs"].items()):
             model, board = key.split("@")
             p = PAPER.get((model, board))
+            y = synth.get(key) or {}
+            rs, cap = y.get("resources") or {}, y.get("capacity") or {}
+            fit = (f"{'yes' if y.get('fits') else 'NO'} ({rs.get('lut', 0):,}/{cap.get('lut', 0):,} / "
+                   f"{rs.get('dsp48e2', 0)}/{cap.get('dsp48e2', 0)})") if rs.get("lut") is not None else "not synthesized"
             L.append(f"| {model} @ {board} ({r['clock_mhz']} MHz) | {r['fps_at_clock']:,.0f} | {p or '-':,} | "
-                     f"{(r['fps_at_clock'] / p) if p else float('nan'):.2f}x | {r['frames'] - r['mismatches']}/{r['frames']} |")
+                     f"{(r['fps_at_clock'] / p) if p else float('nan'):.2f}x | {r['frames'] - r['mismatches']}/{r['frames']} | {fit} |")
         L.append("")
     if (FIG_DIR / "fps_vs_paper.png").exists():
         L += ["![FPS against the seed paper](docs/figures/fps_vs_paper.png)", ""]
@@ -457,7 +463,7 @@ def readme_results(res: dict) -> str:
         g = res["regress"]
         L += [f"Full-dataset RTL regression ({g['target'].replace('@', ' @ ')}): {g['images']:,} CIFAR-10 test images through "
               f"the RTL, {g['mismatches']} mismatches, top-1 {100 * g['top1_rtl']:.2f} % (golden model "
-              f"{100 * g['top1_golden']:.2f} %).", ""]
+              f"{100 * g['top1_golden']:.2f} %)." + (f" {g['note']}" if g.get("note") else ""), ""]
     if "golden" in res:
         L += ["| bundled model | int8 top-1 (golden model, 10,000 images) | seed paper |", "|---|---:|---:|"]
         for name, r in sorted(res["golden"]["models"].items()):
