@@ -416,7 +416,7 @@ def render(res: dict) -> str:
         L += ["", "yosys `synth_xilinx -family xcup` (Debian 0.23) estimates, not Vivado results (`rtlgen/synth.py`: "
               "multipliers of LUT-mult layers kept out of DSPs as planned, adder trees mapped to carry chains "
               "(`maccmap -unmap`), LUT-stored tables kept in LUTs (`proc -norom`)). The planner's prediction is the "
-              "model of `rtlgen/planner.py`, fitted to per-layer yosys runs (section below); a design that yosys finds "
+              "model of `rtlgen/planner.py`, fitted to per-layer yosys runs (`tools/calibrate.py`); a design that yosys finds "
               "over capacity is NOT claimed to fit.", ""]
     if "calibration" in res:
         from calibrate import table as calib_table
