@@ -32,8 +32,16 @@ def net_plan():
     from rtlgen.compose import RtlgenTop
 
     d = Design.load("resnet20", board="kv260")
-    plan = d.plan()
+    _no_uram(d)
+    plan = d.plan_
     return d.net, plan, RtlgenTop(d.net, plan).manifest()
+
+
+def _no_uram(d):
+    """The plain (no weight port) variant: weights the planner put in URAM go to LUTs instead."""
+    for lp in d.plan().layers:
+        if lp.storage == "uram":
+            d.set_layer(lp.name, storage="lut")
 
 
 def _emit(tmp, net_plan, board, clock=200.0, width=64):
@@ -182,7 +190,7 @@ def net_plan_uram():
     from rtlgen.compose import RtlgenTop
 
     d = Design.load("resnet20", board="kv260")
-    d.plan()
+    _no_uram(d)
     d.set_layer("conv1", storage="uram")
     d.set_layer("dense0", storage="uram")
     return d.net, d.plan_, RtlgenTop(d.net, d.plan_).manifest()
