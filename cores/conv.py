@@ -66,6 +66,7 @@ actual weights (at most 32 bits are needed for int8 layers).
 from __future__ import annotations
 
 import math
+import operator
 import re
 
 import numpy as np
@@ -77,6 +78,7 @@ from amaranth.lib.wiring import In, Out
 from rtlgen import ir
 from rtlgen.quant import bits_signed
 
+from .add import tree_reduce
 from .linebuffer import WindowGen, window_layout
 from .lutmul import lut_mul
 from .requant import RequantStage, logic_rom
@@ -132,16 +134,9 @@ def tree_and(terms):
 
 
 def tree_sum(terms):
-    """Balanced adder tree (avoids deep recursion at Verilog export)."""
+    """Balanced adder tree (avoids deep recursion at Verilog export); ``Const(0)`` for no terms."""
     terms = list(terms)
-    if not terms:
-        return Const(0)
-    while len(terms) > 1:
-        nxt = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            nxt.append(terms[-1])
-        terms = nxt
-    return terms[0]
+    return tree_reduce(terms, operator.add) if terms else Const(0)
 
 
 def skip_fifo_entries(W: int, C: int, fh: int = 3, fw: int = 3, och: int = 1, *, temporal_reuse: bool = True,

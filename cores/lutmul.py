@@ -21,13 +21,11 @@ A multiplier written this way carries no ``*`` operator, so Vivado, like yosys, 
 
 from __future__ import annotations
 
+import operator
+
 from amaranth.hdl import Cat, Const, Mux, Value
 
-
-def _tree(terms):
-    while len(terms) > 1:
-        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
-    return terms[0]
+from .add import tree_reduce
 
 
 def lut_mul(x: Value, w: Value) -> Value:
@@ -43,4 +41,4 @@ def lut_mul(x: Value, w: Value) -> Value:
         b = Mux(w[2 * k + 1], x, 0)
         pp = (a - (b << 1)) if k == 3 else (a + (b << 1))
         pps.append(pp << (2 * k))
-    return _tree(pps)
+    return tree_reduce(pps, operator.add)

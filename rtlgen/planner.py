@@ -335,23 +335,21 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
 
     def adapters(lay, chosen) -> np.ndarray:
         """Per candidate row: the lane converter + FIFO on the layer's main input, given the producer's choice
-        (skip edges and the inputs of fixed stages are covered by the reserve below)."""
-        if lay.name in host_of:
-            return 0.0
+        (skip edges and the inputs of fixed stages are covered by the reserve below); zeros where there is none."""
         src = L_by[lay.inputs[0]]
-        if src.name in chosen:
+        if lay.name in host_of:
+            src_lanes = None  # inside its host: no stream of its own
+        elif src.name in chosen:
             src_lanes = chosen[src.name][3][0]
         elif isinstance(src, ir.InputStage):
             src_lanes = src.out_shape[2]
-        elif src.name in fixed:
-            src_lanes = fixed[src.name][2]
         else:
-            return 0.0
+            src_lanes = fixed[src.name][2] if src.name in fixed else None
         key = (lay.name, src_lanes)
         if key not in adapt_cache:
             C = src.out_shape[2]
             a = np.zeros((len(table[lay.name]), len(RESOURCES)))
-            for j, (_, _, cand) in enumerate(table[lay.name]):
+            for j, (_, _, cand) in enumerate(table[lay.name] if src_lanes is not None else ()):
                 dst = cand[1] if isinstance(lay, ir.Conv) else min(cand[1], lay.in_shape[2])
                 for c in (lane_converter_cost(src_lanes, dst, C), fifo_cost(2, dst * 8 + 1)):
                     a[j, ri["lut"]] += c["lut"]
@@ -455,11 +453,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
         plan = _build_plan(net, board, budget, clock, best, fixed, allow_lut_mult, allow_packing)
         extra = edge_costs(net, plan)
         idx = {lay.name: next(j for j, r in enumerate(table[lay.name]) if r[2] == best[lay.name][3]) for lay in macs}
-        counted = np.zeros(len(RESOURCES))
-        for lay in macs:
-            a = adapters(lay, best)
-            if not isinstance(a, float):
-                counted += a[idx[lay.name]]
+        counted = sum((adapters(lay, best)[idx[lay.name]] for lay in macs), np.zeros(len(RESOURCES)))
         need = {k: max(0.0, sum(e.get(k, 0) for e in extra.values()) - counted[ri[k]]) for k in RESOURCES}
         last_need = need
         tot = full_totals(plan, extra)

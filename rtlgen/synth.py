@@ -160,6 +160,21 @@ def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None,
     """Synthesize ``build_dir/rtl/rtlgen_top.v``; returns ``{"resources", "capacity", "over", "fits", "complete",
     "seconds", "cached", "yosys", "script"}``. Raises :class:`YosysMissing` without yosys, :class:`RtlgenError` on a
     yosys failure or timeout."""
+    d, src, yosys, rep, soft = _context(build_dir, yosys, honor_plan)
+    if uram is None:
+        uram = _uses_uram(rep)
+    out = d / "synth"
+    out.mkdir(exist_ok=True)
+    stat_json = out / ("stat.json" if not stop else f"stat_{stop}.json")
+    scr = script(src, stat_json, uram=uram, stop=stop, soft_mul_modules=soft)
+    cache = out / ("result.json" if not stop else f"result_{stop}.json")
+    log = out / ("yosys.log" if not stop else f"yosys_{stop}.log")
+    r = _run_cached(yosys, src, scr, stat_json, cache, log, timeout, "rtlgen_top", version=True)
+    return summarize(r["cells"], rep.get("budget", {}), complete=not stop) | r | {"script": scr, "lut_mult_modules": soft}
+
+
+def _context(build_dir, yosys: str | None, honor_plan: bool):
+    """(build folder, its rtlgen_top.v, the yosys binary, report.json, modules of LUT-mult layers) or a clear error."""
     d = Path(build_dir).resolve()
     src = d / "rtl" / "rtlgen_top.v"
     if not (d / "report.json").exists():
@@ -170,53 +185,54 @@ def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None,
     if not yosys:
         raise YosysMissing(f"yosys not found (needed by --synth): {YOSYS_HINT}")
     rep = json.loads((d / "report.json").read_text())
-    if uram is None:
-        uram = any(L.get("storage") == "uram" for L in rep.get("layers", []))
-    out = d / "synth"
-    out.mkdir(exist_ok=True)
-    stat_json = out / ("stat.json" if not stop else f"stat_{stop}.json")
     soft = []
     if honor_plan:
         man_f = d / "rtl" / "manifest.json"
         merged = json.loads(man_f.read_text()).get("merged", {}).get("loop_merged_projections", {}) if man_f.exists() else {}
         soft = lut_mult_modules(src.read_text(errors="replace"), rep, merged)
-    scr = script(src, stat_json, uram=uram, stop=stop, soft_mul_modules=soft)
+    return d, src, yosys, rep, soft
+
+
+def _uses_uram(rep: dict) -> bool:
+    return any(L.get("storage") == "uram" for L in rep.get("layers", []))
+
+
+def _run_cached(yosys: str, src: Path, scr: str, stat_json: Path, cache: Path, log: Path, timeout, top: str,
+                version: bool = False) -> dict:
+    """Run ``scr`` unless ``cache`` holds the result for this Verilog and script: ``{"cells", "seconds", "cached",
+    "yosys"}`` (the yosys version string when ``version``)."""
     h = hashlib.sha256(src.read_bytes())
     h.update(scr.encode())
     key = h.hexdigest()
-    cache = out / ("result.json" if not stop else f"result_{stop}.json")
     if cache.exists():
         try:
             c = json.loads(cache.read_text())
             if c.get("key") == key:
-                cells = c["cells"]
-                return summarize(cells, rep.get("budget", {}), complete=not stop) | {
-                    "cells": cells, "seconds": c["seconds"], "cached": True, "yosys": c.get("yosys"), "script": scr,
-                    "lut_mult_modules": soft}
+                return {"cells": c["cells"], "seconds": c["seconds"], "cached": True, "yosys": c.get("yosys")}
         except (json.JSONDecodeError, KeyError):
             pass
-    log = out / ("yosys.log" if not stop else f"yosys_{stop}.log")
+    what = "" if top == "rtlgen_top" else f" on {top}"
     t = time.perf_counter()
     try:
-        r = subprocess.run([yosys, "-q", "-l", str(log), "-p", scr], capture_output=True, text=True, timeout=timeout, cwd=out)
+        r = subprocess.run([yosys, "-q", "-l", str(log), "-p", scr], capture_output=True, text=True, timeout=timeout,
+                           cwd=log.parent)
     except subprocess.TimeoutExpired:
-        raise RtlgenError(f"yosys did not finish within {timeout:g} s (raise --synth-timeout; log: {log})") from None
+        raise RtlgenError(f"yosys did not finish{what} within {timeout:g} s (raise --synth-timeout; log: {log})") from None
     except OSError as e:
         raise YosysMissing(f"cannot run yosys at {yosys} ({e.strerror}): {YOSYS_HINT}") from None
-    secs = time.perf_counter() - t
+    secs = round(time.perf_counter() - t, 1)
     if r.returncode != 0 or not stat_json.exists():
         msg = (r.stderr or r.stdout).strip().splitlines()
-        raise RtlgenError(f"yosys failed (exit {r.returncode}, log {log}): {msg[-1] if msg else 'no output'}")
-    stat = json.loads(stat_json.read_text())
-    cells = cell_counts(stat)
+        raise RtlgenError(f"yosys failed{what} (exit {r.returncode}, log {log}): {msg[-1] if msg else 'no output'}")
+    cells = cell_counts(json.loads(stat_json.read_text()), top=top)
     ver = None
-    try:
-        ver = subprocess.run([yosys, "-V"], capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    cache.write_text(json.dumps({"key": key, "cells": cells, "seconds": round(secs, 1), "yosys": ver}, indent=1))
-    return summarize(cells, rep.get("budget", {}), complete=not stop) | {
-        "cells": cells, "seconds": round(secs, 1), "cached": False, "yosys": ver, "script": scr, "lut_mult_modules": soft}
+    if version:
+        try:
+            ver = subprocess.run([yosys, "-V"], capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    cache.write_text(json.dumps({"key": key, "cells": cells, "seconds": secs, "yosys": ver}, indent=1))
+    return {"cells": cells, "seconds": secs, "cached": False, "yosys": ver}
 
 
 def layer_modules(verilog_text: str, top: str = "rtlgen_top") -> list[str]:
@@ -231,56 +247,18 @@ def synthesize_layers(build_dir, timeout: float | None = 3600, yosys: str | None
     child as top): ``{module: {"cells", "resources", "seconds", "cached"}}``, cached per module in
     ``DIR/synth/layers/``. The per-layer figures calibrate the planner's cost model (``tools/calibrate.py``); their
     sum differs from the whole design only by the top's glue and cross-module optimisation."""
-    d = Path(build_dir).resolve()
-    src = d / "rtl" / "rtlgen_top.v"
-    if not src.exists():
-        raise OptionError(f"build folder {str(d)!r} has no rtl/rtlgen_top.v")
-    yosys = yosys or find_yosys()
-    if not yosys:
-        raise YosysMissing(f"yosys not found (needed by --synth): {YOSYS_HINT}")
-    rep = json.loads((d / "report.json").read_text())
-    text = src.read_text(errors="replace")
-    uram = any(L.get("storage") == "uram" for L in rep.get("layers", []))
-    soft = []
-    if honor_plan:
-        man_f = d / "rtl" / "manifest.json"
-        merged = json.loads(man_f.read_text()).get("merged", {}).get("loop_merged_projections", {}) if man_f.exists() else {}
-        soft = lut_mult_modules(text, rep, merged)
+    d, src, yosys, rep, soft = _context(build_dir, yosys, honor_plan)
+    uram = _uses_uram(rep)
     out = d / "synth" / "layers"
     out.mkdir(parents=True, exist_ok=True)
     results = {}
-    for m in modules or layer_modules(text):
+    for m in modules or layer_modules(src.read_text(errors="replace")):
         stat_json = out / f"{m}.stat.json"
         mine = [s for s in soft if s == m or s.startswith(m + "__")]
         scr = script(src, stat_json, top=m, uram=uram, soft_mul_modules=mine)
-        h = hashlib.sha256(text.encode())
-        h.update(scr.encode())
-        key = h.hexdigest()
-        cache = out / f"{m}.json"
-        if cache.exists():
-            try:
-                c = json.loads(cache.read_text())
-                if c.get("key") == key:
-                    results[m] = {"cells": c["cells"], "resources": summarize(c["cells"], {})["resources"],
-                                  "seconds": c["seconds"], "cached": True}
-                    if progress:
-                        progress(m, results[m])
-                    continue
-            except (json.JSONDecodeError, KeyError):
-                pass
-        t = time.perf_counter()
-        try:
-            r = subprocess.run([yosys, "-q", "-l", str(out / f"{m}.log"), "-p", scr], capture_output=True, text=True,
-                               timeout=timeout, cwd=out)
-        except subprocess.TimeoutExpired:
-            raise RtlgenError(f"yosys did not finish {m} within {timeout:g} s") from None
-        if r.returncode != 0 or not stat_json.exists():
-            msg = (r.stderr or r.stdout).strip().splitlines()
-            raise RtlgenError(f"yosys failed on {m} (exit {r.returncode}): {msg[-1] if msg else 'no output'}")
-        cells = cell_counts(json.loads(stat_json.read_text()), top=m)
-        secs = round(time.perf_counter() - t, 1)
-        cache.write_text(json.dumps({"key": key, "cells": cells, "seconds": secs}, indent=1))
-        results[m] = {"cells": cells, "resources": summarize(cells, {})["resources"], "seconds": secs, "cached": False}
+        r = _run_cached(yosys, src, scr, stat_json, out / f"{m}.json", out / f"{m}.log", timeout, m)
+        results[m] = {"cells": r["cells"], "resources": summarize(r["cells"], {})["resources"],
+                      "seconds": r["seconds"], "cached": r["cached"]}
         if progress:
             progress(m, results[m])
     return results
