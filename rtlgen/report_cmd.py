@@ -7,6 +7,8 @@ bottleneck, lower means the stage idles), DSPs, weight storage, FIFO depths and 
 
 ``--synth`` runs Debian's yosys on ``DIR/rtl/rtlgen_top.v`` (see :mod:`rtlgen.synth`) and compares LUT, FF, DSP48E2,
 BRAM (RAMB18/RAMB36) and URAM with the board's capacity; the JSON gets ``"synth": {..., "fits": bool}``.
+``--synth-per-module`` synthesizes every layer module out of context (cached) and adds them up, for designs whose
+flat yosys run takes hours (:func:`rtlgen.synth.synthesize`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def format_synth(s: dict) -> str:
              f"BRAM {r['ramb36']} RAMB36 + {r['ramb18']} RAMB18 = " + cell("bram36_equiv", "36Kb-equiv"), cell("uram", "URAM")]
     verdict = ("fits" if s["fits"] else f"does NOT fit ({', '.join(s['over'])} over capacity)") if s["fits"] is not None else "fit unknown (partial synthesis)"
     how = "cached" if s.get("cached") else f"{s['seconds']:.0f} s"
+    if s.get("mode") == "per-module":
+        how += f", {len(s['modules']) - 1} modules out of context + top glue"
     note = (f"\n  ({len(s['lut_mult_modules'])} modules of LUT-multiplier layers kept out of DSPs as planned; "
             "--synth-raw synthesizes the Verilog as is)") if s.get("lut_mult_modules") else ""
     return f"yosys synth_xilinx -family xcup ({how}): " + "; ".join(parts) + f" -> {verdict}" + note
@@ -138,10 +142,13 @@ def write_chart(rep: dict, rows: list[dict], path: Path) -> Path:
 @click.option("--synth-timeout", type=click.FloatRange(min=1), default=1800, show_default=True, help="seconds before yosys is stopped")
 @click.option("--synth-stop", type=click.Choice(["map_ffram"]), default=None,
               help="stop yosys before LUT mapping (fast: DSP/BRAM/URAM final, LUT/FF not reported)")
+@click.option("--synth-per-module", is_flag=True,
+              help="synthesize each layer module out of context (cached per module) and add them up: for big designs "
+                   "whose flat yosys run takes hours")
 @click.option("--synth-raw", is_flag=True, help="synthesize the Verilog as is (default: multipliers of LUT-mult layers kept out of DSPs, as planned)")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--no-chart", is_flag=True, help="do not write DIR/report.png")
-def report(build_dir, synth, synth_timeout, synth_stop, synth_raw, as_json, no_chart):
+def report(build_dir, synth, synth_timeout, synth_stop, synth_per_module, synth_raw, as_json, no_chart):
     """Per-layer table of a build (parallelism, cycles, utilization, DSP, storage, FIFOs, skip bits) and a chart
     DIR/report.png; --synth adds yosys resources (LUT, FF, DSP48E2, BRAM, URAM) against the board."""
     rep = load_report(build_dir)
@@ -154,7 +161,8 @@ def report(build_dir, synth, synth_timeout, synth_stop, synth_raw, as_json, no_c
         from .synth import YosysMissing, synthesize
 
         try:
-            s = synthesize(build_dir, timeout=synth_timeout, stop=synth_stop, honor_plan=not synth_raw)
+            s = synthesize(build_dir, timeout=synth_timeout, stop=synth_stop, honor_plan=not synth_raw,
+                           per_module=synth_per_module)
         except YosysMissing as e:
             click.echo(f"rtlgen: error: {e}", err=True)
             sys.exit(2)
@@ -167,7 +175,9 @@ def report(build_dir, synth, synth_timeout, synth_stop, synth_raw, as_json, no_c
         out["chart"] = str(chart) if chart else None
         if s is not None:
             out["synth"] = {k: s[k] for k in ("resources", "capacity", "over", "fits", "complete", "seconds", "cached", "yosys", "script",
-                                             "lut_mult_modules")}
+                                             "lut_mult_modules", "mode")}
+            if "modules" in s:
+                out["synth"]["modules"] = s["modules"]
             out["fits"] = s["fits"]
         click.echo(json.dumps(out, indent=1))
         return

@@ -18,7 +18,9 @@ Results are cached in ``DIR/synth/`` keyed by the Verilog and the script, so a s
 instant. ``stop`` (``-run :LABEL``) ends synthesis early: ``map_ffram`` is the last label before LUT mapping, so DSP
 and block-RAM counts are final there while LUT and FF counts are not (reported as ``None``).
 
-yosys is not ABC-parallel and whole networks take minutes (see ``timeout``); nothing here claims timing closure.
+yosys is not ABC-parallel and whole networks take minutes (see ``timeout``); ``per_module=True``
+(``rtlgen report --synth --synth-per-module``) synthesizes each layer out of context instead, for designs where the
+flat run takes hours. Nothing here claims timing closure.
 """
 
 from __future__ import annotations
@@ -101,12 +103,16 @@ def lut_mult_modules(verilog_text: str, rep: dict, merged: dict | None = None, t
 
 
 def script(verilog: Path, stat_json: Path, top: str = "rtlgen_top", uram: bool = False, stop: str | None = None,
-           soft_mul_modules=()) -> str:
+           soft_mul_modules=(), blackboxes=()) -> str:
     """The yosys script. ``soft_mul_modules``: their ``$mul`` cells are kept out of DSP48E2s (yosys' own
     ``$__soft_mul`` mechanism, applied between its ``prepare`` and ``map_dsp`` steps; the cells are tagged before
-    flattening so the module boundaries still tell which layer they belong to)."""
+    flattening so the module boundaries still tell which layer they belong to). ``blackboxes``: modules turned into
+    black boxes (not synthesized, their instances left as cells), for the top's own logic in a per-module run."""
     opts = f"-family xcup -top {top} -flatten -noiopad" + (" -uram" if uram else "")
-    s = f"read_verilog {verilog}; {NO_ROM_INFERENCE}; "
+    s = f"read_verilog {verilog}; "
+    if blackboxes:
+        s += f"blackbox {' '.join(blackboxes)}; "
+    s += f"{NO_ROM_INFERENCE}; "
     if soft_mul_modules:
         sel = " ".join(f"{m}/t:$mul" for m in soft_mul_modules)
         s += (f"setattr -set rtlgen_lut_mult 1 {sel}; synth_xilinx {opts} -run :map_dsp; "
@@ -156,10 +162,21 @@ def summarize(cells: dict[str, int], budget: dict, complete: bool = True) -> dic
 
 
 def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None, uram: bool | None = None,
-               yosys: str | None = None, honor_plan: bool = True) -> dict:
+               yosys: str | None = None, honor_plan: bool = True, per_module: bool = False, progress=None) -> dict:
     """Synthesize ``build_dir/rtl/rtlgen_top.v``; returns ``{"resources", "capacity", "over", "fits", "complete",
-    "seconds", "cached", "yosys", "script"}``. Raises :class:`YosysMissing` without yosys, :class:`RtlgenError` on a
-    yosys failure or timeout."""
+    "seconds", "cached", "yosys", "script", "mode"}``. Raises :class:`YosysMissing` without yosys,
+    :class:`RtlgenError` on a yosys failure or timeout.
+
+    ``per_module``: out-of-context synthesis, like Vivado's OOC flow -- every child of ``rtlgen_top`` (a layer, a FIFO,
+    a lane converter) on its own (:func:`synthesize_layers`, cached per module, ``timeout`` per module), plus the
+    top's own logic with the children as black boxes; the resources are the sum (``"modules"`` lists each one).
+    yosys' run time grows faster than the design (a whole KV260 ResNet8 runs over an hour flat), and a run cut short
+    keeps the modules already done. No optimisation crosses a module boundary, which costs little here: the
+    children only meet through streams."""
+    if per_module:
+        if stop:
+            raise OptionError("--synth-stop and --synth-per-module cannot be combined")
+        return _synthesize_per_module(build_dir, timeout, yosys, honor_plan, progress)
     d, src, yosys, rep, soft = _context(build_dir, yosys, honor_plan)
     if uram is None:
         uram = _uses_uram(rep)
@@ -170,7 +187,30 @@ def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None,
     cache = out / ("result.json" if not stop else f"result_{stop}.json")
     log = out / ("yosys.log" if not stop else f"yosys_{stop}.log")
     r = _run_cached(yosys, src, scr, stat_json, cache, log, timeout, "rtlgen_top", version=True)
-    return summarize(r["cells"], rep.get("budget", {}), complete=not stop) | r | {"script": scr, "lut_mult_modules": soft}
+    return summarize(r["cells"], rep.get("budget", {}), complete=not stop) | r | {"script": scr, "lut_mult_modules": soft,
+                                                                                 "mode": "flat"}
+
+
+def _synthesize_per_module(build_dir, timeout, yosys, honor_plan, progress) -> dict:
+    layers = synthesize_layers(build_dir, timeout=timeout, yosys=yosys, honor_plan=honor_plan, progress=progress)
+    d, src, yosys, rep, soft = _context(build_dir, yosys, honor_plan)
+    out = d / "synth" / "layers"
+    stat_json = out / "rtlgen_top.glue.stat.json"
+    scr = script(src, stat_json, uram=_uses_uram(rep), blackboxes=list(layers))
+    glue = _run_cached(yosys, src, scr, stat_json, out / "rtlgen_top.glue.json", out / "rtlgen_top.glue.log", timeout,
+                       "rtlgen_top", version=True)
+    cells: dict[str, int] = {}
+    for c in [glue["cells"]] + [r["cells"] for r in layers.values()]:
+        for k, v in c.items():
+            if k not in layers:  # the black-box instances themselves
+                cells[k] = cells.get(k, 0) + v
+    mods = {m: r["resources"] for m, r in layers.items()}
+    mods["rtlgen_top (glue)"] = summarize(glue["cells"], {})["resources"]
+    return summarize(cells, rep.get("budget", {})) | {
+        "cells": cells, "seconds": round(glue["seconds"] + sum(r["seconds"] for r in layers.values()), 1),
+        "cached": glue["cached"] and all(r["cached"] for r in layers.values()), "yosys": glue["yosys"],
+        "script": scr + "  (top glue; each child: the same script with the child as top)", "lut_mult_modules": soft,
+        "mode": "per-module", "modules": mods}
 
 
 def _context(build_dir, yosys: str | None, honor_plan: bool):

@@ -80,20 +80,24 @@ def test_errors_are_one_line(small_build, tmp_path):
 # ------------------------------------------------------------------------------------------------------------------
 # yosys on a tiny hand-written "build": one registered 16x16 multiplier (1 DSP48E2) and a 1024 x 32 memory (block RAM)
 
-TINY_V = """
+MUL_ENGINE_V = """
 module rtlgen_top__mul__engine(input clk, input [15:0] a, input [15:0] b, output reg [31:0] p);
   reg [15:0] ar, br;
   always @(posedge clk) begin ar <= a; br <= b; p <= $signed(ar) * $signed(br); end
 endmodule
-module rtlgen_top(input clk, input rst, input [15:0] a, input [15:0] b, input we, input [9:0] wa, input [9:0] ra,
-                  input [31:0] wd, output [31:0] p, output reg [31:0] rd);
-  rtlgen_top__mul__engine engine(clk, a, b, p);
+"""
+#: a 1024 x 32 RAM with registered read (one block RAM)
+RAM_V = """
   reg [31:0] mem [0:1023];
   always @(posedge clk) begin
     if (we) mem[wa] <= wd;
     rd <= mem[ra];
   end
-endmodule
+"""
+TINY_V = MUL_ENGINE_V + """
+module rtlgen_top(input clk, input rst, input [15:0] a, input [15:0] b, input we, input [9:0] wa, input [9:0] ra,
+                  input [31:0] wd, output [31:0] p, output reg [31:0] rd);
+  rtlgen_top__mul__engine engine(clk, a, b, p);""" + RAM_V + """endmodule
 """
 
 
@@ -172,3 +176,49 @@ def test_lut_mult_modules_follow_the_plan():
     got = lut_mult_modules(v, rep, {"conv1": "conv11", "conv2": "conv3"})
     assert got == ["rtlgen_top__conv1", "rtlgen_top__conv1__engine", "rtlgen_top__conv1__window",
                    "rtlgen_top__conv2__proj_engine", "rtlgen_top__dense0"]
+
+
+TINY_HIER_V = MUL_ENGINE_V + """
+module rtlgen_top__mul(input clk, input [15:0] a, input [15:0] b, output [31:0] p);
+  rtlgen_top__mul__engine engine(clk, a, b, p);
+endmodule
+module rtlgen_top__buf(input clk, input we, input [9:0] wa, input [9:0] ra, input [31:0] wd, output reg [31:0] rd);
+""" + RAM_V + """endmodule
+module rtlgen_top(input clk, input rst, input [15:0] a, input [15:0] b, input we, input [9:0] wa, input [9:0] ra,
+                  input [31:0] wd, output [31:0] p, output reg [31:0] rd, output reg [31:0] q);
+  wire [31:0] rdw;
+  rtlgen_top__mul mul(clk, a, b, p);
+  rtlgen_top__buf buf0(clk, we, wa, ra, wd, rdw);
+  always @(posedge clk) begin rd <= rdw; q <= rdw + p; end  // the top's own glue: an adder and registers
+endmodule
+"""
+
+
+def test_synth_per_module_adds_up_the_children(tmp_path, need_yosys):
+    """``--synth-per-module``: every child of rtlgen_top out of context plus the top's glue with the children as
+    black boxes; the sum equals the flat run on a design with nothing to optimise across modules, and reruns are
+    cached module by module."""
+    out = _tiny_build(tmp_path / "b")
+    (out / "rtl" / "rtlgen_top.v").write_text(TINY_HIER_V)
+    code, so, se = _run("report", out, "--synth", "--json", "--no-chart")
+    assert code == 0, se
+    flat = json.loads(so)["synth"]
+    assert flat["mode"] == "flat"
+    code, so, se = _run("report", out, "--synth", "--synth-per-module", "--json", "--no-chart")
+    assert code == 0, se
+    hier = json.loads(so)["synth"]
+    assert hier["mode"] == "per-module" and not hier["cached"]
+    assert set(hier["modules"]) == {"rtlgen_top__mul", "rtlgen_top__buf", "rtlgen_top (glue)"}
+    assert hier["modules"]["rtlgen_top__mul"]["dsp48e2"] == 1 and hier["modules"]["rtlgen_top__buf"]["bram36_equiv"] == 1
+    assert hier["modules"]["rtlgen_top (glue)"]["ff"] >= 64 and hier["modules"]["rtlgen_top (glue)"]["dsp48e2"] == 0
+    for k in ("lut", "ff", "dsp48e2", "bram36_equiv", "uram"):
+        assert hier["resources"][k] == sum(m[k] for m in hier["modules"].values()), k
+    for k in ("dsp48e2", "bram36_equiv", "uram", "ff"):
+        assert hier["resources"][k] == flat["resources"][k], (k, hier["resources"], flat["resources"])
+    assert abs(hier["resources"]["lut"] - flat["resources"]["lut"]) <= 4, (hier["resources"], flat["resources"])
+    assert hier["fits"] is True
+    code, so, se = _run("report", out, "--synth", "--synth-per-module", "--no-chart")
+    assert code == 0 and "cached" in so and "2 modules out of context + top glue" in so, so
+    # --synth-stop cannot be combined with it: one-line error, exit 2
+    code, so, se = _run("report", out, "--synth", "--synth-per-module", "--synth-stop", "map_ffram", "--no-chart")
+    assert code == 2 and len(se.strip().splitlines()) == 1 and "--synth-per-module" in se, se

@@ -223,13 +223,21 @@ def section_synth(args, res):
         for board in args.boards:
             d = _ensure_build(model, board)
             cmd = ["rtlgen", "report", str(d), "--synth", "--json", "--synth-timeout", str(args.synth_timeout)]
+            if args.synth_per_module:
+                cmd.append("--synth-per-module")
             r, dt = run_json(cmd)
             s = r.get("synth") or {}
             out["runs"][f"{model}@{board}"] = {"seconds": round(dt, 1), "command": shlex.join(cmd),
                                                "resources": s.get("resources"), "capacity": s.get("capacity"),
                                                "fits": s.get("fits"), "over": s.get("over"),
-                                               "complete": s.get("complete"), "error": r.get("synth_error")}
-    out["command"] = f"python tools/bench.py --only synth --models {','.join(args.models)} --boards {','.join(args.boards)}"
+                                               "complete": s.get("complete"), "error": r.get("synth_error"),
+                                               "mode": s.get("mode", "flat"), "yosys_seconds": s.get("seconds"),
+                                               "date": time.strftime("%Y-%m-%d")}
+    cmd = f"python tools/bench.py --only synth --models {','.join(args.models)} --boards {','.join(args.boards)}"
+    mode = "per-module" if args.synth_per_module else "flat"
+    cmds = out.setdefault("commands", {"flat": out["command"]} if out.get("command") else {})
+    cmds[mode] = cmd + (" --synth-per-module" if args.synth_per_module else "")
+    out["command"] = "` ; `".join(cmds[k] for k in sorted(cmds))  # flat rows, then per-module rows
     out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d")
 
@@ -401,8 +409,8 @@ def render(res: dict) -> str:
     if "synth" in res:
         y = res["synth"]
         L += _section("Resources by yosys (whole designs)", y) + [
-              "| model @ board | LUT | FF | DSP48E2 | BRAM36 (equiv.) | URAM | fits | planner's prediction (LUT / DSP / BRAM36) | yosys s |",
-              "|---|---:|---:|---:|---:|---:|---|---|---:|"]
+              "| model @ board | LUT | FF | DSP48E2 | BRAM36 (equiv.) | URAM | fits | planner's prediction (LUT / DSP / BRAM36) | yosys run | yosys s |",
+              "|---|---:|---:|---:|---:|---:|---|---|---|---:|"]
         for key, r in sorted(y["runs"].items()):
             rs, cap = r.get("resources") or {}, r.get("capacity") or {}
 
@@ -412,10 +420,12 @@ def render(res: dict) -> str:
             pr = res.get("build", {}).get("runs", {}).get(key, {}).get("resources", {})
             pred = f"{pr['lut']:,} / {pr['dsp']} / {pr['bram36']}" if pr else "-"
             L.append(f"| {key.replace('@', ' @ ')} | {f('lut')} | {f('ff')} | {f('dsp48e2')} | {f('bram36_equiv')} | "
-                     f"{f('uram')} | {r.get('fits')} | {pred} | {r['seconds']} |")
+                     f"{f('uram')} | {r.get('fits')} | {pred} | {r.get('mode', 'flat')} | {r['seconds']} |")
         L += ["", "yosys `synth_xilinx -family xcup` (Debian 0.23) estimates, not Vivado results (`rtlgen/synth.py`: "
               "multipliers of LUT-mult layers kept out of DSPs as planned, adder trees mapped to carry chains "
-              "(`maccmap -unmap`), LUT-stored tables kept in LUTs (`proc -norom`)). The planner's prediction is the "
+              "(`maccmap -unmap`), LUT-stored tables kept in LUTs (`proc -norom`)). \"flat\": the whole design in one run; "
+              "\"per-module\": each child of `rtlgen_top` out of context plus the top's glue, summed (`--synth-per-module`: "
+              "for designs whose flat run takes hours here; nothing crosses a module boundary but streams). The planner's prediction is the "
               "model of `rtlgen/planner.py`, fitted to per-layer yosys runs (`tools/calibrate.py`); a design that yosys finds "
               "over capacity is NOT claimed to fit.", ""]
     if "calibration" in res:
@@ -501,6 +511,8 @@ def main(argv=None):
     ap.add_argument("--regress", default="resnet8@kv260", help="regress section: MODEL@BOARD of the full-dataset run")
     ap.add_argument("--limit", type=int, default=10_000, help="regress section: test images")
     ap.add_argument("--synth-timeout", type=int, default=3600, help="synth section: seconds per yosys run")
+    ap.add_argument("--synth-per-module", action="store_true",
+                    help="synth section: each layer module out of context, summed (rtlgen report --synth-per-module)")
     ap.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from the stored results")
     ap.add_argument("--record-sim", nargs=3, metavar=("MODEL@BOARD", "BUILD_DIR", "SIM_JSON"),
                     help="store the JSON printed by an `rtlgen sim BUILD_DIR ... --json` run made by hand (long runs)")
