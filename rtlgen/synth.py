@@ -238,9 +238,10 @@ def _uses_uram(rep: dict) -> bool:
 
 
 def _run_cached(yosys: str, src: Path, scr: str, stat_json: Path, cache: Path, log: Path, timeout, top: str,
-                version: bool = False) -> dict:
+                version: bool = False, run=None) -> dict:
     """Run ``scr`` unless ``cache`` holds the result for this Verilog and script: ``{"cells", "seconds", "cached",
-    "yosys"}`` (the yosys version string when ``version``)."""
+    "yosys"}`` (the yosys version string when ``version``). ``run = (script, path, text())``: on a cache miss, write
+    ``text()`` to ``path`` and run that script instead (the same synthesis of a part of ``src``)."""
     h = hashlib.sha256(src.read_bytes())
     h.update(scr.encode())
     key = h.hexdigest()
@@ -252,6 +253,9 @@ def _run_cached(yosys: str, src: Path, scr: str, stat_json: Path, cache: Path, l
         except (json.JSONDecodeError, KeyError):
             pass
     what = "" if top == "rtlgen_top" else f" on {top}"
+    if run is not None:
+        scr, part, text = run
+        part.write_text(text())
     t = time.perf_counter()
     try:
         r = subprocess.run([yosys, "-q", "-l", str(log), "-p", scr], capture_output=True, text=True, timeout=timeout,
@@ -261,6 +265,8 @@ def _run_cached(yosys: str, src: Path, scr: str, stat_json: Path, cache: Path, l
     except OSError as e:
         raise YosysMissing(f"cannot run yosys at {yosys} ({e.strerror}): {YOSYS_HINT}") from None
     secs = round(time.perf_counter() - t, 1)
+    if run is not None:
+        run[1].unlink(missing_ok=True)
     if r.returncode != 0 or not stat_json.exists():
         msg = (r.stderr or r.stdout).strip().splitlines()
         raise RtlgenError(f"yosys failed{what} (exit {r.returncode}, log {log}): {msg[-1] if msg else 'no output'}")
@@ -292,13 +298,57 @@ def synthesize_layers(build_dir, timeout: float | None = 3600, yosys: str | None
     out = d / "synth" / "layers"
     out.mkdir(parents=True, exist_ok=True)
     results = {}
-    for m in modules or layer_modules(src.read_text(errors="replace")):
+    text = src.read_text(errors="replace")
+    blocks = module_blocks(text)
+    for m in modules or layer_modules(text):
         stat_json = out / f"{m}.stat.json"
         mine = [s for s in soft if s == m or s.startswith(m + "__")]
         scr = script(src, stat_json, top=m, uram=uram, soft_mul_modules=mine)
-        r = _run_cached(yosys, src, scr, stat_json, out / f"{m}.json", out / f"{m}.log", timeout, m)
+        # yosys reads (and runs proc on) every module of the file before the hierarchy is pruned to the top: give it
+        # only the child and what it instantiates (the cache key stays that of the whole file and the same script)
+        part = out / f"{m}.v"
+        run_scr = script(part, stat_json, top=m, uram=uram, soft_mul_modules=mine)
+        r = _run_cached(yosys, src, scr, stat_json, out / f"{m}.json", out / f"{m}.log", timeout, m,
+                        run=(run_scr, part, lambda m=m: "".join(blocks[k] for k in sub_hierarchy(blocks, m))))
         results[m] = {"cells": r["cells"], "resources": summarize(r["cells"], {})["resources"],
                       "seconds": r["seconds"], "cached": r["cached"]}
         if progress:
             progress(m, results[m])
     return results
+
+
+_MODULE = re.compile(r"^module\s+([A-Za-z_][A-Za-z0-9_$]*)", re.M)
+
+
+def module_blocks(verilog_text: str) -> dict[str, str]:
+    """Module name -> its text (the attribute lines in front of ``module`` through ``endmodule``), for rtlgen's
+    Verilog (one module per block, as Amaranth writes it)."""
+    out = {}
+    starts = [mt.start() for mt in _MODULE.finditer(verilog_text)]
+    for k, st in enumerate(starts):
+        # attributes ``(* ... *)`` on the lines just before ``module`` belong to it
+        b = st
+        while True:
+            prev = verilog_text.rfind("\n", 0, b - 1) + 1
+            if b > 0 and verilog_text[prev:b].lstrip().startswith("(*"):
+                b = prev
+            else:
+                break
+        end = verilog_text.find("endmodule", st)
+        end = len(verilog_text) if end < 0 else end + len("endmodule")
+        name = _MODULE.match(verilog_text, st).group(1)
+        out[name] = verilog_text[b:end] + "\n"
+    return out
+
+
+def sub_hierarchy(blocks: dict[str, str], top: str) -> list[str]:
+    """``top`` and every module it instantiates, directly or not (file order)."""
+    seen, todo = {top}, [top]
+    while todo:
+        body = blocks[todo.pop()]
+        body = body[body.find("module"):]
+        for name in re.findall(r"^\s*([A-Za-z_][A-Za-z0-9_$]*)\s+[A-Za-z_\\][^\s(]*\s*\(", body, re.M):
+            if name in blocks and name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return [m for m in blocks if m in seen]

@@ -222,3 +222,20 @@ def test_synth_per_module_adds_up_the_children(tmp_path, need_yosys):
     # --synth-stop cannot be combined with it: one-line error, exit 2
     code, so, se = _run("report", out, "--synth", "--synth-per-module", "--synth-stop", "map_ffram", "--no-chart")
     assert code == 2 and len(se.strip().splitlines()) == 1 and "--synth-per-module" in se, se
+
+
+def test_module_blocks_and_sub_hierarchy():
+    """The per-module runs give yosys only the child and what it instantiates (attributes kept with their module)."""
+    from rtlgen.synth import module_blocks, sub_hierarchy
+
+    v = ('/* header */\n(* top =  1  *)\n(* generator = "Amaranth" *)\nmodule rtlgen_top(clk);\n  input clk;\n'
+         '  rtlgen_top__a a (\n    .clk(clk)\n  );\nendmodule\n\n(* generator = "Amaranth" *)\n'
+         'module rtlgen_top__a(clk);\n  input clk;\n  rtlgen_top__a__x \\x$1 (.clk(clk));\nendmodule\n'
+         'module rtlgen_top__a__x(clk);\n  input clk;\nendmodule\nmodule rtlgen_top__b(clk);\n  input clk;\nendmodule\n')
+    b = module_blocks(v)
+    assert list(b) == ["rtlgen_top", "rtlgen_top__a", "rtlgen_top__a__x", "rtlgen_top__b"]
+    assert b["rtlgen_top"].startswith("(* top =  1  *)\n(* generator") and b["rtlgen_top"].rstrip().endswith("endmodule")
+    assert b["rtlgen_top__a"].startswith('(* generator = "Amaranth" *)\nmodule rtlgen_top__a(')
+    assert sub_hierarchy(b, "rtlgen_top__a") == ["rtlgen_top__a", "rtlgen_top__a__x"]
+    assert sub_hierarchy(b, "rtlgen_top") == ["rtlgen_top", "rtlgen_top__a", "rtlgen_top__a__x"]
+    assert sub_hierarchy(b, "rtlgen_top__b") == ["rtlgen_top__b"]
