@@ -244,18 +244,27 @@ def _run_cached(yosys: str, src: Path, scr: str, stat_json: Path, cache: Path, l
     ``text()`` to ``path`` and run that script instead (the same synthesis of a part of ``src``)."""
     h = hashlib.sha256(src.read_bytes())
     h.update(scr.encode())
-    key = h.hexdigest()
+    keys = [h.hexdigest()]
+    body = None
+    if run is not None:  # a part of src: keyed by the part's own text, so that a change elsewhere keeps it cached
+        body = run[2]()
+        hp = hashlib.sha256(body.encode())
+        hp.update(run[0].encode())
+        keys.insert(0, hp.hexdigest())
+    key = keys[0]
     if cache.exists():
         try:
             c = json.loads(cache.read_text())
-            if c.get("key") == key:
+            if c.get("key") in keys:
+                if c["key"] != key:  # found under the whole file's key: keep it under the part's own key too
+                    cache.write_text(json.dumps(c | {"key": key}, indent=1))
                 return {"cells": c["cells"], "seconds": c["seconds"], "cached": True, "yosys": c.get("yosys")}
         except (json.JSONDecodeError, KeyError):
             pass
     what = "" if top == "rtlgen_top" else f" on {top}"
     if run is not None:
-        scr, part, text = run
-        part.write_text(text())
+        scr, part, _ = run
+        part.write_text(body)
     t = time.perf_counter()
     try:
         r = subprocess.run([yosys, "-q", "-l", str(log), "-p", scr], capture_output=True, text=True, timeout=timeout,
