@@ -409,7 +409,7 @@ def render(res: dict) -> str:
     if "synth" in res:
         y = res["synth"]
         L += _section("Resources by yosys (whole designs)", y) + [
-              "| model @ board | LUT | FF | DSP48E2 | BRAM36 (equiv.) | URAM | fits | planner's prediction (LUT / DSP / BRAM36) | yosys run | yosys s |",
+              "| model @ board | LUT | FF | DSP48E2 | BRAM36 (equiv.) | URAM | fits | planner's prediction (LUT / DSP / BRAM36) | yosys run | yosys s (all modules) |",
               "|---|---:|---:|---:|---:|---:|---|---|---|---:|"]
         for key, r in sorted(y["runs"].items()):
             rs, cap = r.get("resources") or {}, r.get("capacity") or {}
@@ -420,7 +420,7 @@ def render(res: dict) -> str:
             pr = res.get("build", {}).get("runs", {}).get(key, {}).get("resources", {})
             pred = f"{pr['lut']:,} / {pr['dsp']} / {pr['bram36']}" if pr else "-"
             L.append(f"| {key.replace('@', ' @ ')} | {f('lut')} | {f('ff')} | {f('dsp48e2')} | {f('bram36_equiv')} | "
-                     f"{f('uram')} | {r.get('fits')} | {pred} | {r.get('mode', 'flat')} | {r['seconds']} |")
+                     f"{f('uram')} | {r.get('fits')} | {pred} | {r.get('mode', 'flat')} | {r.get('yosys_seconds') or r['seconds']} |")
         L += ["", "yosys `synth_xilinx -family xcup` (Debian 0.23) estimates, not Vivado results (`rtlgen/synth.py`: "
               "multipliers of LUT-mult layers kept out of DSPs as planned, adder trees mapped to carry chains "
               "(`maccmap -unmap`), LUT-stored tables kept in LUTs (`proc -norom`)). \"flat\": the whole design in one run; "
