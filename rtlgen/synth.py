@@ -177,7 +177,7 @@ def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None,
         if stop:
             raise OptionError("--synth-stop and --synth-per-module cannot be combined")
         return _synthesize_per_module(build_dir, timeout, yosys, honor_plan, progress)
-    d, src, yosys, rep, soft = _context(build_dir, yosys, honor_plan)
+    d, src, yosys, rep, soft, _ = _context(build_dir, yosys, honor_plan)
     if uram is None:
         uram = _uses_uram(rep)
     out = d / "synth"
@@ -192,8 +192,9 @@ def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None,
 
 
 def _synthesize_per_module(build_dir, timeout, yosys, honor_plan, progress) -> dict:
-    layers = synthesize_layers(build_dir, timeout=timeout, yosys=yosys, honor_plan=honor_plan, progress=progress)
-    d, src, yosys, rep, soft = _context(build_dir, yosys, honor_plan)
+    ctx = _context(build_dir, yosys, honor_plan)
+    d, src, yosys, rep, soft, _ = ctx
+    layers = _synthesize_children(ctx, timeout, None, progress)
     out = d / "synth" / "layers"
     stat_json = out / "rtlgen_top.glue.stat.json"
     scr = script(src, stat_json, uram=_uses_uram(rep), blackboxes=list(layers))
@@ -214,7 +215,8 @@ def _synthesize_per_module(build_dir, timeout, yosys, honor_plan, progress) -> d
 
 
 def _context(build_dir, yosys: str | None, honor_plan: bool):
-    """(build folder, its rtlgen_top.v, the yosys binary, report.json, modules of LUT-mult layers) or a clear error."""
+    """(build folder, its rtlgen_top.v, the yosys binary, report.json, modules of LUT-mult layers, the Verilog text)
+    or a clear error."""
     d = Path(build_dir).resolve()
     src = d / "rtl" / "rtlgen_top.v"
     if not (d / "report.json").exists():
@@ -225,12 +227,13 @@ def _context(build_dir, yosys: str | None, honor_plan: bool):
     if not yosys:
         raise YosysMissing(f"yosys not found (needed by --synth): {YOSYS_HINT}")
     rep = json.loads((d / "report.json").read_text())
+    text = src.read_text(errors="replace")
     soft = []
     if honor_plan:
         man_f = d / "rtl" / "manifest.json"
         merged = json.loads(man_f.read_text()).get("merged", {}).get("loop_merged_projections", {}) if man_f.exists() else {}
-        soft = lut_mult_modules(src.read_text(errors="replace"), rep, merged)
-    return d, src, yosys, rep, soft
+        soft = lut_mult_modules(text, rep, merged)
+    return d, src, yosys, rep, soft, text
 
 
 def _uses_uram(rep: dict) -> bool:
@@ -240,15 +243,14 @@ def _uses_uram(rep: dict) -> bool:
 def _run_cached(yosys: str, src: Path, scr: str, stat_json: Path, cache: Path, log: Path, timeout, top: str,
                 version: bool = False, run=None) -> dict:
     """Run ``scr`` unless ``cache`` holds the result for this Verilog and script: ``{"cells", "seconds", "cached",
-    "yosys"}`` (the yosys version string when ``version``). ``run = (script, path, text())``: on a cache miss, write
-    ``text()`` to ``path`` and run that script instead (the same synthesis of a part of ``src``)."""
+    "yosys"}`` (the yosys version string when ``version``). ``run = (script, path, text)``: ``text`` is a part of
+    ``src`` (one module and its descendants); it is keyed by its own text (the whole file's key is accepted too) and,
+    on a cache miss, written to ``path`` and synthesized with that script instead."""
     h = hashlib.sha256(src.read_bytes())
     h.update(scr.encode())
     keys = [h.hexdigest()]
-    body = None
     if run is not None:  # a part of src: keyed by the part's own text, so that a change elsewhere keeps it cached
-        body = run[2]()
-        hp = hashlib.sha256(body.encode())
+        hp = hashlib.sha256(run[2].encode())
         hp.update(run[0].encode())
         keys.insert(0, hp.hexdigest())
     key = keys[0]
@@ -263,7 +265,7 @@ def _run_cached(yosys: str, src: Path, scr: str, stat_json: Path, cache: Path, l
             pass
     what = "" if top == "rtlgen_top" else f" on {top}"
     if run is not None:
-        scr, part, _ = run
+        scr, part, body = run
         part.write_text(body)
     t = time.perf_counter()
     try:
@@ -275,7 +277,7 @@ def _run_cached(yosys: str, src: Path, scr: str, stat_json: Path, cache: Path, l
         raise YosysMissing(f"cannot run yosys at {yosys} ({e.strerror}): {YOSYS_HINT}") from None
     secs = round(time.perf_counter() - t, 1)
     if run is not None:
-        run[1].unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
     if r.returncode != 0 or not stat_json.exists():
         msg = (r.stderr or r.stdout).strip().splitlines()
         raise RtlgenError(f"yosys failed{what} (exit {r.returncode}, log {log}): {msg[-1] if msg else 'no output'}")
@@ -302,23 +304,27 @@ def synthesize_layers(build_dir, timeout: float | None = 3600, yosys: str | None
     child as top): ``{module: {"cells", "resources", "seconds", "cached"}}``, cached per module in
     ``DIR/synth/layers/``. The per-layer figures calibrate the planner's cost model (``tools/calibrate.py``); their
     sum differs from the whole design only by the top's glue and cross-module optimisation."""
-    d, src, yosys, rep, soft = _context(build_dir, yosys, honor_plan)
+    return _synthesize_children(_context(build_dir, yosys, honor_plan), timeout, modules, progress)
+
+
+def _synthesize_children(ctx, timeout, modules, progress) -> dict:
+    d, src, yosys, rep, soft, text = ctx
     uram = _uses_uram(rep)
     out = d / "synth" / "layers"
     out.mkdir(parents=True, exist_ok=True)
     results = {}
-    text = src.read_text(errors="replace")
     blocks = module_blocks(text)
     for m in modules or layer_modules(text):
         stat_json = out / f"{m}.stat.json"
         mine = [s for s in soft if s == m or s.startswith(m + "__")]
         scr = script(src, stat_json, top=m, uram=uram, soft_mul_modules=mine)
         # yosys reads (and runs proc on) every module of the file before the hierarchy is pruned to the top: give it
-        # only the child and what it instantiates (the cache key stays that of the whole file and the same script)
+        # only the child and what it instantiates (``scr`` on the whole file gives the same cells: its key, that of
+        # caches written before, is still accepted)
         part = out / f"{m}.v"
         run_scr = script(part, stat_json, top=m, uram=uram, soft_mul_modules=mine)
         r = _run_cached(yosys, src, scr, stat_json, out / f"{m}.json", out / f"{m}.log", timeout, m,
-                        run=(run_scr, part, lambda m=m: "".join(blocks[k] for k in sub_hierarchy(blocks, m))))
+                        run=(run_scr, part, "".join(blocks[k] for k in sub_hierarchy(blocks, m))))
         results[m] = {"cells": r["cells"], "resources": summarize(r["cells"], {})["resources"],
                       "seconds": r["seconds"], "cached": r["cached"]}
         if progress:

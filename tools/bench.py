@@ -233,10 +233,10 @@ def section_synth(args, res):
                                                "complete": s.get("complete"), "error": r.get("synth_error"),
                                                "mode": s.get("mode", "flat"), "yosys_seconds": s.get("seconds"),
                                                "date": time.strftime("%Y-%m-%d")}
-    cmd = f"python tools/bench.py --only synth --models {','.join(args.models)} --boards {','.join(args.boards)}"
     mode = "per-module" if args.synth_per_module else "flat"
     cmds = out.setdefault("commands", {"flat": out["command"]} if out.get("command") else {})
-    cmds[mode] = cmd + (" --synth-per-module" if args.synth_per_module else "")
+    cmds[mode] = (f"python tools/bench.py --only synth --models {','.join(args.models)} --boards {','.join(args.boards)}"
+                  + (" --synth-per-module" if args.synth_per_module else ""))
     out["command"] = "` ; `".join(cmds[k] for k in sorted(cmds))  # flat rows, then per-module rows
     out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d")

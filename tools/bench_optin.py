@@ -83,12 +83,12 @@ def main(argv=None):
         res["extra_deep_nets"] = deep_section(args.deep_json)
         sections.append("extra_deep_nets")
     if args.fuzz_report or args.stress_report:
-        old = res.get("extra_optin_robustness", {}).get("body", "")
-        keep = [ln for ln in old.splitlines() if ln.startswith("| ") and not ln.startswith("| run ")
-                and not (args.fuzz_report and ln.startswith("| fuzz")) and not (args.stress_report and ln.startswith("| stress"))]
-        rows = robustness_rows(args.fuzz_report, args.stress_report)
-        rows = [r for r in rows if r.startswith("| fuzz")] + [k for k in keep if k.startswith("| fuzz")] + \
-               [r for r in rows if r.startswith("| stress")] + [k for k in keep if k.startswith("| stress")]
+        old = res.get("extra_optin_robustness", {}).get("body", "").splitlines()
+        new = robustness_rows(args.fuzz_report, args.stress_report)
+
+        def pick(prefix):  # the rows of a report given now replace the stored ones of its kind
+            return [r for r in new if r.startswith(prefix)] or [r for r in old if r.startswith(prefix)]
+        rows = pick("| fuzz") + pick("| stress")
         res["extra_optin_robustness"] = {
             "title": "Opt-in robustness runs (issue 9)", "command": "see each row", "machine": bench.machine(),
             "date": time.strftime("%Y-%m-%d"),
