@@ -134,3 +134,29 @@ def test_lut_multipliers_infer_no_dsp(tmp_path):
     assert conv.dsp == 0
     v = write_verilog(conv, "conv", tmp_path / "conv.v")
     assert yosys_cells(v, "conv").get("DSP48E2", 0) == 0
+
+
+def test_duplicated_enable_luts_merged(tmp_path):
+    """The engine's fabric does not grow with its number of output-channel groups. An och_par=2 ich_par=32 engine
+    with 32 output channels (16 groups) came out of plain ``synth_xilinx`` at 6,202 LUT against 3,308 with 8
+    channels (4 groups), from the same coarse cells: ABC gave each of ~2,850 flip-flops its own copy of one shared
+    clock-enable LUT3. rtlgen's script merges identical cells after synthesis (``MERGE_DUPLICATES``), as Vivado
+    shares such logic; without it this test fails."""
+    from rtlgen.synth import cell_counts, script, summarize, module_blocks, sub_hierarchy
+
+    luts = {}
+    for O in (8, 32):
+        conv = Conv(_conv_layer(C=32, O=O), ich_par=32, och_par=2, pix_par=2, packing=True, storage="bram")
+        text = write_verilog(conv, "conv", tmp_path / f"conv{O}.v").read_text()
+        blocks = module_blocks(text)
+        part = tmp_path / f"engine{O}.v"
+        part.write_text("".join(blocks[k] for k in sub_hierarchy(blocks, "conv__engine")))
+        stat = tmp_path / f"engine{O}.json"
+        r = subprocess.run([YOSYS, "-q", "-p", script(part, stat, top="conv__engine")], capture_output=True,
+                           text=True, timeout=900, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        cells = cell_counts(json.loads(stat.read_text()), top="conv__engine")
+        luts[O] = summarize(cells, {})["resources"]["lut"]
+        assert cells.get("DSP48E2") == 64
+    print(f"och_par=2 engine: {luts[8]} LUT with 4 output groups, {luts[32]} with 16")
+    assert luts[32] < 1.1 * luts[8]
