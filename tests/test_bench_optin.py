@@ -43,3 +43,25 @@ def test_missing_file_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         bench_optin.main([])
     assert e.value.code == 2
+
+
+def test_bench_save_keeps_rows_of_a_concurrent_run(tmp_path, monkeypatch):
+    """Two bench commands at once (say ResNet8 and ResNet20 synthesis): each writes back only the rows it measured,
+    so the one that finishes last does not put the other's stale row back."""
+    import bench
+
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "r.json")
+    monkeypatch.setattr(bench, "FRESH", set())
+    stale = {"synth": {"runs": {"a@x": {"lut": 1}, "b@x": {"lut": 2}}, "command": "old"}, "golden": {"n": 1}}
+    bench.RESULTS.write_text(json.dumps(stale))
+    mine = bench.load_results()  # loaded at start; meanwhile the other run stores a fresh a@x
+    other = bench.load_results()
+    other["synth"]["runs"]["a@x"] = {"lut": 10}
+    bench.RESULTS.write_text(json.dumps(other))
+    bench.put_run(mine, "synth", "b@x", {"lut": 20})
+    mine["synth"]["command"] = "new"
+    out = bench.save_results(mine, sections=["synth"])
+    disk = json.loads(bench.RESULTS.read_text())
+    assert disk == out
+    assert disk["synth"]["runs"] == {"a@x": {"lut": 10}, "b@x": {"lut": 20}}
+    assert disk["synth"]["command"] == "new" and disk["golden"] == {"n": 1}

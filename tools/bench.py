@@ -49,12 +49,29 @@ def load_results() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
 
+#: (section, row) pairs this process measured: save_results merges only those rows of a ``runs`` table into what
+#: is on disk, so that two bench commands running at once (e.g. two boards' synthesis) keep each other's rows
+FRESH: set[tuple[str, str]] = set()
+
+
+def put_run(res: dict, section: str, key: str, row: dict) -> None:
+    res[section].setdefault("runs", {})[key] = row
+    FRESH.add((section, key))
+
+
 def save_results(res: dict, sections=None):
-    """Write the stored figures; with ``sections``, merge only those into what is on disk (several bench runs at once)."""
+    """Write the stored figures; with ``sections``, merge only those into what is on disk (several bench runs at once):
+    a section with a ``runs`` table takes this process's fresh rows over the rows on disk."""
     if sections is not None:
         disk = load_results()
         for k in sections:
-            if k in res:
+            if k not in res:
+                continue
+            if isinstance(res[k], dict) and "runs" in res[k] and isinstance(disk.get(k), dict):
+                runs = dict(disk[k].get("runs", {}))
+                runs.update({key: row for key, row in res[k]["runs"].items() if (k, key) in FRESH})
+                disk[k] = res[k] | {"runs": runs}
+            else:
                 disk[k] = res[k]
         res = disk
     RESULTS.write_text(json.dumps(res, indent=1, sort_keys=True))
@@ -120,14 +137,14 @@ def section_build(args, res):
             d = ROOT / "out" / f"bench_{model}_{board}"
             cmd = ["rtlgen", "build", model, "--board", board, "--out", str(d), "--json"]
             rep, dt = run_json(cmd)
-            out["runs"][f"{model}@{board}"] = {
+            put_run(res, "build", f"{model}@{board}", {
                 "build_seconds": round(dt, 1), "cycles_per_frame": rep["cycles_per_frame"], "fps": rep["fps"],
                 "resources": rep["resources"], "budget": rep["budget"], "skip_buffer_bits": rep["skip_buffer_bits"],
                 "total_macs": rep["total_macs"], "clock_mhz": rep["clock_mhz"],
                 "skip_bits_paper": _paper_skip_bits(d), "skip_bits_naive": _naive_skip_bits(d),
                 "layers": [{"name": L["name"], "op": L["op"], "cycles": L["cycles"], "dsp": L["dsp"], "lut": L["lut"]}
                            for L in json.loads((d / "report.json").read_text())["layers"]],
-            }
+            })
     out["command"] = f"python tools/bench.py --only build --models {','.join(args.models)} --boards {','.join(args.boards)}"
     out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d")
@@ -180,7 +197,7 @@ def section_sim(args, res):
             d = _ensure_build(model, board)
             cmd = ["rtlgen", "sim", str(d), "--random", str(args.frames), "--json"]
             r, dt = run_json(cmd)
-            out["runs"][f"{model}@{board}"] = {**sim_row(r, d, shlex.join(cmd)), "wall_seconds": round(dt, 1)}
+            put_run(res, "sim", f"{model}@{board}", {**sim_row(r, d, shlex.join(cmd)), "wall_seconds": round(dt, 1)})
     out["command"] = (f"python tools/bench.py --only sim --models {','.join(args.models)} --boards {','.join(args.boards)} "
                       f"--frames {args.frames}")
     out["machine"] = machine()
@@ -227,12 +244,12 @@ def section_synth(args, res):
                 cmd.append("--synth-per-module")
             r, dt = run_json(cmd)
             s = r.get("synth") or {}
-            out["runs"][f"{model}@{board}"] = {"seconds": round(dt, 1), "command": shlex.join(cmd),
+            put_run(res, "synth", f"{model}@{board}", {"seconds": round(dt, 1), "command": shlex.join(cmd),
                                                "resources": s.get("resources"), "capacity": s.get("capacity"),
                                                "fits": s.get("fits"), "over": s.get("over"),
                                                "complete": s.get("complete"), "error": r.get("synth_error"),
                                                "mode": s.get("mode", "flat"), "yosys_seconds": s.get("seconds"),
-                                               "date": time.strftime("%Y-%m-%d")}
+                                               "date": time.strftime("%Y-%m-%d")})
     mode = "per-module" if args.synth_per_module else "flat"
     cmds = out.setdefault("commands", {"flat": out["command"]} if out.get("command") else {})
     cmds[mode] = (f"python tools/bench.py --only synth --models {','.join(args.models)} --boards {','.join(args.boards)}"
@@ -525,7 +542,7 @@ def main(argv=None):
         key, bdir, js = args.record_sim
         r = json.loads(Path(js).read_text())
         sim = res.setdefault("sim", {"runs": {}, "command": "(per row)", "machine": machine(), "date": time.strftime("%Y-%m-%d")})
-        sim["runs"][key] = sim_row(r, Path(bdir), args.record_command or f"rtlgen sim {bdir} --json")
+        put_run(res, "sim", key, sim_row(r, Path(bdir), args.record_command or f"rtlgen sim {bdir} --json"))
         res = save_results(res, sections=["sim"])
         args.render_only = True
     if not args.render_only:
