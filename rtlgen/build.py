@@ -175,13 +175,14 @@ class Design:
         d.timings["import"] = time.perf_counter() - t
         return d
 
-    def plan(self, plan_file=None, allow_lut_mult=True, allow_packing=True) -> planner.Plan:
+    def plan(self, plan_file=None, allow_lut_mult=True, allow_packing=True, search="greedy") -> planner.Plan:
         t = time.perf_counter()
         if plan_file is not None:
             self.plan_ = load_plan_file(plan_file, self.net)
             self.plan_.board, self.plan_.clock_mhz, self.plan_.budget = self.board, self.clock_mhz, self.budget.as_dict()
         else:
-            self.plan_ = planner.plan_network(self.net, self.board, self.budget, self.clock_mhz, allow_lut_mult, allow_packing)
+            self.plan_ = planner.plan_network(self.net, self.board, self.budget, self.clock_mhz, allow_lut_mult,
+                                              allow_packing, search)
         recost(self.net, self.plan_)
         if plan_file is not None:
             tot = self.plan_.totals()

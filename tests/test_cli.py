@@ -90,3 +90,9 @@ def test_build_plan_only_and_atomic(model, tmp_path):
     assert r.exit_code == 2 and "does not fit" in r.stderr
     assert not out2.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b2")]
+    # the planner's search strategy is an option, recorded in plan.json
+    out3 = tmp_path / "b3"
+    r = run("build", model.path, "--board", "ultra96v2", "--out", out3, "--no-rtl", "--search", "knapsack", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out3 / "plan.json").read_text())["options"]["search"] == "knapsack"
+    assert json.loads(r.stdout)["cycles_per_frame"] <= rep["cycles_per_frame"]
