@@ -145,10 +145,12 @@ def write_chart(rep: dict, rows: list[dict], path: Path) -> Path:
 @click.option("--synth-per-module", is_flag=True,
               help="synthesize each layer module out of context (cached per module) and add them up: for big designs "
                    "whose flat yosys run takes hours")
+@click.option("--synth-jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="with --synth-per-module: yosys runs at once (one per core)")
 @click.option("--synth-raw", is_flag=True, help="synthesize the Verilog as is (default: multipliers of LUT-mult layers kept out of DSPs, as planned)")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--no-chart", is_flag=True, help="do not write DIR/report.png")
-def report(build_dir, synth, synth_timeout, synth_stop, synth_per_module, synth_raw, as_json, no_chart):
+def report(build_dir, synth, synth_timeout, synth_stop, synth_per_module, synth_jobs, synth_raw, as_json, no_chart):
     """Per-layer table of a build (parallelism, cycles, utilization, DSP, storage, FIFOs, skip bits) and a chart
     DIR/report.png; --synth adds yosys resources (LUT, FF, DSP48E2, BRAM, URAM) against the board."""
     rep = load_report(build_dir)
@@ -162,7 +164,7 @@ def report(build_dir, synth, synth_timeout, synth_stop, synth_per_module, synth_
 
         try:
             s = synthesize(build_dir, timeout=synth_timeout, stop=synth_stop, honor_plan=not synth_raw,
-                           per_module=synth_per_module)
+                           per_module=synth_per_module, jobs=synth_jobs)
         except YosysMissing as e:
             click.echo(f"rtlgen: error: {e}", err=True)
             sys.exit(2)

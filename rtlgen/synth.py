@@ -171,7 +171,8 @@ def summarize(cells: dict[str, int], budget: dict, complete: bool = True) -> dic
 
 
 def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None, uram: bool | None = None,
-               yosys: str | None = None, honor_plan: bool = True, per_module: bool = False, progress=None) -> dict:
+               yosys: str | None = None, honor_plan: bool = True, per_module: bool = False, progress=None,
+               jobs: int = 1) -> dict:
     """Synthesize ``build_dir/rtl/rtlgen_top.v``; returns ``{"resources", "capacity", "over", "fits", "complete",
     "seconds", "cached", "yosys", "script", "mode"}``. Raises :class:`YosysMissing` without yosys,
     :class:`RtlgenError` on a yosys failure or timeout.
@@ -181,11 +182,13 @@ def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None,
     top's own logic with the children as black boxes; the resources are the sum (``"modules"`` lists each one).
     yosys' run time grows faster than the design (a whole KV260 ResNet8 runs over an hour flat), and a run cut short
     keeps the modules already done. No optimisation crosses a module boundary, which costs little here: the
-    children only meet through streams."""
+    children only meet through streams. ``jobs``: yosys runs at once in a per-module run."""
+    if jobs > 1 and not per_module:
+        raise OptionError("--synth-jobs needs --synth-per-module (a flat run is one yosys process)")
     if per_module:
         if stop:
             raise OptionError("--synth-stop and --synth-per-module cannot be combined")
-        return _synthesize_per_module(build_dir, timeout, yosys, honor_plan, progress)
+        return _synthesize_per_module(build_dir, timeout, yosys, honor_plan, progress, jobs)
     d, src, yosys, rep, soft, _ = _context(build_dir, yosys, honor_plan)
     if uram is None:
         uram = _uses_uram(rep)
@@ -200,10 +203,10 @@ def synthesize(build_dir, timeout: float | None = 1800, stop: str | None = None,
                                                                                  "mode": "flat"}
 
 
-def _synthesize_per_module(build_dir, timeout, yosys, honor_plan, progress) -> dict:
+def _synthesize_per_module(build_dir, timeout, yosys, honor_plan, progress, jobs=1) -> dict:
     ctx = _context(build_dir, yosys, honor_plan)
     d, src, yosys, rep, soft, _ = ctx
-    layers = _synthesize_children(ctx, timeout, None, progress)
+    layers = _synthesize_children(ctx, timeout, None, progress, jobs)
     out = d / "synth" / "layers"
     stat_json = out / "rtlgen_top.glue.stat.json"
     scr = script(src, stat_json, uram=_uses_uram(rep), blackboxes=list(layers))
@@ -308,22 +311,24 @@ def layer_modules(verilog_text: str, top: str = "rtlgen_top") -> list[str]:
 
 
 def synthesize_layers(build_dir, timeout: float | None = 3600, yosys: str | None = None, honor_plan: bool = True,
-                      modules: list[str] | None = None, progress=None) -> dict:
+                      modules: list[str] | None = None, progress=None, jobs: int = 1) -> dict:
     """Synthesize every child module of ``rtlgen_top`` on its own (same script as :func:`synthesize`, with the
     child as top): ``{module: {"cells", "resources", "seconds", "cached"}}``, cached per module in
     ``DIR/synth/layers/``. The per-layer figures calibrate the planner's cost model (``tools/calibrate.py``); their
     sum differs from the whole design only by the top's glue and cross-module optimisation."""
-    return _synthesize_children(_context(build_dir, yosys, honor_plan), timeout, modules, progress)
+    return _synthesize_children(_context(build_dir, yosys, honor_plan), timeout, modules, progress, jobs)
 
 
-def _synthesize_children(ctx, timeout, modules, progress) -> dict:
+def _synthesize_children(ctx, timeout, modules, progress, jobs=1) -> dict:
+    """Every child (or ``modules``) on its own, ``jobs`` yosys processes at once; results in the children's order."""
     d, src, yosys, rep, soft, text = ctx
     uram = _uses_uram(rep)
     out = d / "synth" / "layers"
     out.mkdir(parents=True, exist_ok=True)
-    results = {}
     blocks = module_blocks(text)
-    for m in modules or layer_modules(text):
+    names = list(modules or layer_modules(text))
+
+    def one(m):
         stat_json = out / f"{m}.stat.json"
         mine = [s for s in soft if s == m or s.startswith(m + "__")]
         scr = script(src, stat_json, top=m, uram=uram, soft_mul_modules=mine)
@@ -334,11 +339,19 @@ def _synthesize_children(ctx, timeout, modules, progress) -> dict:
         run_scr = script(part, stat_json, top=m, uram=uram, soft_mul_modules=mine)
         r = _run_cached(yosys, src, scr, stat_json, out / f"{m}.json", out / f"{m}.log", timeout, m,
                         run=(run_scr, part, "".join(blocks[k] for k in sub_hierarchy(blocks, m))))
-        results[m] = {"cells": r["cells"], "resources": summarize(r["cells"], {})["resources"],
-                      "seconds": r["seconds"], "cached": r["cached"]}
+        res = {"cells": r["cells"], "resources": summarize(r["cells"], {})["resources"], "seconds": r["seconds"],
+               "cached": r["cached"]}
         if progress:
-            progress(m, results[m])
-    return results
+            progress(m, res)
+        return res
+
+    if jobs <= 1:
+        return {m: one(m) for m in names}
+    from concurrent.futures import ThreadPoolExecutor  # each job waits on its own yosys process
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        done = list(pool.map(one, names))
+    return dict(zip(names, done))
 
 
 _MODULE = re.compile(r"^module\s+([A-Za-z_][A-Za-z0-9_$]*)", re.M)

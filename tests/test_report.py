@@ -222,6 +222,17 @@ def test_synth_per_module_adds_up_the_children(tmp_path, need_yosys):
     # --synth-stop cannot be combined with it: one-line error, exit 2
     code, so, se = _run("report", out, "--synth", "--synth-per-module", "--synth-stop", "map_ffram", "--no-chart")
     assert code == 2 and len(se.strip().splitlines()) == 1 and "--synth-per-module" in se, se
+    # two yosys runs at once: the same figures (fresh cache)
+    import shutil
+
+    shutil.rmtree(out / "synth" / "layers")
+    code, so, se = _run("report", out, "--synth", "--synth-per-module", "--synth-jobs", "2", "--json", "--no-chart")
+    assert code == 0, se
+    par = json.loads(so)["synth"]
+    assert not par["cached"] and par["resources"] == hier["resources"] and par["modules"] == hier["modules"]
+    assert list(par["modules"]) == list(hier["modules"])
+    code, so, se = _run("report", out, "--synth", "--synth-jobs", "2", "--no-chart")
+    assert code == 2 and "--synth-jobs needs --synth-per-module" in se, se
 
 
 def test_module_blocks_and_sub_hierarchy():

@@ -242,6 +242,8 @@ def section_synth(args, res):
             cmd = ["rtlgen", "report", str(d), "--synth", "--json", "--synth-timeout", str(args.synth_timeout)]
             if args.synth_per_module:
                 cmd.append("--synth-per-module")
+                if args.synth_jobs > 1:
+                    cmd += ["--synth-jobs", str(args.synth_jobs)]
             r, dt = run_json(cmd)
             s = r.get("synth") or {}
             put_run(res, "synth", f"{model}@{board}", {"seconds": round(dt, 1), "command": shlex.join(cmd),
@@ -528,6 +530,7 @@ def main(argv=None):
     ap.add_argument("--regress", default="resnet8@kv260", help="regress section: MODEL@BOARD of the full-dataset run")
     ap.add_argument("--limit", type=int, default=10_000, help="regress section: test images")
     ap.add_argument("--synth-timeout", type=int, default=3600, help="synth section: seconds per yosys run")
+    ap.add_argument("--synth-jobs", type=int, default=1, help="with --synth-per-module: yosys runs at once")
     ap.add_argument("--synth-per-module", action="store_true",
                     help="synth section: each layer module out of context, summed (rtlgen report --synth-per-module)")
     ap.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from the stored results")
