@@ -251,6 +251,7 @@ def section_synth(args, res):
                                                "fits": s.get("fits"), "over": s.get("over"),
                                                "complete": s.get("complete"), "error": r.get("synth_error"),
                                                "mode": s.get("mode", "flat"), "yosys_seconds": s.get("seconds"),
+                                               "script": s.get("script"),
                                                "date": time.strftime("%Y-%m-%d")})
     mode = "per-module" if args.synth_per_module else "flat"
     cmds = out.setdefault("commands", {"flat": out["command"]} if out.get("command") else {})
@@ -430,6 +431,7 @@ def render(res: dict) -> str:
         L += _section("Resources by yosys (whole designs)", y) + [
               "| model @ board | LUT | FF | DSP48E2 | BRAM36 (equiv.) | URAM | fits | planner's prediction (LUT / DSP / BRAM36) | yosys run | yosys s (all modules) |",
               "|---|---:|---:|---:|---:|---:|---|---|---|---:|"]
+        stale = False
         for key, r in sorted(y["runs"].items()):
             rs, cap = r.get("resources") or {}, r.get("capacity") or {}
 
@@ -438,15 +440,22 @@ def render(res: dict) -> str:
                 return "-" if v is None else f"{v:,}/{cap.get(k) if cap.get(k) is not None else '-':,}"
             pr = res.get("build", {}).get("runs", {}).get(key, {}).get("resources", {})
             pred = f"{pr['lut']:,} / {pr['dsp']} / {pr['bram36']}" if pr else "-"
-            L.append(f"| {key.replace('@', ' @ ')} | {f('lut')} | {f('ff')} | {f('dsp48e2')} | {f('bram36_equiv')} | "
-                     f"{f('uram')} | {r.get('fits')} | {pred} | {r.get('mode', 'flat')} | {r.get('yosys_seconds') or r['seconds']} |")
+            old = "opt_merge" not in (r.get("script") or "")
+            stale = stale or old
+            L.append(f"| {key.replace('@', ' @ ')}{' (*)' if old else ''} | {f('lut')} | {f('ff')} | {f('dsp48e2')} | "
+                     f"{f('bram36_equiv')} | {f('uram')} | {r.get('fits')} | {pred} | {r.get('mode', 'flat')} | "
+                     f"{r.get('yosys_seconds') or r['seconds']} |")
         L += ["", "yosys `synth_xilinx -family xcup` (Debian 0.23) estimates, not Vivado results (`rtlgen/synth.py`: "
               "multipliers of LUT-mult layers kept out of DSPs as planned, adder trees mapped to carry chains "
-              "(`maccmap -unmap`), LUT-stored tables kept in LUTs (`proc -norom`)). \"flat\": the whole design in one run; "
+              "(`maccmap -unmap`), LUT-stored tables kept in LUTs (`proc -norom`), identical cells on the same nets "
+              "merged after mapping (`opt_merge -share_all`: ABC gave flip-flops private copies of one clock-enable LUT; "
+              "Vivado shares such logic)). \"flat\": the whole design in one run; "
               "\"per-module\": each child of `rtlgen_top` out of context plus the top's glue, summed (`--synth-per-module`: "
               "for designs whose flat run takes hours here; nothing crosses a module boundary but streams). The planner's prediction is the "
               "model of `rtlgen/planner.py`, fitted to per-layer yosys runs (`tools/calibrate.py`); a design that yosys finds "
-              "over capacity is NOT claimed to fit.", ""]
+              "over capacity is NOT claimed to fit."
+              + (" (*): synthesized before the merge step was added (an over-count of LUTs: the step only removes "
+                 "cells); rerun the row's command to refresh it." if stale else ""), ""]
     if "calibration" in res:
         from calibrate import table as calib_table
 
