@@ -71,12 +71,12 @@ UTILIZATION = {"dsp": 1.0, "lut": 0.80, "ff": 0.80, "bram36": 0.92, "uram": 1.0}
 RESOURCES = ("dsp", "lut", "ff", "bram36", "uram")
 
 # per-unit costs (LUT/FF) of the model, fitted to yosys (``synth_xilinx -family xcup`` with rtlgen.synth's script)
-# per-layer runs of the ResNet8 builds (``tools/calibrate.py BUILD_DIR`` prints planner vs yosys per layer). Measured
-# residual on whole designs: yosys counts 24-28 % more LUTs than these predict on ResNet8/ResNet20 @ Ultra96-V2 and
-# 50 % on ResNet20 @ KV260 (per-module run: its och_par=2 layers, weights in BRAM/URAM, cost 1.3-2.1x the modelled
-# LUTs, the wider layers match within 0.8-1.1x, ResNet8 @ KV260 is over-predicted by 10 %; a flat per-weight-bit
-# penalty halves the KV260 plans' speed, so the cost is to be pinned down in the engine first); the 80 % LUT utilization absorbs it only in part, so a build's fit is checked by
-# ``rtlgen report --synth [--synth-per-module]``:
+# per-layer runs of the ResNet8 builds (``tools/calibrate.py BUILD_DIR`` prints planner vs yosys per layer); standalone
+# convs match within 5 % (LUT multipliers ~110 LUT per MAC, packed-DSP arrays 27). Measured residual on whole designs
+# (with the identical-cell merge of rtlgen.synth): yosys counts 14 % more LUTs than predicted on ResNet8 @ Ultra96-V2,
+# 23 % on ResNet20 @ Ultra96-V2, 18 % on ResNet20 @ KV260, whose och_par=2 ich_par=32 layers cost 1.2-1.4x the model
+# (their window generators grow with ich_par*pix_par, covered here by the flat LUT_PER_STAGE). The 80 % LUT
+# utilization absorbs it; a build's fit is checked by ``rtlgen report --synth [--synth-per-module]``:
 #: LUTs per MAC of the partial-sum adder trees: packed DSP pairs (35-bit products summed in chunks, split into two
 #: lanes) cost more than plain 17-bit products
 LUT_PER_PACKED_MAC = 27
