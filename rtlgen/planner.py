@@ -311,6 +311,16 @@ def _candidates(layer, allow_lut_mult, allow_packing, storages):
 SEARCHES = ("greedy", "knapsack")
 
 
+def _cheapest_per_key(keys: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Indices of the cheapest finite ``cost`` for each distinct ``keys`` value, in increasing key order."""
+    idx = np.flatnonzero(np.isfinite(cost))
+    if not len(idx):
+        return idx
+    order = idx[np.lexsort((cost[idx], keys[idx]))]
+    _, first = np.unique(keys[order], return_index=True)
+    return order[first]
+
+
 def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = None, clock_mhz: float | None = None,
                  allow_lut_mult: bool = True, allow_packing: bool = True, search: str = "greedy") -> Plan:
     """Choose every layer's configuration to minimise the slowest stage's cycles per frame under ``budget``.
@@ -424,43 +434,31 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
             cost = np.where(cyc <= T, res_eff @ wv_other, np.inf)
             dsp = dsp_of[lay.name]
             if lay.name not in proj_of:
-                best = {}
-                for j in np.flatnonzero(np.isfinite(cost)):
-                    k = int(dsp[j])
-                    if k not in best or cost[j] < cost[best[k]]:
-                        best[k] = j
-                if not best:
+                j = _cheapest_per_key(dsp, cost)
+                if not len(j):
                     return None, None
-                ks = sorted(best)
-                items.append(((lay.name,), np.array(ks), np.array([cost[best[k]] for k in ks]),
-                              [(best[k],) for k in ks]))
+                items.append(((lay.name,), dsp[j], cost[j], [(int(x),) for x in j]))
                 continue
             pname = proj_of[lay.name]
             pcyc, pres, ppis, pok = arrays[pname]
             pcost = np.where((pcyc <= T) & pok, pres @ wv_other, np.inf)
             pdsp = dsp_of[pname]
-            best = {}
+            ks, cs, hs, ps = [], [], [], []
             for pi_val in np.unique(pis[np.isfinite(cost)]):
                 hj = np.flatnonzero(np.isfinite(cost) & (pis == pi_val))
-                pj = np.flatnonzero(np.isfinite(pcost) & (ppis == pi_val))
+                pmask = np.where(ppis == pi_val, pcost, np.inf)
+                pj = _cheapest_per_key(pdsp, pmask)
                 if not len(pj):
                     continue
-                pbest = {}
-                for j in pj:
-                    k = int(pdsp[j])
-                    if k not in pbest or pcost[j] < pcost[pbest[k]]:
-                        pbest[k] = j
-                for h in hj:
-                    for kp, j in pbest.items():
-                        k = int(dsp[h]) + kp
-                        c = cost[h] + pcost[j]
-                        if k not in best or c < best[k][0]:
-                            best[k] = (c, h, j)
-            if not best:
+                ks.append((dsp[hj][:, None] + pdsp[pj][None, :]).ravel())
+                cs.append((cost[hj][:, None] + pcost[pj][None, :]).ravel())
+                hs.append(np.repeat(hj, len(pj)))
+                ps.append(np.tile(pj, len(hj)))
+            if not ks:
                 return None, None
-            ks = sorted(best)
-            items.append(((lay.name, pname), np.array(ks), np.array([best[k][0] for k in ks]),
-                          [best[k][1:] for k in ks]))
+            ks, cs, hs, ps = (np.concatenate(x) for x in (ks, cs, hs, ps))
+            j = _cheapest_per_key(ks, cs)
+            items.append(((lay.name, pname), ks[j], cs[j], [(int(hs[x]), int(ps[x])) for x in j]))
         f = np.full(cap_d + 1, np.inf)
         f[0] = 0.0
         back = []
