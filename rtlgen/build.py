@@ -97,6 +97,10 @@ def validate_layer_plan(layer, lp: planner.LayerPlan):
             bad("packing needs pix_par=2 (two pixels share a weight)")
         if isinstance(layer, ir.Dense) and lp.pix_par != 1:
             bad("dense layers have pix_par=1")
+        word = planner.weight_word_bits(lp.och_par, lp.ich_par)
+        if word > planner.MAX_SIGNAL_BITS:
+            bad(f"its weight word (och_par {lp.och_par} x ich_par {lp.ich_par} x 8 = {word:,} bits, read every cycle) "
+                f"exceeds {planner.MAX_SIGNAL_BITS:,} bits, the widest signal the generator emits: lower och_par or ich_par")
 
 
 def recost(net: ir.Network, plan: planner.Plan, exact: bool = True):

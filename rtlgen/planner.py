@@ -291,12 +291,23 @@ def _lanes_in(net, layer, chosen: dict) -> int:
     return lp.lanes_out if lp else max(1, min(src.out_shape[2], 8))
 
 
+#: the widest signal the generator emits (Amaranth refuses wider wires): bounds a layer's weight word
+MAX_SIGNAL_BITS = 65_536
+
+
+def weight_word_bits(och_par: int, ich_par: int) -> int:
+    """Bits of the weight word a conv/dense engine reads per cycle (int8 weights)."""
+    return och_par * ich_par * 8
+
+
 def _candidates(layer, allow_lut_mult, allow_packing, storages):
     npix, O, C, KK, W, K = conv_dims(layer)
     out = []
     pps = (1, 2) if (isinstance(layer, ir.Conv) and npix >= 2) else (1,)
     for po in _par_candidates(O):
         for pi in _par_candidates(C):
+            if weight_word_bits(po, pi) > MAX_SIGNAL_BITS:
+                continue
             for pp in pps:
                 for packing in ((False, True) if (pp == 2 and allow_packing) else (False,)):
                     for mult in (("dsp", "lut") if allow_lut_mult else ("dsp",)):

@@ -398,6 +398,9 @@ def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None =
                 return int(rng.integers(lo, n + 1))
 
             lp.och_par, lp.ich_par = par(O), par(C, src_lanes)
+            # the weight word read per cycle has a size limit (found by the opt-in fuzz, s167: a flatten dense at
+            # och_par 10 x ich_par 1520 = 121,600 bits); clamped without drawing, so other plans stay as they were
+            lp.ich_par = min(lp.ich_par, max(1, planner.MAX_SIGNAL_BITS // planner.weight_word_bits(lp.och_par, 1)))
             if isinstance(lay, ir.Conv) and npix >= 2 and rng.random() < 0.5:
                 lp.pix_par = 2
                 lp.packing = bool(rng.random() < 0.6)

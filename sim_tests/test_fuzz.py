@@ -212,3 +212,31 @@ def test_fuzz_opt_in(tmp_path):
             Path(report_path).write_text(json.dumps({"totals": totals, "problems": problems}, indent=1))
     print("FUZZ OPT-IN:", json.dumps(totals))
     assert not problems, "\n".join(problems[:10])
+
+
+#: opt-in fuzz network s167 (seed 7): a flatten head dense 1520 -> 10; its random plan drew och_par 10 x ich_par 1520,
+#: a 121,600-bit weight word that Amaranth refused at Verilog export (OverflowError, no clear message)
+S167 = {"scales": "pow2", "H": 10, "W": 8, "seed": 3881191, "raw_out": False, "head": "flatten", "classes": 10,
+        "in_signed": False,
+        "blocks": [{"s": 1, "merge": False, "c": 7, "relu": True, "k": 1, "kind": "optA"},
+                   {"merge": True, "k": 5, "s": 1, "c": 15, "relu": True, "kind": "identity"},
+                   {"k": 3, "kind": "plain", "merge": True, "relu": True, "c": 19, "s": 1},
+                   {"k": 5, "relu": True, "kind": "optA", "c": 3, "merge": False, "s": 1}]}
+
+
+def test_weight_word_limit_is_a_clear_error_and_random_plans_respect_it():
+    """A plan whose weight word exceeds the widest signal the generator emits is refused with a one-line error naming
+    the layer (not an exception deep in the Verilog export); random fuzz plans and the planner stay under it."""
+    from rtlgen import planner
+    from rtlgen.errors import OptionError
+
+    net = fuzz_nets.import_net(S167, "s167")
+    dense = [lay.name for lay in net.layers if lay.kind == "dense"][0]
+    with pytest.raises(OptionError, match=rf"layer '{dense}'.*121,600 bits.*lower och_par or ich_par"):
+        fuzz_nets.random_plan(net, seed=1, overrides={dense: {"och_par": 10, "ich_par": 1520}})
+    for seed in range(40):
+        plan = fuzz_nets.random_plan(net, seed=seed)
+        for lp in plan.layers:
+            assert planner.weight_word_bits(lp.och_par, lp.ich_par) <= planner.MAX_SIGNAL_BITS, (seed, lp)
+    plan = planner.plan_network(net, "generic", planner.parse_budget("dsp=100000,lut=100000000,bram36=100000,uram=0"))
+    assert all(planner.weight_word_bits(lp.och_par, lp.ich_par) <= planner.MAX_SIGNAL_BITS for lp in plan.layers)
