@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from .errors import RtlgenError
+from .planner import SEARCHES
 
 
 class _Group(click.Group):
@@ -167,7 +168,7 @@ def predict(model, dataset, limit, batch, as_json, input_scale, mean, std):
 @click.option("--out", "out_dir", type=click.Path(), default="build", show_default=True, help="output folder (replaced atomically)")
 @click.option("--no-lut-mult", is_flag=True, help="never implement multipliers in LUTs")
 @click.option("--no-packing", is_flag=True, help="never pack two int8 MACs into one DSP48E2")
-@click.option("--search", type=click.Choice(["greedy", "knapsack"]), default="greedy", show_default=True,
+@click.option("--search", type=click.Choice(SEARCHES), default="greedy", show_default=True,
               help="planner search: knapsack also spends the DSPs by dynamic programming (faster plans where DSPs and "
                    "LUTs both bind; slower to plan)")
 @click.option("--no-rtl", is_flag=True, help="plan and report only (skip composition and Verilog)")

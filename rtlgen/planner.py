@@ -342,14 +342,15 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
     6,913 cycles per frame, ResNet20 @ Ultra96-V2 55,296 instead of 59,904; slower to plan)."""
     if search not in SEARCHES:
         raise OptionError(f"--search: {search!r} is not one of {', '.join(SEARCHES)}")
-    strategy, use_dp = search, search == "knapsack"
+    use_dp = search == "knapsack"
     budget = budget or board_budget(board)
     clock = clock_mhz or budget.clock_mhz
     storages = ("lut", "bram") + (("uram",) if budget.uram > 0 else ())
     macs = _mac_layers(net)
     from .compose import projection_merges
 
-    host_of = {proj: host for host, proj in projection_merges(net).items()}
+    proj_of = projection_merges(net)  # host -> its loop-merged projection
+    host_of = {proj: host for host, proj in proj_of.items()}
     # a loop-merged projection is decided after its host: it reads the host's window centres (host ich_par lanes,
     # one pixel per cycle, no packing)
     macs = [lay for lay in macs if lay.name not in host_of] + [lay for lay in macs if lay.name in host_of]
@@ -436,7 +437,6 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
             return None, None
         # items: per stage (a layer, or a host with its loop-merged projection) the cheapest choice per DSP count
         items = []  # (names, dsp values, costs, row indices per name)
-        proj_of = {h: p for p, h in host_of.items()}
         for lay in macs:
             if lay.name in host_of:
                 continue
@@ -531,7 +531,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
                     return None
                 if fits(tot):
                     return chosen
-                over_by = dict(tot)
+                over_by = tot
                 if use_dp:
                     ch2, tot2 = choose_dp(T, weights, chosen)
                     if ch2 is not None:
@@ -544,7 +544,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
                         weights[k] *= min(1.0 + 2.0 * (over - 1.0), 4.0) + 0.25
         return None
 
-    def search():
+    def lowest_feasible_target():
         lo = max((f[0] for f in fixed.values()), default=1)
         lo = max(lo, max(min(r[0] for r in table[lay.name]) for lay in macs))
         hi = max(max(r[0] for r in table[lay.name]) for lay in macs)
@@ -577,11 +577,11 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
     seen = set()
     last_need = dict(reserve)
     for _ in range(12):
-        best = search()
+        best = lowest_feasible_target()
         if best is None:  # reserved too much: back off halfway towards the last plan's own adapters
             reserve = {k: (reserve[k] + last_need[k]) / 2 for k in RESOURCES}
             continue
-        plan = _build_plan(net, board, budget, clock, best, fixed, allow_lut_mult, allow_packing, strategy)
+        plan = _build_plan(net, board, budget, clock, best, fixed, allow_lut_mult, allow_packing, search)
         extra = edge_costs(net, plan)
         idx = {lay.name: next(j for j, r in enumerate(table[lay.name]) if r[2] == best[lay.name][3]) for lay in macs}
         counted = sum((adapters(lay, best)[idx[lay.name]] for lay in macs), np.zeros(len(RESOURCES)))

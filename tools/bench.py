@@ -131,7 +131,6 @@ def section_golden(args, res):
 
 def section_build(args, res):
     out = res.setdefault("build", {"runs": {}})
-    out["runs"] = out.get("runs", {})
     for model in args.models:
         for board in args.boards:
             d = ROOT / "out" / f"bench_{model}_{board}"
@@ -191,7 +190,6 @@ def sim_row(r: dict, d: Path, command: str) -> dict:
 
 def section_sim(args, res):
     out = res.setdefault("sim", {"runs": {}})
-    out["runs"] = out.get("runs", {})
     for model in args.models:
         for board in args.boards:
             d = _ensure_build(model, board)
@@ -235,7 +233,6 @@ def section_regress(args, res):
 def section_synth(args, res):
     """yosys (``synth_xilinx -family xcup``) resource estimate of every benchmarked build (``rtlgen report --synth``)."""
     out = res.setdefault("synth", {"runs": {}})
-    out["runs"] = out.get("runs", {})
     for model in args.models:
         for board in args.boards:
             d = _ensure_build(model, board)
@@ -431,6 +428,8 @@ def render(res: dict) -> str:
         L += _section("Resources by yosys (whole designs)", y) + [
               "| model @ board | LUT | FF | DSP48E2 | BRAM36 (equiv.) | URAM | fits | planner's prediction (LUT / DSP / BRAM36) | yosys run | yosys s (all modules) |",
               "|---|---:|---:|---:|---:|---:|---|---|---|---:|"]
+        from rtlgen.synth import MERGE_DUPLICATES
+
         stale = False
         for key, r in sorted(y["runs"].items()):
             rs, cap = r.get("resources") or {}, r.get("capacity") or {}
@@ -440,7 +439,7 @@ def render(res: dict) -> str:
                 return "-" if v is None else f"{v:,}/{cap.get(k) if cap.get(k) is not None else '-':,}"
             pr = res.get("build", {}).get("runs", {}).get(key, {}).get("resources", {})
             pred = f"{pr['lut']:,} / {pr['dsp']} / {pr['bram36']}" if pr else "-"
-            old = "opt_merge" not in (r.get("script") or "")
+            old = MERGE_DUPLICATES not in (r.get("script") or "")
             stale = stale or old
             L.append(f"| {key.replace('@', ' @ ')}{' (*)' if old else ''} | {f('lut')} | {f('ff')} | {f('dsp48e2')} | "
                      f"{f('bram36_equiv')} | {f('uram')} | {r.get('fits')} | {pred} | {r.get('mode', 'flat')} | "
