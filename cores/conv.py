@@ -18,14 +18,18 @@ Stream contract of :class:`Conv`
 * ``proj`` (optional, loop merging): the output of a 1x1 stride-``s`` projection shortcut computed on the window
   centres of this conv (``Conv(..., proj=layer)``), ``proj_och_par`` lanes, raster order.
 * Throughput (no stalls, back-to-back frames): :meth:`Conv.cycles_per_frame`; one window beat (``pix_par`` pixels x
-  ``ich_par`` channels x ``och_par`` output channels of MACs) per cycle.
+  ``tap_par`` taps x ``ich_par`` channels x ``och_par`` output channels of MACs) per cycle.
 * Latency: :meth:`Conv.latency` (input beat to first output beat, input at full rate).
 
 Engine (:class:`ConvEngine`)
 ----------------------------
-For each group of ``pix_par`` output pixels and each of the ``R`` output-channel groups, the window (``K*K*G`` beats,
-``G = ceil(C/ich_par)``) streams through an ``och_par x ich_par x pix_par`` MAC array; weights come from one ROM word
-per beat (``och_par*ich_par`` int8 weights, depth ``R*K*K*G``, storage ``bram`` | ``uram`` | ``lut`` chosen per
+For each group of ``pix_par`` output pixels and each of the ``R`` output-channel groups, the window
+(``ceil(K*K/tap_par)*G`` beats, ``G = ceil(C/ich_par)``; ``tap_par`` taps per beat, see
+:mod:`rtlgen.cores.linebuffer`) streams through an ``och_par x (tap_par*ich_par) x pix_par`` MAC array (tap
+parallelism splits the ``K*K*C`` dot product finer than channel groups alone: e.g. a 16-channel 3x3 layer at 8 output
+channels, 9 taps and 1 channel per beat uses its 72 MACs per pixel fully, where ``ceil(16/ich_par)`` steps waste up to a
+third); weights come from one ROM word per beat (``och_par*tap_par*ich_par`` int8 weights, depth
+``R*ceil(K*K/tap_par)*G``, storage ``bram`` | ``uram`` | ``lut`` chosen per
 instance: a memory with ``ram_style``/``rom_style`` attributes, or a ROM in logic for ``lut``; see
 :data:`STORAGE_ATTRS`). Lanes beyond ``C`` or ``O`` carry zero weights, so no
 parallelism needs to divide the channel counts.
@@ -36,8 +40,8 @@ UltraRAM has no initial contents on UltraScale+ (it powers up to zero; Vivado ig
 weight memory is a RAM (``ram_style="ultra"``, no initial values in the Verilog: :func:`strip_ultra_init`) with one
 write port, filled at start-up through the stream port ``wload``:
 
-* ``wload``: payload = one memory word, ``rom_width = och_par*ich_par*8`` bits (the same packing as
-  :meth:`ConvEngine.rom_init`: weight of output lane ``o`` and input lane ``i`` at bits ``[(o*ich_par+i)*8 +: 8]``,
+* ``wload``: payload = one memory word, ``rom_width = och_par*P*8`` bits, ``P = tap_par*ich_par`` (the same packing
+  as :meth:`ConvEngine.rom_init`: weight of output lane ``o`` and MAC lane ``i`` at bits ``[(o*P+i)*8 +: 8]``,
   int8 two's complement), no ``last``; exactly ``rom_depth`` beats in address order (word 0 first). Beat ``n`` is
   written to address ``n`` on the clock edge where ``valid & ready``.
 * ``wload.ready`` is high exactly while the memory is not yet fully loaded: from reset until the edge that accepts
@@ -182,7 +186,8 @@ class ConvEngine(wiring.Component):
 
     def __init__(self, *, weights: np.ndarray, bias: np.ndarray, requant: ir.Requant, in_signed: bool,
                  out_pixels: int, ich_par: int, och_par: int = 1, pix: int = 1, packing: bool = True,
-                 storage: str = "bram", res_m=None, res_zp: int = 0, skip_signed: bool = True, mult: str = "dsp"):
+                 storage: str = "bram", res_m=None, res_zp: int = 0, skip_signed: bool = True, mult: str = "dsp",
+                 tap: int = 1):
         O, Kh, Kw, C = weights.shape
         if mult not in ("dsp", "lut"):
             raise ValueError("mult must be 'dsp' or 'lut'")
@@ -194,7 +199,13 @@ class ConvEngine(wiring.Component):
             raise ValueError("weights must be int8")
         self.weights = np.asarray(weights, dtype=np.int64)
         self.O, self.K, self.C = O, Kh, C
-        self.P, self.och, self.pix = ich_par, och_par, pix
+        if not 1 <= tap <= Kh * Kw:
+            raise ValueError(f"tap must be in [1, {Kh * Kw}]")
+        self.T = int(tap)
+        self.NTG = math.ceil(Kh * Kw / self.T)
+        self.ich = ich_par
+        # MAC lanes per pixel: T tap slots x ich_par channels (lane l = slot j, channel i: l = j*ich_par + i)
+        self.P, self.och, self.pix = ich_par * self.T, och_par, pix
         self.mult = mult  # "lut": multipliers in fabric (cores/lutmul.py), never packed
         self.packing = bool(packing and pix == 2 and mult == "dsp")
         self.storage = storage
@@ -217,7 +228,7 @@ class ConvEngine(wiring.Component):
             zp_out=requant.zp_out, lo=requant.lo, hi=requant.hi, rounding=requant.rounding,
             beats_per_frame=out_pixels * self.R, res_m=res_m, res_zp=res_zp, skip_signed=skip_signed)
         self.residual = res_m is not None
-        sig = {"win": In(stream.Signature(window_layout(ich_par, pix))), "o": Out(act_signature(och_par))}
+        sig = {"win": In(stream.Signature(window_layout(self.P, pix))), "o": Out(act_signature(och_par))}
         if self.residual:
             sig["skip"] = In(act_signature(och_par))
         self.uram = storage == "uram"
@@ -229,27 +240,32 @@ class ConvEngine(wiring.Component):
 
     @property
     def rom_depth(self) -> int:
-        return self.R * self.K * self.K * self.G
+        return self.R * self.NTG * self.G
 
     @property
     def rom_width(self) -> int:
         return self.och * self.P * 8
 
     def rom_init(self) -> list[int]:
-        O, K, C, P, och = self.O, self.K, self.C, self.P, self.och
+        """Weight words in read order ``r, tap group, g``: output lane ``o``, MAC lane ``l = j*ich_par + i`` (tap
+        ``n = tg*T + j``, channel ``c = g*ich_par + i``) at bits ``[(o*P + l)*8 +: 8]``, ``P = T*ich_par``; lanes past
+        ``O``, ``C`` or the last tap hold 0."""
+        O, K, C, P, och, ich, T = self.O, self.K, self.C, self.P, self.och, self.ich, self.T
         words = []
         for r in range(self.R):
-            for ky in range(K):
-                for kx in range(K):
-                    for g in range(self.G):
-                        w = 0
-                        for o in range(och):
-                            oc = r * och + o
-                            for i in range(P):
-                                c = g * P + i
-                                v = int(self.weights[oc, ky, kx, c]) if (oc < O and c < C) else 0
-                                w |= (v & 0xFF) << ((o * P + i) * 8)
-                        words.append(w)
+            for tg in range(self.NTG):
+                for g in range(self.G):
+                    w = 0
+                    for o in range(och):
+                        oc = r * och + o
+                        for j in range(T):
+                            n = tg * T + j
+                            for i in range(ich):
+                                c = g * ich + i
+                                if oc < O and c < C and n < K * K:
+                                    v = int(self.weights[oc, n // K, n % K, c])
+                                    w |= (v & 0xFF) << ((o * P + j * ich + i) * 8)
+                    words.append(w)
         return words
 
     def elaborate(self, platform):
@@ -404,7 +420,7 @@ class Conv(wiring.Component):
     """A convolution layer of the IR as a streaming core (window generator + :class:`ConvEngine`).
 
     Knobs: ``ich_par`` (input lanes = input channels per cycle), ``och_par`` (output channels per cycle),
-    ``pix_par`` (1 or 2 output pixels per cycle), ``packing`` (two MACs per DSP when ``pix_par=2``), ``storage``
+    ``pix_par`` (1 or 2 output pixels per cycle), ``tap_par`` (kernel taps per cycle, 1..K*K), ``packing`` (two MACs per DSP when ``pix_par=2``), ``storage``
     (weight ROM: ``bram`` | ``uram`` | ``lut``), ``centre`` (forward the window centres on port ``centre``),
     ``proj`` (an :class:`rtlgen.ir.Conv` 1x1 projection computed on the window centres, port ``proj``).
 
@@ -415,20 +431,20 @@ class Conv(wiring.Component):
     def __init__(self, layer: ir.Conv, *, ich_par: int = 1, och_par: int = 1, pix_par: int = 1,
                  packing: bool = True, storage: str = "bram", centre: bool = False, line_ram_style=None,
                  proj: ir.Conv | None = None, proj_och_par: int = 1, proj_pix_par: int = 1,
-                 proj_storage: str = "bram", mult: str = "dsp", proj_mult: str = "dsp"):
+                 proj_storage: str = "bram", mult: str = "dsp", proj_mult: str = "dsp", tap_par: int = 1):
         self.layer = layer
         H, W, C = layer.in_shape
         O, K, _, _ = layer.weights.shape
         if layer.stride[0] != layer.stride[1]:
             raise ValueError("equal strides only")
-        self.ich_par, self.och_par, self.pix_par = ich_par, och_par, pix_par
+        self.ich_par, self.och_par, self.pix_par, self.tap_par = ich_par, och_par, pix_par, tap_par
         in_signed = bool(layer.in_q.signed) if layer.in_q is not None else True
         self.R = math.ceil(O / och_par)
         self.proj_layer = proj
         self.centre_out = centre
         self.window = WindowGen(H=H, W=W, C=C, lanes=ich_par, K=K, stride=layer.stride[0], pads=layer.pads,
                                 pad_value=layer.pad_value, repeats=self.R, pix=pix_par,
-                                centre=centre or proj is not None, ram_style=line_ram_style)
+                                centre=centre or proj is not None, ram_style=line_ram_style, tap=tap_par)
         if (self.window.Ho, self.window.Wo, O) != tuple(layer.out_shape):
             raise ValueError(f"{layer.name}: output shape {layer.out_shape} does not match the window geometry")
         res = layer.residual is not None
@@ -437,7 +453,7 @@ class Conv(wiring.Component):
             weights=layer.weights, bias=layer.bias, requant=layer.requant, in_signed=in_signed,
             out_pixels=self.window.Ho * self.window.Wo, ich_par=ich_par, och_par=och_par, pix=pix_par,
             packing=packing, storage=storage, res_m=layer.res_m if res else None, res_zp=layer.res_zp,
-            skip_signed=skip_signed, mult=mult)
+            skip_signed=skip_signed, mult=mult, tap=tap_par)
         sig = {"i": In(act_signature(ich_par)), "o": Out(act_signature(och_par))}
         if res:
             sig["skip"] = In(act_signature(och_par))
@@ -493,7 +509,7 @@ class Conv(wiring.Component):
     def latency(self) -> int:
         """Cycles from the first input beat to the first output beat (input at full rate)."""
         wg = self.window
-        return wg.latency() + wg.K * wg.K * wg.G + 3 + 2 + RequantStage.LATENCY
+        return wg.latency() + wg.NTG * wg.G + 3 + 2 + RequantStage.LATENCY
 
     @property
     def dsp(self) -> int:
@@ -520,7 +536,7 @@ class Conv(wiring.Component):
                 "lut_mults": eng.och * eng.P * eng.pix if eng.mult == "lut" else 0,
                 "requant_mults": 0 if rq.m_shift else eng.och,
                 "residual_mults": (0 if rq.r_shift else eng.och) if rq.residual else 0,
-                "line_buffer_bits": wg.DG * wg.lanes * 8 * wg.pix,
+                "line_buffer_bits": wg.DG * wg.lanes * 8 * wg.pix * wg.T,
                 "weight_bits": eng.rom_depth * eng.rom_width,
                 "weight_rom": (eng.rom_depth, eng.rom_width, eng.storage),
             }

@@ -21,8 +21,11 @@ Stream contract
   are processed in raster order in groups of ``pix`` (1 or 2) consecutive pixels (a "pixel group"; with ``pix=2`` the
   pair may span two rows, and the last group of a frame with an odd pixel count has a dummy second pixel, ``p1=0``).
   For every group the window is emitted ``repeats`` times (once per output-channel group of the conv engine); one
-  emission is ``K*K*G`` beats in the order ``ky, kx, g`` (channel group innermost). ``data`` carries ``pix`` x
-  ``lanes`` bytes: pixel ``q`` lane ``l`` at byte ``q*lanes + l``; positions in the padding carry the input zero
+  emission is ``ceil(K*K/tap)*G`` beats in the order ``tap group, g`` (channel group innermost). Tap parallelism
+  ``tap = T`` (default 1): the ``K*K`` taps (raster order ``n = ky*K + kx``) are read ``T`` at a time, tap group ``t``
+  holding taps ``t*T .. t*T+T-1`` in its slots ``j = 0..T-1`` (with ``T = 1``: the order ``ky, kx, g``); slots past
+  the last tap (``n >= K*K``) are dummies carrying ``pad_value``. ``data`` carries ``pix`` x ``T`` x ``lanes`` bytes:
+  pixel ``q``, slot ``j``, lane ``l`` at byte ``(q*T + j)*lanes + l``; positions in the padding carry the input zero
   point ``pad_value`` in every lane. Flags: ``first``/``wlast`` mark the first/last beat of one emission,
   ``pfirst``/``plast`` of a pixel group (all emissions), ``flast`` the last beat of the frame, ``p1`` that the
   second pixel of the group is real.
@@ -33,8 +36,9 @@ Stream contract
   (temporal reuse) and the input of a 1x1 stride-2 projection shortcut (loop merging).
 * Storage: one circular buffer of ``depth`` pixels (``depth*G`` words of ``lanes*8`` bits, an
   ``amaranth.lib.memory.Memory``), default ``(K-1 + s-1) * W + K + 2*pix*s + 2`` pixels: K-1 rows plus a few pixels
-  (stride 2 keeps one more row so that the row change does not stall). ``pix=2`` uses two read ports (two memory
-  copies in BRAM).
+  (stride 2 keeps one more row so that the row change does not stall). The memory has ``pix*T`` read ports (one per
+  pixel and tap slot: ``pix*T`` memory copies in BRAM), each with its own address counter that steps through its
+  slot's taps (constant offsets from the window origin).
 * Latency: the first window beat leaves one cycle after the input holds the window's last pixel.
   Throughput: one window beat per cycle; the input is accepted at one beat per cycle while the buffer has room.
   Cycles per frame (steady state, back-to-back frames, no stalls): see :meth:`WindowGen.cycles_per_frame`.
@@ -47,7 +51,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -90,7 +94,7 @@ class WindowGen(wiring.Component):
 
     def __init__(self, *, H: int, W: int, C: int, lanes: int, K: int, stride: int = 1, pads=None,
                  pad_value: int = 0, repeats: int = 1, pix: int = 1, centre: bool = False,
-                 depth: int | None = None, ram_style: str | None = None, pad_fill: bool = True):
+                 depth: int | None = None, ram_style: str | None = None, pad_fill: bool = True, tap: int = 1):
         if K % 2 != 1 or K < 1:
             raise ValueError("K must be odd")
         if stride not in (1, 2):
@@ -108,6 +112,10 @@ class WindowGen(wiring.Component):
         self.R = int(repeats)
         self.pix = pix
         self.centre_out = centre
+        if not 1 <= int(tap) <= K * K:
+            raise ValueError(f"tap must be in [1, {K * K}]")
+        self.T = int(tap)  # taps per window beat (tap parallelism)
+        self.NTG = math.ceil(K * K / self.T)  # tap groups per window emission
         self.G = math.ceil(C / lanes)
         self.Ho = conv_out_size(H, K, stride, pt, pb)
         self.Wo = conv_out_size(W, K, stride, pl, pr)
@@ -121,7 +129,7 @@ class WindowGen(wiring.Component):
             raise ValueError(f"line buffer depth {self.depth} < window span {span} pixels")
         self.ram_style = ram_style
         self.pad_fill = bool(pad_fill)
-        sig = {"i": In(act_signature(lanes)), "o": Out(stream.Signature(window_layout(lanes, pix)))}
+        sig = {"i": In(act_signature(lanes)), "o": Out(stream.Signature(window_layout(lanes * self.T, pix)))}
         if centre:
             sig["centre"] = Out(act_signature(lanes))
         super().__init__(sig)
@@ -150,7 +158,18 @@ class WindowGen(wiring.Component):
 
     @property
     def beats_per_group(self) -> int:
-        return self.R * self.K * self.K * self.G
+        return self.R * self.NTG * self.G
+
+    def tap_slots(self):
+        """``[(tg, j, n, ky, kx)]``: tap ``n = tg*T + j`` of slot ``j`` in tap group ``tg``; ``n >= K*K`` (the tail
+        of the last group) is a dummy slot (``ky = kx = None``) that always carries ``pad_value``."""
+        out = []
+        for tg in range(self.NTG):
+            for j in range(self.T):
+                n = tg * self.T + j
+                ky, kx = divmod(n, self.K) if n < self.K * self.K else (None, None)
+                out.append((tg, j, n, ky, kx))
+        return out
 
     def window_beats_per_frame(self) -> int:
         return self.NP * self.beats_per_group
@@ -183,31 +202,32 @@ class WindowGen(wiring.Component):
         padded[..., :C] = np.asarray(frame) & 0xFF
         out = []
         groups = self._groups()
+        T, NTG = self.T, self.NTG
+        slots = self.tap_slots()
         for j, grp in enumerate(groups):
             p1 = len(grp) == 2 or self.pix == 1
             for r in range(self.R):
-                for ky in range(K):
-                    for kx in range(K):
-                        for g in range(G):
-                            lanes = []
-                            for q in range(self.pix):
-                                if q < len(grp):
-                                    ro, co = grp[q]
-                                    y, x = ro + ky, co + kx
-                                    if 0 <= y < H and 0 <= x < W:
-                                        lanes += [int(v) for v in padded[y, x, g * P:(g + 1) * P]]
-                                    else:
-                                        lanes += [self.pad_value] * P
-                                else:
+                for tg in range(NTG):
+                    for g in range(G):
+                        lanes = []
+                        for q in range(self.pix):
+                            for (_, _, _, ky, kx) in slots[tg * T:(tg + 1) * T]:
+                                if q >= len(grp):
                                     lanes += [None] * P
-                            first = ky == 0 and kx == 0 and g == 0
-                            wlast = ky == K - 1 and kx == K - 1 and g == G - 1
-                            out.append({
-                                "data": lanes, "first": int(first), "wlast": int(wlast),
-                                "pfirst": int(first and r == 0), "plast": int(wlast and r == self.R - 1),
-                                "flast": int(wlast and r == self.R - 1 and j == len(groups) - 1),
-                                "p1": int(p1 and (self.pix == 2)),
-                            })
+                                    continue
+                                ro, co = grp[q]
+                                if ky is not None and 0 <= ro + ky < H and 0 <= co + kx < W:
+                                    lanes += [int(v) for v in padded[ro + ky, co + kx, g * P:(g + 1) * P]]
+                                else:
+                                    lanes += [self.pad_value] * P
+                        first = tg == 0 and g == 0
+                        wlast = tg == NTG - 1 and g == G - 1
+                        out.append({
+                            "data": lanes, "first": int(first), "wlast": int(wlast),
+                            "pfirst": int(first and r == 0), "plast": int(wlast and r == self.R - 1),
+                            "flast": int(wlast and r == self.R - 1 and j == len(groups) - 1),
+                            "p1": int(p1 and (self.pix == 2)),
+                        })
         return out
 
     def reference_centre(self, frame: np.ndarray) -> np.ndarray:
@@ -230,7 +250,13 @@ class WindowGen(wiring.Component):
         attrs = {"ram_style": self.ram_style} if self.ram_style else None
         m.submodules.lines = mem = Memory(shape=unsigned(P * 8), depth=DG, init=[], attrs=attrs)
         wp = mem.write_port()
-        rps = [mem.read_port(transparent_for=()) for _ in range(pix)]
+        T, NTG = self.T, self.NTG
+        # one read port per pixel and tap slot (tap parallelism reads T taps of every pixel in one cycle)
+        rps = [[mem.read_port(transparent_for=()) for _ in range(T)] for _ in range(pix)]
+        slots = self.tap_slots()
+        # buffer offset (words) of each slot's tap from the window origin; dummy slots reuse the last tap's address
+        off = [((ky if ky is not None else K - 1) * W + (kx if kx is not None else K - 1)) * G
+               for (_, _, _, ky, kx) in slots]
 
         def modadd(a, d: int):
             """(a + d) mod DG for a in [0, DG) and a constant d."""
@@ -283,6 +309,7 @@ class WindowGen(wiring.Component):
         g = Signal(range(max(G, 2)))
         kx = Signal(range(max(K, 2)))
         ky = Signal(range(max(K, 2)))
+        tg = Signal(range(max(NTG, 2)))  # tap group (T > 1)
         r = Signal(range(max(R, 2)))
         ro_b = _sbits(-pt - 2 * s, H + 4 * s + K)
         co_b = _sbits(-pl - 2 * Wo * s - 2 * s, W + 4 * s + K)
@@ -296,7 +323,8 @@ class WindowGen(wiring.Component):
         co = [Signal(signed(co_b), name=f"co{q}", init=init_pos[q][1]) for q in range(pix)]
         xq = [Signal(range(Wo + 3), name=f"x{q}", init=init_pos[q][2]) for q in range(pix)]
         aorg = [Signal(range(DG), name=f"aorg{q}", init=a_init[q]) for q in range(pix)]
-        acur = [Signal(range(DG), name=f"acur{q}", init=a_init[q]) for q in range(pix)]
+        acur = [[Signal(range(DG), name=f"acur{q}" if T == 1 else f"acur{q}_{j}", init=(a_init[q] + off[j]) % DG)
+                 for j in range(T)] for q in range(pix)]
 
         p1v = Const(1) if pix == 1 or (Ho * Wo) % 2 == 0 else (pc != NP - 1)
 
@@ -327,19 +355,28 @@ class WindowGen(wiring.Component):
         issue = Signal()
         m.d.comb += issue.eq(have & adv)
         for q in range(pix):
-            m.d.comb += [rps[q].addr.eq(acur[q]), rps[q].en.eq(adv)]
+            for j in range(T):
+                m.d.comb += [rps[q][j].addr.eq(acur[q][j]), rps[q][j].en.eq(adv)]
 
         g_last = g == G - 1
         kx_last = kx == K - 1
         ky_last = ky == K - 1
         r_last = r == R - 1
-        win_end = g_last & kx_last & ky_last
+        n_c = (K * K) // 2  # centre tap
+        tg_c, j_c = divmod(n_c, T)
+        if T == 1:
+            win_end = g_last & kx_last & ky_last
+            is_first = (g == 0) & (kx == 0) & (ky == 0)
+            is_centre = (r == 0) & (ky == K // 2) & (kx == K // 2)
+        else:
+            tg_last = tg == NTG - 1
+            win_end = g_last & tg_last
+            is_first = (g == 0) & (tg == 0)
+            is_centre = (r == 0) & (tg == tg_c)
         grp_end = win_end & r_last
         frame_end = grp_end & (pc == NP - 1)
-        is_first = (g == 0) & (kx == 0) & (ky == 0)
-        is_centre = (r == 0) & (ky == K // 2) & (kx == K // 2)
 
-        pad_r = [Signal(name=f"pad{q}") for q in range(pix)]
+        pad_r = [[Signal(name=f"pad{q}" if T == 1 else f"pad{q}_{j}") for j in range(T)] for q in range(pix)]
         f_first, f_wlast, f_pfirst, f_plast, f_flast, f_p1, f_centre = (
             Signal(name=n) for n in ("f_first", "f_wlast", "f_pfirst", "f_plast", "f_flast", "f_p1", "f_centre"))
         with m.If(adv):
@@ -350,15 +387,29 @@ class WindowGen(wiring.Component):
                 f_centre.eq(is_centre),
             ]
             for q in range(pix):
-                yy = ro[q] + ky
-                xx = co[q] + kx
-                m.d.sync += pad_r[q].eq((yy < 0) | (yy >= H) | (xx < 0) | (xx >= W))
+                if T == 1:
+                    yy = ro[q] + ky
+                    xx = co[q] + kx
+                    m.d.sync += pad_r[q][0].eq((yy < 0) | (yy >= H) | (xx < 0) | (xx >= W))
+                    continue
+                for j in range(T):
+                    sl = [slots[t * T + j] for t in range(NTG)]
+                    if all(e[3] is None for e in sl):
+                        m.d.sync += pad_r[q][j].eq(1)
+                        continue
+                    dy = Array([Const(e[3] if e[3] is not None else 0, range(K)) for e in sl])[tg]
+                    dx = Array([Const(e[4] if e[4] is not None else 0, range(K)) for e in sl])[tg]
+                    dummy = Array([Const(int(e[3] is None), 1) for e in sl])[tg]
+                    yy = ro[q] + dy
+                    xx = co[q] + dx
+                    m.d.sync += pad_r[q][j].eq(dummy | (yy < 0) | (yy >= H) | (xx < 0) | (xx >= W))
 
         padword = Const(int.from_bytes(bytes([self.pad_value] * P), "little"), unsigned(P * 8))
-        dq = [Mux(pad_r[q], padword, rps[q].data) for q in range(pix)]
+        dqs = [[Mux(pad_r[q][j], padword, rps[q][j].data) for j in range(T)] for q in range(pix)]
+        dq = [dqs[q][j_c] for q in range(pix)]  # the centre tap's slot (centre forwarding)
         m.d.comb += [
             self.o.valid.eq(ov & c_ok),
-            self.o.payload.data.eq(Cat(*dq)),
+            self.o.payload.data.eq(Cat(*[d for row in dqs for d in row])),
             self.o.payload.first.eq(f_first),
             self.o.payload.wlast.eq(f_wlast),
             self.o.payload.pfirst.eq(f_pfirst),
@@ -368,25 +419,46 @@ class WindowGen(wiring.Component):
         ]
 
         self._dbg = dict(need=need, wcount=wcount, ahead=ahead, oldest=oldest, running=running, pc=pc,
-                         acur0=acur[0], aorg0=aorg[0], ro0=ro[0], co0=co[0], x0=xq[0], waddr=waddr,
-                         acur1=acur[-1], aorg1=aorg[-1], ro1=ro[-1], co1=co[-1], x1=xq[-1])
+                         acur0=acur[0][0], aorg0=aorg[0], ro0=ro[0], co0=co[0], x0=xq[0], waddr=waddr,
+                         acur1=acur[-1][0], aorg1=aorg[-1], ro1=ro[-1], co1=co[-1], x1=xq[-1])
         # reader counters
         rowstep = 1 + (W - K) * G
+        def modadd_var(a, d):
+            """(a + d) mod DG for a, d in [0, DG)."""
+            t = a + d
+            return Mux(t >= DG, t - DG, t)
+
         with m.If(issue):
             m.d.sync += g.eq(Mux(g_last, 0, g + 1))
             with m.If(g_last):
-                m.d.sync += kx.eq(Mux(kx_last, 0, kx + 1))
-                with m.If(kx_last):
-                    m.d.sync += ky.eq(Mux(ky_last, 0, ky + 1))
+                if T == 1:
+                    m.d.sync += kx.eq(Mux(kx_last, 0, kx + 1))
+                    with m.If(kx_last):
+                        m.d.sync += ky.eq(Mux(ky_last, 0, ky + 1))
+                else:
+                    m.d.sync += tg.eq(Mux(tg_last, 0, tg + 1))
             with m.If(win_end):
                 m.d.sync += r.eq(Mux(r_last, 0, r + 1))
             for q in range(pix):
-                with m.If(~win_end):
-                    m.d.sync += acur[q].eq(modadd(acur[q], rowstep))
-                    with m.If(~(g_last & kx_last)):
-                        m.d.sync += acur[q].eq(modadd(acur[q], 1))
-                with m.Elif(~r_last):
-                    m.d.sync += acur[q].eq(aorg[q])
+                if T == 1:
+                    with m.If(~win_end):
+                        m.d.sync += acur[q][0].eq(modadd(acur[q][0], rowstep))
+                        with m.If(~(g_last & kx_last)):
+                            m.d.sync += acur[q][0].eq(modadd(acur[q][0], 1))
+                    with m.Elif(~r_last):
+                        m.d.sync += acur[q][0].eq(aorg[q])
+                    continue
+                for j in range(T):
+                    # from the last channel group of tap group t to the first of t+1 (mod DG, always >= 0)
+                    deltas = [(off[(t + 1) * T + j] - off[t * T + j] - (G - 1)) % DG for t in range(NTG - 1)] or [0]
+                    delta = Array([Const(d, range(DG)) for d in deltas])[tg] if len(deltas) > 1 else Const(deltas[0], range(DG))
+                    with m.If(~win_end):
+                        with m.If(g_last):
+                            m.d.sync += acur[q][j].eq(modadd_var(acur[q][j], delta))
+                        with m.Else():
+                            m.d.sync += acur[q][j].eq(modadd(acur[q][j], 1))
+                    with m.Elif(~r_last):
+                        m.d.sync += acur[q][j].eq(modadd(aorg[q], off[j]))
             with m.If(grp_end):
                 m.d.sync += pc.eq(Mux(pc == NP - 1, 0, pc + 1))
                 # advance every pixel generator by ``pix`` raster positions
@@ -402,8 +474,13 @@ class WindowGen(wiring.Component):
                         ro[q].eq(ro[q] + Mux(w2, 2 * s, Mux(w1, s, 0))),
                         co[q].eq(co[q] + pix * s - Mux(w2, 2 * Wo * s, Mux(w1, Wo * s, 0))),
                         aorg[q].eq(anew),
-                        acur[q].eq(anew),
                     ]
+                    if T == 1:
+                        m.d.sync += acur[q][0].eq(anew)
+                    else:  # the slots' first taps, from the new origin (one constant offset each)
+                        for j in range(T):
+                            m.d.sync += acur[q][j].eq(Mux(w2, modadd(an[2], off[j]), Mux(w1, modadd(an[1], off[j]),
+                                                                                       modadd(an[0], off[j]))))
                 with m.If(pc == NP - 1):
                     m.d.sync += running.eq(0)
 
@@ -416,7 +493,9 @@ class WindowGen(wiring.Component):
                 a0 = Signal(range(DG), name=f"a0_{q}")
                 m.d.comb += a0.eq(modadd(nb, (init_pos[q][0] * W + init_pos[q][1]) * G))
                 m.d.sync += [ro[q].eq(init_pos[q][0]), co[q].eq(init_pos[q][1]), xq[q].eq(init_pos[q][2]),
-                             aorg[q].eq(a0), acur[q].eq(a0)]
+                             aorg[q].eq(a0)]
+                for j in range(T):
+                    m.d.sync += acur[q][j].eq(a0 if T == 1 else modadd(a0, off[j]))
 
         # ---- centre forwarding ----
         if self.centre_out:

@@ -77,7 +77,7 @@ def validate_layer_plan(layer, lp: planner.LayerPlan):
     def bad(msg):
         raise OptionError(f"plan: layer {lp.name!r}: {msg}")
 
-    for k in ("och_par", "ich_par", "pix_par", "lanes_out", "fifo_depth"):
+    for k in ("och_par", "ich_par", "pix_par", "tap_par", "lanes_out", "fifo_depth"):
         v = getattr(lp, k)
         if not isinstance(v, int) or v < 1:
             bad(f"{k} must be a positive integer, got {v!r}")
@@ -97,10 +97,13 @@ def validate_layer_plan(layer, lp: planner.LayerPlan):
             bad("packing needs pix_par=2 (two pixels share a weight)")
         if isinstance(layer, ir.Dense) and lp.pix_par != 1:
             bad("dense layers have pix_par=1")
-        word = planner.weight_word_bits(lp.och_par, lp.ich_par)
+        if lp.tap_par > KK:
+            bad(f"tap_par {lp.tap_par} exceeds the kernel's {KK} taps")
+        word = planner.weight_word_bits(lp.och_par, lp.ich_par, lp.tap_par)
         if word > planner.MAX_SIGNAL_BITS:
-            bad(f"its weight word (och_par {lp.och_par} x ich_par {lp.ich_par} x 8 = {word:,} bits, read every cycle) "
-                f"exceeds {planner.MAX_SIGNAL_BITS:,} bits, the widest signal the generator emits: lower och_par or ich_par")
+            tp = f" x tap_par {lp.tap_par}" if lp.tap_par > 1 else ""
+            bad(f"its weight word (och_par {lp.och_par} x ich_par {lp.ich_par}{tp} x 8 = {word:,} bits, read every "
+                f"cycle) exceeds {planner.MAX_SIGNAL_BITS:,} bits, the widest signal the generator emits: lower och_par or ich_par")
 
 
 def recost(net: ir.Network, plan: planner.Plan, exact: bool = True):
@@ -113,7 +116,7 @@ def recost(net: ir.Network, plan: planner.Plan, exact: bool = True):
             validate_layer_plan(lay, lp)
             src = plan.layer(lay.inputs[0])
             cyc, res = planner.conv_config_cost(lay, lp.och_par, lp.ich_par, lp.pix_par, lp.packing, lp.mult, lp.storage,
-                                                lanes_in=src.lanes_out)
+                                                lanes_in=src.lanes_out, tp=lp.tap_par)
             lp.lanes_out = lp.och_par
         else:
             cyc, res, lanes = fixed[lay.name]
@@ -179,14 +182,15 @@ class Design:
         d.timings["import"] = time.perf_counter() - t
         return d
 
-    def plan(self, plan_file=None, allow_lut_mult=True, allow_packing=True, search="greedy") -> planner.Plan:
+    def plan(self, plan_file=None, allow_lut_mult=True, allow_packing=True, search="greedy",
+             taps=True) -> planner.Plan:
         t = time.perf_counter()
         if plan_file is not None:
             self.plan_ = load_plan_file(plan_file, self.net)
             self.plan_.board, self.plan_.clock_mhz, self.plan_.budget = self.board, self.clock_mhz, self.budget.as_dict()
         else:
             self.plan_ = planner.plan_network(self.net, self.board, self.budget, self.clock_mhz, allow_lut_mult,
-                                              allow_packing, search)
+                                              allow_packing, search, taps)
         recost(self.net, self.plan_)
         if plan_file is not None:
             tot = self.plan_.totals()
@@ -197,12 +201,12 @@ class Design:
         return self.plan_
 
     def set_layer(self, name: str, **changes) -> planner.LayerPlan:
-        """Change one layer's decisions (``och_par``, ``ich_par``, ``pix_par``, ``packing``, ``mult``, ``storage``,
+        """Change one layer's decisions (``och_par``, ``ich_par``, ``pix_par``, ``tap_par``, ``packing``, ``mult``, ``storage``,
         ``fifo_depth``) and re-cost the plan; raises :class:`OptionError` on an invalid value."""
         if self.plan_ is None:
             self.plan()
         lp = self.plan_.layer(name)
-        allowed = {"och_par", "ich_par", "pix_par", "packing", "mult", "storage", "fifo_depth"}
+        allowed = {"och_par", "ich_par", "pix_par", "tap_par", "packing", "mult", "storage", "fifo_depth"}
         bad = set(changes) - allowed
         if bad:
             raise OptionError(f"set_layer: unknown field(s) {', '.join(sorted(bad))} (allowed: {', '.join(sorted(allowed))})")
@@ -220,7 +224,8 @@ class Design:
             lp = plan.layer(lay.name)
             layers.append({
                 "name": lay.name, "op": lay.kind,
-                "parallelism": {"och_par": lp.och_par, "ich_par": lp.ich_par, "pix_par": lp.pix_par},
+                "parallelism": {"och_par": lp.och_par, "ich_par": lp.ich_par, "pix_par": lp.pix_par,
+                                "tap_par": lp.tap_par},
                 "packing": lp.packing, "mult": lp.mult, "cycles": lp.cycles,
                 "utilization": round(lp.cycles / plan.cycles_per_frame, 4),
                 "dsp": lp.dsp, "lut": lp.lut, "ff": lp.ff, "bram36": lp.bram36, "uram": lp.uram,
@@ -309,11 +314,12 @@ def report_markdown(rep: dict) -> str:
     ]
     for k in ("dsp", "lut", "ff", "bram36", "uram"):
         lines.append(f"| {k} | {r[k]:,} | {b.get(k, 0):,} |")
-    lines += ["", "| layer | op | och/ich/pix | packing | mult | storage | cycles | util | DSP | LUT | BRAM36 | FIFO | skip FIFO |",
+    lines += ["", "| layer | op | och/ich/pix(/taps) | packing | mult | storage | cycles | util | DSP | LUT | BRAM36 | FIFO | skip FIFO |",
               "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for L in rep["layers"]:
         p = L["parallelism"]
-        lines.append(f"| {L['name']} | {L['op']} | {p['och_par']}/{p['ich_par']}/{p['pix_par']} | {'yes' if L['packing'] else 'no'} | "
+        taps = f"/{p['tap_par']}" if p.get("tap_par", 1) > 1 else ""
+        lines.append(f"| {L['name']} | {L['op']} | {p['och_par']}/{p['ich_par']}/{p['pix_par']}{taps} | {'yes' if L['packing'] else 'no'} | "
                      f"{L['mult']} | {L['storage']} | {L['cycles']:,} | {100 * L['utilization']:.0f} % | {L['dsp']} | {L['lut']:,} | "
                      f"{L['bram36']} | {L['fifo_depth']} | {L['skip_fifo_depth']} |")
     lines += ["", "Predictions from the planner's model; `rtlgen sim` measures cycles per frame in RTL simulation and "

@@ -171,20 +171,23 @@ def predict(model, dataset, limit, batch, as_json, input_scale, mean, std):
 @click.option("--search", type=click.Choice(SEARCHES), default="greedy", show_default=True,
               help="planner search: knapsack also spends the DSPs by dynamic programming (faster plans where DSPs and "
                    "LUTs both bind; slower to plan)")
+@click.option("--taps/--no-taps", default=True, show_default=True,
+              help="let the planner use tap parallelism (several kernel taps per cycle: finer steps between "
+                   "configurations, at the cost of line-buffer copies)")
 @click.option("--no-rtl", is_flag=True, help="plan and report only (skip composition and Verilog)")
 @click.option("--tdata-width", type=click.Choice(["32", "64", "128"]), default="64", show_default=True,
               help="board-level AXI4-Stream input width (kv260/ultra96v2 builds write DIR/vivado and DIR/driver)")
 @click.option("--json", "as_json", is_flag=True, help="print report.json")
 @preprocess_options
-def build(model, board, clock_mhz, budget, plan_file, out_dir, no_lut_mult, no_packing, search, no_rtl, tdata_width,
-          as_json, input_scale, mean, std):
+def build(model, board, clock_mhz, budget, plan_file, out_dir, no_lut_mult, no_packing, search, taps, no_rtl,
+          tdata_width, as_json, input_scale, mean, std):
     """Plan and generate the accelerator for MODEL (default: the bundled ResNet8) into --out DIR."""
     from .build import STEPS, Design
 
     d = Design.load(model, board=board, clock_mhz=clock_mhz, budget=budget, input_scale=input_scale,
                     mean=_floats(mean, "--mean"), std=_floats(std, "--std"))
     d.tdata_width = int(tdata_width)
-    d.plan(plan_file, allow_lut_mult=not no_lut_mult, allow_packing=not no_packing, search=search)
+    d.plan(plan_file, allow_lut_mult=not no_lut_mult, allow_packing=not no_packing, search=search, taps=taps)
     steps = tuple(s for s in STEPS if not (no_rtl and s in ("compose", "verilog")))
     rep = d.build(out_dir, steps=steps)
     if as_json:

@@ -297,8 +297,9 @@ def _make_core(lay, lp, topo: Topology, net, P):
         if proj is not None:
             pp = P[proj.name]
             kw = dict(proj_och_par=pp.och_par, proj_pix_par=1, proj_storage=pp.storage, proj_mult=pp.mult)
-        return Conv(lay, ich_par=lp.ich_par, och_par=lp.och_par, pix_par=lp.pix_par, packing=lp.packing,
-                    storage=lp.storage, mult=lp.mult, centre=bool(topo.centre_of.get(lay.name)), proj=proj, **kw)
+        return Conv(lay, ich_par=lp.ich_par, och_par=lp.och_par, pix_par=lp.pix_par, tap_par=lp.tap_par,
+                    packing=lp.packing, storage=lp.storage, mult=lp.mult, centre=bool(topo.centre_of.get(lay.name)),
+                    proj=proj, **kw)
     if isinstance(lay, ir.Dense):
         storage = {"lut": "logic", "uram": "uram"}.get(lp.storage, "auto")
         return DenseCore.from_layer(lay, lanes_in=_input_lanes(lay, lp), och_par=lp.och_par, ich_par=lp.ich_par,
@@ -528,7 +529,9 @@ def write_weight_image(top: RtlgenTop, folder: Path) -> dict:
         "format": "rtlgen-weights-1",
         "order": "segments in the listed order (layer order, a merged projection after its conv); each segment is "
                  "its memory's words from address 0; every word little-endian, zero-padded to word_bytes",
-        "word_layout": "weight of output lane o and input lane i of a word at bits [(o*ich_par+i)*8 +: 8], int8",
+        "word_layout": "weight of output lane o and MAC lane i of a word at bits [(o*P+i)*8 +: 8], int8, "
+                       "P = tap_par*ich_par, MAC lane i = tap slot j*ich_par + channel lane (conv words in the order "
+                       "output group, tap group, channel group: rtlgen.cores.conv.ConvEngine.rom_init)",
         "sha256": hashlib.sha256(img).hexdigest(),
     })
     info.pop("image", None)

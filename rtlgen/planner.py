@@ -2,10 +2,13 @@
 
 Model
 -----
-A convolution stage (``cores/linebuffer.py`` + ``cores/conv.py``) takes one window beat per cycle: one tap of
+A convolution stage (``cores/linebuffer.py`` + ``cores/conv.py``) takes one window beat per cycle: ``tap_par`` taps of
 ``ich_par`` input channels for ``pix_par`` output pixels, multiplied by the weights of ``och_par`` output channels
-(``ich_par*och_par*pix_par`` MACs per cycle). The window of a pixel group is replayed once per output-channel group, so
-its cycles per frame are ``ceil(Ho*Wo/pix_par) * ceil(O/och_par) * K*K * ceil(C/ich_par)`` — no divisor rule: a
+(``tap_par*ich_par*och_par*pix_par`` MACs per cycle). The window of a pixel group is replayed once per output-channel
+group, so its cycles per frame are ``ceil(Ho*Wo/pix_par) * ceil(O/och_par) * ceil(K*K/tap_par) * ceil(C/ich_par)`` (tap
+parallelism, ``taps=True``, fills the gaps channel groups leave: a 16-channel layer has only the channel steps
+``ceil(16/p)`` in {1, 2, 3, 4, 6, 8, 16}; its window generator then has ``pix_par*tap_par`` read ports, i.e.
+line-buffer copies, costed in BRAM) — no divisor rule: a
 parallelism that does not divide the channel count costs only its tail (see the cores' cycle models). A stage can also never run faster than the beats it
 must read and write (``H*W*ceil(C/lanes_in)`` input beats, ``Ho*Wo*ceil(O/och_par)`` output beats).
 
@@ -90,6 +93,9 @@ DSP_PER_MULT_REQUANT_LANE = 2  # 24 x 32-bit fixed-point multiplier
 #: start-up weight load of a URAM memory (UltraRAM has no initial contents): write-address counter, loaded flag,
 #: write enable and its share of the top's ``wload`` daisy chain (the payload is broadcast, no per-memory register)
 LUT_PER_URAM_LOAD = 24
+#: a window-generator read port of tap parallelism (address counter with its tap-group offsets, padding check,
+#: padding multiplexer of the slot's lanes)
+LUT_PER_TAP_PORT = 40
 FF_PER_URAM_LOAD = 20
 
 
@@ -137,6 +143,7 @@ class LayerPlan:
     och_par: int = 1
     ich_par: int = 1
     pix_par: int = 1
+    tap_par: int = 1  # kernel taps per window beat (tap parallelism)
     packing: bool = False
     mult: str = "dsp"  # dsp | lut
     storage: str = "lut"  # weight ROM: bram | uram | lut
@@ -193,14 +200,14 @@ def conv_dims(layer):
     return 1, O, Cin, 1, 1, 1
 
 
-def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in):
+def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
     npix, O, C, KK, W, K = conv_dims(layer)
-    compute = _ceil(npix, pp) * _ceil(O, po) * KK * _ceil(C, pi)
+    compute = _ceil(npix, pp) * _ceil(O, po) * _ceil(KK, tp) * _ceil(C, pi)
     in_h, in_w, in_c = layer.in_shape
     in_beats = in_h * in_w * _ceil(in_c, lanes_in)
     out_beats = npix * _ceil(O, po)
     cycles = max(compute, in_beats, out_beats)
-    mults = pi * po * pp
+    mults = pi * po * pp * tp
     if mult == "dsp":
         packed = packing and pp == 2
         dsp = _ceil(mults, 2) if packed else mults
@@ -214,8 +221,8 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in):
         dsp += lanes * DSP_PER_MULT_REQUANT_LANE
     lut += LUT_PER_STAGE + lanes * LUT_PER_REQUANT_LANE
     ff = mults * FF_PER_MAC + 2 * LUT_PER_STAGE
-    wbits = pi * po * 8
-    depth = _ceil(O, po) * KK * _ceil(C, pi)
+    wbits = weight_word_bits(po, pi, tp)
+    depth = _ceil(O, po) * _ceil(KK, tp) * _ceil(C, pi)
     bram = uram = 0
     if storage == "lut":
         lut += lut_rom_luts(wbits, depth)
@@ -229,6 +236,9 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in):
     if K > 1:
         lb_bits = (K - 1) * W * C * 8
         bram += max(math.ceil(lb_bits / 36864 * 2) / 2, (K - 1) * 0.5)
+        if tp > 1:  # one read port per pixel and tap slot: the memory is replicated (a BRAM18 at least per copy)
+            bram += (tp * pp - 1) * max(math.ceil(lb_bits / 18432) / 2, 0.5)
+            lut += tp * pp * LUT_PER_TAP_PORT
     return cycles, {"dsp": dsp, "lut": lut, "ff": ff, "bram36": bram, "uram": uram}
 
 
@@ -295,26 +305,28 @@ def _lanes_in(net, layer, chosen: dict) -> int:
 MAX_SIGNAL_BITS = 65_536
 
 
-def weight_word_bits(och_par: int, ich_par: int) -> int:
+def weight_word_bits(och_par: int, ich_par: int, tap_par: int = 1) -> int:
     """Bits of the weight word a conv/dense engine reads per cycle (int8 weights)."""
-    return och_par * ich_par * 8
+    return och_par * ich_par * tap_par * 8
 
 
-def _candidates(layer, allow_lut_mult, allow_packing, storages):
+def _candidates(layer, allow_lut_mult, allow_packing, storages, allow_tap=True):
     npix, O, C, KK, W, K = conv_dims(layer)
     out = []
     pps = (1, 2) if (isinstance(layer, ir.Conv) and npix >= 2) else (1,)
+    tps = _par_candidates(KK) if (allow_tap and isinstance(layer, ir.Conv)) else (1,)
     for po in _par_candidates(O):
         for pi in _par_candidates(C):
-            if weight_word_bits(po, pi) > MAX_SIGNAL_BITS:
-                continue
-            for pp in pps:
-                for packing in ((False, True) if (pp == 2 and allow_packing) else (False,)):
-                    for mult in (("dsp", "lut") if allow_lut_mult else ("dsp",)):
-                        if packing and mult == "lut":  # packing is a DSP trick: LUT multipliers are never packed
-                            continue
-                        for st in storages:
-                            out.append((po, pi, pp, packing, mult, st))
+            for tp in tps:
+                if weight_word_bits(po, pi, tp) > MAX_SIGNAL_BITS:
+                    continue
+                for pp in pps:
+                    for packing in ((False, True) if (pp == 2 and allow_packing) else (False,)):
+                        for mult in (("dsp", "lut") if allow_lut_mult else ("dsp",)):
+                            if packing and mult == "lut":  # packing is a DSP trick: LUT multipliers are never packed
+                                continue
+                            for st in storages:
+                                out.append((po, pi, pp, packing, mult, st, tp))
     return out
 
 
@@ -333,13 +345,18 @@ def _cheapest_per_key(keys: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 
 def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = None, clock_mhz: float | None = None,
-                 allow_lut_mult: bool = True, allow_packing: bool = True, search: str = "greedy") -> Plan:
+                 allow_lut_mult: bool = True, allow_packing: bool = True, search: str = "greedy",
+                 taps: bool = True) -> Plan:
     """Choose every layer's configuration to minimise the slowest stage's cycles per frame under ``budget``.
 
     ``search``: ``"greedy"`` (each layer its cheapest configuration under the resource weights) or ``"knapsack"``
     (where the greedy choice overflows, also a dynamic programme that spends the DSPs exactly where they save the
-    most of the other resources: faster plans where DSPs and LUTs both bind, e.g. ResNet8 @ KV260 6,336 instead of
-    6,913 cycles per frame, ResNet20 @ Ultra96-V2 55,296 instead of 59,904; slower to plan)."""
+    most of the other resources: faster plans where DSPs and LUTs both bind, e.g. ResNet8 @ KV260 5,632 instead of
+    6,144 cycles per frame (6,336 instead of 6,913 without taps), ResNet20 @ Ultra96-V2 55,296 instead of 59,904;
+    slower to plan).
+
+    ``taps``: also consider tap parallelism (``tap_par`` > 1: several kernel taps per window beat); off, every conv
+    reads one tap per beat as before."""
     if search not in SEARCHES:
         raise OptionError(f"--search: {search!r} is not one of {', '.join(SEARCHES)}")
     use_dp = search == "knapsack"
@@ -359,9 +376,9 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
     table = {}
     for lay in macs:
         rows = []
-        for cand in _candidates(lay, allow_lut_mult, allow_packing, storages):
-            po, pi, pp, packing, mult, st = cand
-            cyc, res = conv_config_cost(lay, po, pi, pp, packing, mult, st, lanes_in=max(pi, 1))
+        for cand in _candidates(lay, allow_lut_mult, allow_packing, storages, allow_tap=taps):
+            po, pi, pp, packing, mult, st, tp = cand
+            cyc, res = conv_config_cost(lay, po, pi, pp, packing, mult, st, lanes_in=max(pi, 1), tp=tp)
             rows.append((cyc, res, cand))
         table[lay.name] = rows
     fixed = _fixed_stage_costs(net)
@@ -581,14 +598,14 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
         if best is None:  # reserved too much: back off halfway towards the last plan's own adapters
             reserve = {k: (reserve[k] + last_need[k]) / 2 for k in RESOURCES}
             continue
-        plan = _build_plan(net, board, budget, clock, best, fixed, allow_lut_mult, allow_packing, search)
+        plan = _build_plan(net, board, budget, clock, best, fixed, allow_lut_mult, allow_packing, search, taps)
         extra = edge_costs(net, plan)
         idx = {lay.name: next(j for j, r in enumerate(table[lay.name]) if r[2] == best[lay.name][3]) for lay in macs}
         counted = sum((adapters(lay, best)[idx[lay.name]] for lay in macs), np.zeros(len(RESOURCES)))
         need = {k: max(0.0, sum(e.get(k, 0) for e in extra.values()) - counted[ri[k]]) for k in RESOURCES}
         last_need = need
         tot = full_totals(plan, extra)
-        key = tuple((lp.name, lp.och_par, lp.ich_par, lp.pix_par, lp.mult, lp.storage) for lp in plan.layers)
+        key = tuple((lp.name, lp.och_par, lp.ich_par, lp.pix_par, lp.tap_par, lp.mult, lp.storage) for lp in plan.layers)
         if all(tot[k] <= cap_of(k) + 1e-9 for k in RESOURCES):
             if found is None or plan.cycles_per_frame < found[0]:
                 found = (plan.cycles_per_frame, plan, extra)
@@ -691,18 +708,20 @@ def skip_fifo_entries(K: int, W: int, C: int, och: int, temporal_reuse: bool = T
     return (r * W + r + 1) * C + och + 1
 
 
-def _build_plan(net, board, budget, clock, chosen, fixed, allow_lut_mult, allow_packing, search="greedy") -> Plan:
+def _build_plan(net, board, budget, clock, chosen, fixed, allow_lut_mult, allow_packing, search="greedy",
+                taps=True) -> Plan:
     layers = []
     for lay in net.layers:
         if lay.name in chosen:
-            _, cyc, res, (po, pi, pp, packing, mult, st) = chosen[lay.name]
-            lp = LayerPlan(lay.name, lay.kind, po, pi, pp, packing, mult, st, lanes_out=po, cycles=cyc, **res)
+            _, cyc, res, (po, pi, pp, packing, mult, st, tp) = chosen[lay.name]
+            lp = LayerPlan(lay.name, lay.kind, och_par=po, ich_par=pi, pix_par=pp, tap_par=tp, packing=packing,
+                           mult=mult, storage=st, lanes_out=po, cycles=cyc, **res)
         else:
             cyc, res, lanes = fixed[lay.name]
             lp = LayerPlan(lay.name, lay.kind, lanes_out=lanes, cycles=cyc, **res)
         layers.append(lp)
     plan = Plan(net.name, board, clock, budget.as_dict(), layers,
-                {"allow_lut_mult": allow_lut_mult, "allow_packing": allow_packing, "search": search})
+                {"allow_lut_mult": allow_lut_mult, "allow_packing": allow_packing, "search": search, "taps": taps})
     size_fifos(net, plan)
     return plan
 

@@ -47,6 +47,7 @@ def layer_rows(rep: dict) -> list[dict]:
         rows.append({
             "name": L["name"], "op": L["op"],
             "och_par": p.get("och_par"), "ich_par": p.get("ich_par"), "pix_par": p.get("pix_par"),
+            "tap_par": p.get("tap_par", 1),
             "packing": bool(L.get("packing")), "mult": L.get("mult"),
             "cycles": int(L["cycles"]),
             "utilization": round(L["cycles"] / slow, 4),
@@ -67,7 +68,7 @@ def format_table(rep: dict, rows: list[dict]) -> str:
              f"(bottleneck {rep['bottleneck']}), {rep['clock_mhz'] * 1e6 / rep['cycles_per_frame']:,.0f} FPS predicted",
              hdr, "-" * len(hdr)]
     for r in rows:
-        par = f"{r['och_par']}/{r['ich_par']}/{r['pix_par']}"
+        par = f"{r['och_par']}/{r['ich_par']}/{r['pix_par']}" + (f"/{r['tap_par']}" if r["tap_par"] > 1 else "")
         mark = " <- bottleneck" if r["bottleneck"] else ""
         lines.append(f"{r['name']:12s} {r['op']:14s} {par:>11s} {'yes' if r['packing'] else 'no':>4s} {r['mult'] if r['op'] in ('conv', 'dense') else '-':>4s} "
                      f"{r['cycles']:>9,d} {100 * r['utilization']:>5.0f}% {r['dsp']:>5g} {r['storage'] or '-':>7s} "

@@ -373,6 +373,9 @@ def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None =
     from rtlgen.build import recost
 
     rng = np.random.default_rng(seed)
+    # tap parallelism is drawn from its own stream, so the other draws (and every plan of the earlier opt-in runs
+    # apart from its tap_par) stay what they were
+    trng = np.random.default_rng([seed, 0x7A9])
     plan = planner.plan_network(net, "kv260")
     bias = 0.0  # grows: favours higher parallelism
     for _attempt in range(12):
@@ -400,7 +403,10 @@ def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None =
             lp.och_par, lp.ich_par = par(O), par(C, src_lanes)
             # the weight word read per cycle has a size limit (found by the opt-in fuzz, s167: a flatten dense at
             # och_par 10 x ich_par 1520 = 121,600 bits); clamped without drawing, so other plans stay as they were
-            lp.ich_par = min(lp.ich_par, max(1, planner.MAX_SIGNAL_BITS // planner.weight_word_bits(lp.och_par, 1)))
+            lp.tap_par = int(trng.choice(planner._par_candidates(KK))) if (isinstance(lay, ir.Conv) and KK > 1
+                                                                          and trng.random() < 0.5) else 1
+            lp.ich_par = min(lp.ich_par, max(1, planner.MAX_SIGNAL_BITS // planner.weight_word_bits(lp.och_par, 1,
+                                                                                               lp.tap_par)))
             if isinstance(lay, ir.Conv) and npix >= 2 and rng.random() < 0.5:
                 lp.pix_par = 2
                 lp.packing = bool(rng.random() < 0.6)
@@ -425,7 +431,7 @@ def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None =
 def plan_summary(net, plan) -> dict:
     from rtlgen import ir
 
-    return {lp.name: [lp.och_par, lp.ich_par, lp.pix_par, int(lp.packing), lp.storage, lp.fifo_depth]
+    return {lp.name: [lp.och_par, lp.ich_par, lp.pix_par, int(lp.packing), lp.storage, lp.fifo_depth, lp.tap_par]
             for lp, lay in zip(plan.layers, net.layers) if isinstance(lay, (ir.Conv, ir.Dense))}
 
 

@@ -450,6 +450,13 @@ CASES = {
     "k3proj": dict(H=6, W=6, C=4, O=4, K=3, stride=2, in_signed=False, relu=True, rq="shift", proj=6,
                    knobs=_k(2, 2, 1, proj_och_par=4, centre=True, proj_mult="lut")),
 }
+# tap parallelism (cores/linebuffer.py ``tap``): all 9 taps of a uint8 window per beat (packed, chunks of 4),
+# merged residual, centre forwarding
+CASES["k3tap9res"] = dict(H=5, W=6, C=3, O=5, K=3, stride=1, in_signed=False, relu=True, rq="shift", residual="shift",
+                          skip_signed=False, knobs=_k(1, 2, 2, centre=True, tap_par=9))
+# 4 taps per beat (the third tap group has 3 dummy slots), stride 2, loop-merged projection, LUT multipliers
+CASES["k3s2tap4proj"] = dict(H=6, W=6, C=3, O=4, K=3, stride=2, in_signed=True, relu=False, rq="mult", proj=5,
+                             knobs=_k(2, 3, 1, mult="lut", proj_och_par=2, centre=True, tap_par=4))
 CASES["resblock"] = dict(block=True, H=6, W=5, C=4, M=4, in_signed=False, relu2=True, rq="shift",
                         knobs=dict(lanes=4, mid_lanes=2, pix_par=2))
 SLOW_CASES = {
@@ -461,6 +468,8 @@ SLOW_CASES = {
                    knobs=_k(3, 4, 2)),
     "k3wide": dict(H=6, W=10, C=16, O=10, K=3, stride=1, in_signed=False, relu=True, rq="shift", residual="shift",
                    skip_signed=False, knobs=_k(5, 4, 2)),
+    "k5tap5": dict(H=7, W=6, C=4, O=3, K=5, stride=1, in_signed=True, relu=True, rq="mult",
+                   knobs=_k(2, 3, 2, storage="lut", tap_par=5)),
 }
 
 

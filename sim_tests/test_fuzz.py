@@ -4,7 +4,7 @@ hypothesis draws small residual networks (:mod:`fuzz_nets`: H, W 4-16, channels 
 identity / 1x1-projection / option-A shortcuts merged into the conv or as a standalone Add, max/avg pooling,
 requant layers, global pooling and a dense head with 8-bit or raw int32 output), built as QDQ ONNX graphs with
 power-of-two or float per-channel scales and imported with :func:`rtlgen.importer.load_model`. Each gets a random
-legal plan (och_par / ich_par / pix_par / packing / storage / mult / FIFO depths). ALL networks of a run go into ONE
+legal plan (och_par / ich_par / pix_par / tap_par / packing / storage / mult / FIFO depths). ALL networks of a run go into ONE
 Verilator model (a :class:`frame_bench.Bundle` of ``RtlgenTop`` instances, compiled at -O0) and are driven together
 by :mod:`stress_bench` with random valid/ready pause patterns (Bernoulli and bursty), 3 frames each (random, all
 255, random); every output beat must equal the golden model's. The bundle's Verilog (every network's modules) must be
@@ -120,7 +120,7 @@ def problem(summary: dict, name: str) -> str | None:
     if r["mismatches"] or r["extra_beats"] or not r["done"]:
         return (f"{name}: {r['out_beats']}/{r['expected_beats']} output beats, {r['mismatches']} mismatches (first "
                 f"{r['first_mismatch']}), {r['extra_beats']} extra, done={r['done']}; layers: {d['layers']}; "
-                f"plan (och,ich,pix,packing,storage,fifo): {d['plan']}; spec: {json.dumps(d['spec'])}")
+                f"plan (och,ich,pix,packing,storage,fifo,tap): {d['plan']}; spec: {json.dumps(d['spec'])}")
     return None
 
 
@@ -237,6 +237,21 @@ def test_weight_word_limit_is_a_clear_error_and_random_plans_respect_it():
     for seed in range(40):
         plan = fuzz_nets.random_plan(net, seed=seed)
         for lp in plan.layers:
-            assert planner.weight_word_bits(lp.och_par, lp.ich_par) <= planner.MAX_SIGNAL_BITS, (seed, lp)
+            assert planner.weight_word_bits(lp.och_par, lp.ich_par, lp.tap_par) <= planner.MAX_SIGNAL_BITS, (seed, lp)
     plan = planner.plan_network(net, "generic", planner.parse_budget("dsp=100000,lut=100000000,bram36=100000,uram=0"))
-    assert all(planner.weight_word_bits(lp.och_par, lp.ich_par) <= planner.MAX_SIGNAL_BITS for lp in plan.layers)
+    assert all(planner.weight_word_bits(lp.och_par, lp.ich_par, lp.tap_par) <= planner.MAX_SIGNAL_BITS
+               for lp in plan.layers)
+
+
+def test_random_plans_draw_tap_parallelism():
+    """The default corpus's random plans use tap parallelism on some convs and not on others (tap_par is drawn from
+    its own random stream: the other draws are those of the earlier runs)."""
+    from rtlgen import ir
+
+    taps = []
+    for k, spec in enumerate(DEFAULT_SPECS[:8]):
+        net = fuzz_nets.import_net(spec, f"t{k}")
+        plan = fuzz_nets.random_plan(net, spec["seed"], max_cycles=2500)
+        taps += [plan.layer(lay.name).tap_par for lay in net.layers
+                 if isinstance(lay, ir.Conv) and lay.kernel[0] * lay.kernel[1] > 1]
+    assert 1 in taps and any(t > 1 for t in taps), taps

@@ -41,7 +41,7 @@ def _pack_ref(gen, beat):
         if v is not None:
             word |= (v & 0xFF) << (8 * i)
             mask |= 0xFF << (8 * i)
-    pos = gen.pix * gen.lanes * 8
+    pos = gen.pix * gen.T * gen.lanes * 8
     for k, f in enumerate(("first", "wlast", "pfirst", "plast", "flast", "p1")):
         word |= beat[f] << (pos + k)
         mask |= 1 << (pos + k)
@@ -227,8 +227,16 @@ CASES = {
     "k3s2_valid_asym_pix2": dict(H=7, W=6, C=2, lanes=1, K=3, stride=2, pads=(0, 1, 1, 0), repeats=1, pix=2),
     "k7s2_stem": dict(H=9, W=8, C=3, lanes=3, K=7, stride=2, pad_value=0, repeats=1, pix=1),
     "k3s1_wide_rows": dict(H=4, W=12, C=8, lanes=8, K=3, stride=1, repeats=1, pix=1),
+    # tap parallelism: T taps of every pixel per beat (tap groups; a partial last group has dummy slots)
+    "k3s1_tap9_pix2_centre": dict(H=5, W=4, C=5, lanes=2, K=3, stride=1, pad_value=-3, repeats=2, pix=2,
+                                  centre=True, tap=9),
+    "k3s2_tap4_pix2_asym_centre": dict(H=7, W=6, C=3, lanes=1, K=3, stride=2, pads=(0, 1, 1, 0), repeats=2, pix=2,
+                                       centre=True, tap=4),
+    "k5s1_tap5_pix1": dict(H=6, W=5, C=4, lanes=4, K=5, stride=1, pad_value=5, repeats=1, pix=1, tap=5),
+    "k3s1_tap2_pix2_rows": dict(H=4, W=9, C=16, lanes=8, K=3, stride=1, repeats=1, pix=2, tap=2),
 }
-DEFAULT = ["k3s1_same_pix2_centre_tail", "k5s2_w1_pix1", "k1s2_pix2_odd", "k3s2_valid_asym_pix2"]
+DEFAULT = ["k3s1_same_pix2_centre_tail", "k5s2_w1_pix1", "k1s2_pix2_odd", "k3s2_valid_asym_pix2",
+           "k3s1_tap9_pix2_centre", "k3s2_tap4_pix2_asym_centre"]
 
 
 def _run(names, tmp_path, pause=0.3, frames=2):
@@ -259,3 +267,21 @@ def test_window_gen_model_depth():
     assert g2.depth == 3 * 32 + 3 + 10
     layout = window_layout(4, 2)
     assert layout.size == 2 * 4 * 8 + 6
+
+
+def test_window_gen_tap_groups():
+    """Tap parallelism: ceil(K*K/T) tap groups per emission, T slots per pixel in every beat, dummy slots padded."""
+    g = WindowGen(H=6, W=6, C=8, lanes=4, K=3, pix=2, tap=4, repeats=3)
+    assert (g.T, g.NTG, g.beats_per_group) == (4, 3, 3 * 3 * 2)
+    assert g.window_beats_per_frame() == 18 * 3 * 3 * 2
+    assert len(g.o.payload.data) == 2 * 4 * 4 * 8
+    frame = np.arange(6 * 6 * 8).reshape(6, 6, 8) % 256
+    beats = g.reference(frame)
+    assert len(beats) == g.window_beats_per_frame()
+    # beat 4 = tap group 2 (taps 8, dummy, dummy, dummy), channel group 0, pixel 0 at (0, 0): tap 8 is (1, 1) -> input (1, 1)
+    b = beats[4]
+    assert b["data"][:4] == [int(v) for v in frame[1, 1, 0:4]]
+    assert b["data"][4:16] == [g.pad_value] * 12
+    assert b["wlast"] == 0 and beats[5]["wlast"] == 1
+    with pytest.raises(ValueError):
+        WindowGen(H=6, W=6, C=8, lanes=4, K=3, tap=10)

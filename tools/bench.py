@@ -134,9 +134,11 @@ def section_build(args, res):
     for model in args.models:
         for board in args.boards:
             d = ROOT / "out" / f"bench_{model}_{board}"
-            cmd = ["rtlgen", "build", model, "--board", board, "--out", str(d), "--json"]
+            opts = shlex.split(args.build_opts)
+            cmd = ["rtlgen", "build", model, "--board", board, "--out", str(d), "--json", *opts]
             rep, dt = run_json(cmd)
             put_run(res, "build", f"{model}@{board}", {
+                "options": shlex.join(opts), "command": shlex.join(cmd),
                 "build_seconds": round(dt, 1), "cycles_per_frame": rep["cycles_per_frame"], "fps": rep["fps"],
                 "resources": rep["resources"], "budget": rep["budget"], "skip_buffer_bits": rep["skip_buffer_bits"],
                 "total_macs": rep["total_macs"], "clock_mhz": rep["clock_mhz"],
@@ -144,7 +146,8 @@ def section_build(args, res):
                 "layers": [{"name": L["name"], "op": L["op"], "cycles": L["cycles"], "dsp": L["dsp"], "lut": L["lut"]}
                            for L in json.loads((d / "report.json").read_text())["layers"]],
             })
-    out["command"] = f"python tools/bench.py --only build --models {','.join(args.models)} --boards {','.join(args.boards)}"
+    out["command"] = (f"python tools/bench.py --only build --models {','.join(args.models)} --boards {','.join(args.boards)}"
+                      + (f" --build-opts {shlex.quote(args.build_opts)}" if args.build_opts else ""))
     out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d")
 
@@ -400,7 +403,8 @@ def render(res: dict) -> str:
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for key, r in sorted(b["runs"].items()):
             rs, bu = r["resources"], r["budget"]
-            L.append(f"| {key.replace('@', ' @ ')} | {r['build_seconds']} | {r['cycles_per_frame']:,} | {rs['dsp']}/{bu['dsp']} | "
+            opts = f" (`{r['options']}`)" if r.get("options") else ""
+            L.append(f"| {key.replace('@', ' @ ')}{opts} | {r['build_seconds']} | {r['cycles_per_frame']:,} | {rs['dsp']}/{bu['dsp']} | "
                      f"{rs['lut']:,}/{bu['lut']:,} | {rs['ff']:,}/{bu['ff']:,} | {rs['bram36']}/{bu['bram36']} | {rs['uram']}/{bu['uram']} | "
                      f"{r['skip_buffer_bits']:,} | {r['skip_bits_paper']:,} | {r['skip_bits_naive']:,} |")
         L.append("")
@@ -539,6 +543,9 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=10_000, help="regress section: test images")
     ap.add_argument("--synth-timeout", type=int, default=3600, help="synth section: seconds per yosys run")
     ap.add_argument("--synth-jobs", type=int, default=1, help="with --synth-per-module: yosys runs at once")
+    ap.add_argument("--build-opts", default="",
+                    help="build section: extra `rtlgen build` options for these rows, e.g. \"--taps --search knapsack\" "
+                         "(recorded with each row)")
     ap.add_argument("--synth-per-module", action="store_true",
                     help="synth section: each layer module out of context, summed (rtlgen report --synth-per-module)")
     ap.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from the stored results")
