@@ -200,7 +200,8 @@ async def malformed_frames(dut):
                 exp.append(_short_expected(g, f, kk))
             elif j == 3:  # long: no last on beat hwg-1, `extra` more beats, the final one with last
                 w[-1] &= ~(1 << (g.lanes * 8))
-                w += [int(x) for x in rng.integers(0, 1 << (g.lanes * 8), size=extra)]
+                w += [int.from_bytes(bytes(b.tolist()), "little")  # any lane count (8 lanes = 64 bits)
+                      for b in rng.integers(0, 256, size=(extra, g.lanes), dtype=np.uint8)]
                 w[-1] |= 1 << (g.lanes * 8)
                 exp.append(f)
             else:
