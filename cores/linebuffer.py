@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -80,6 +80,15 @@ def conv_out_size(n: int, k: int, s: int, p0: int, p1: int) -> int:
 def default_depth(W: int, K: int, stride: int, pix: int) -> int:
     """Buffer depth in pixels: K-1 rows (+1 row at stride 2) plus a few pixels."""
     return (K - 1 + stride - 1) * W + K + 2 * pix * stride + 2
+
+
+def _select(sel, values, shape):
+    """``values[sel]`` for a list of constants as a chain of multiplexers (no ``case`` with uncovered values when
+    ``sel`` can exceed the list: the last value is the default)."""
+    out = Const(values[-1], shape)
+    for t in reversed(range(len(values) - 1)):
+        out = Mux(sel == t, Const(values[t], shape), out)
+    return out
 
 
 def _sbits(lo: int, hi: int) -> int:
@@ -397,9 +406,9 @@ class WindowGen(wiring.Component):
                     if all(e[3] is None for e in sl):
                         m.d.sync += pad_r[q][j].eq(1)
                         continue
-                    dy = Array([Const(e[3] if e[3] is not None else 0, range(K)) for e in sl])[tg]
-                    dx = Array([Const(e[4] if e[4] is not None else 0, range(K)) for e in sl])[tg]
-                    dummy = Array([Const(int(e[3] is None), 1) for e in sl])[tg]
+                    dy = _select(tg, [e[3] if e[3] is not None else 0 for e in sl], range(K))
+                    dx = _select(tg, [e[4] if e[4] is not None else 0 for e in sl], range(K))
+                    dummy = _select(tg, [int(e[3] is None) for e in sl], 1)
                     yy = ro[q] + dy
                     xx = co[q] + dx
                     m.d.sync += pad_r[q][j].eq(dummy | (yy < 0) | (yy >= H) | (xx < 0) | (xx >= W))
@@ -451,7 +460,7 @@ class WindowGen(wiring.Component):
                 for j in range(T):
                     # from the last channel group of tap group t to the first of t+1 (mod DG, always >= 0)
                     deltas = [(off[(t + 1) * T + j] - off[t * T + j] - (G - 1)) % DG for t in range(NTG - 1)] or [0]
-                    delta = Array([Const(d, range(DG)) for d in deltas])[tg] if len(deltas) > 1 else Const(deltas[0], range(DG))
+                    delta = _select(tg, deltas, range(DG))
                     with m.If(~win_end):
                         with m.If(g_last):
                             m.d.sync += acur[q][j].eq(modadd_var(acur[q][j], delta))
