@@ -267,9 +267,10 @@ class WindowGen(wiring.Component):
         off = [((ky if ky is not None else K - 1) * W + (kx if kx is not None else K - 1)) * G
                for (_, _, _, ky, kx) in slots]
 
-        def modadd(a, d: int):
-            """(a + d) mod DG for a in [0, DG) and a constant d."""
-            d %= DG
+        def modadd(a, d):
+            """(a + d) mod DG for a in [0, DG) and a constant d, or a signal d in [0, DG)."""
+            if isinstance(d, int):
+                d %= DG
             t = a + d
             return Mux(t >= DG, t - DG, t)
 
@@ -432,11 +433,6 @@ class WindowGen(wiring.Component):
                          acur1=acur[-1][0], aorg1=aorg[-1], ro1=ro[-1], co1=co[-1], x1=xq[-1])
         # reader counters
         rowstep = 1 + (W - K) * G
-        def modadd_var(a, d):
-            """(a + d) mod DG for a, d in [0, DG)."""
-            t = a + d
-            return Mux(t >= DG, t - DG, t)
-
         with m.If(issue):
             m.d.sync += g.eq(Mux(g_last, 0, g + 1))
             with m.If(g_last):
@@ -463,7 +459,7 @@ class WindowGen(wiring.Component):
                     delta = _select(tg, deltas, range(DG))
                     with m.If(~win_end):
                         with m.If(g_last):
-                            m.d.sync += acur[q][j].eq(modadd_var(acur[q][j], delta))
+                            m.d.sync += acur[q][j].eq(modadd(acur[q][j], delta))
                         with m.Else():
                             m.d.sync += acur[q][j].eq(modadd(acur[q][j], 1))
                     with m.Elif(~r_last):
