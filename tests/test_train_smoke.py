@@ -87,3 +87,47 @@ def test_importer_accepts(tiny_onnx):
     from rtlgen import golden
 
     assert golden.predict(net, x).shape == (8,)
+
+
+def test_float_bn_stage_with_online_distillation(tmp_path):
+    """--float-bn (BN after every conv, folded before calibration) with the online KD teacher: runs and exports a
+    BN-free model the importer reads."""
+    out = tmp_path / "tiny_bn.onnx"
+    cmd = [
+        sys.executable, str(ROOT / "tools" / "train.py"), "--arch", "tiny", "--smoke", "--no-seed", "--float-bn",
+        "--float-epochs", "1", "--epochs", "1", "--kd-teacher", "resnet20", "--kd-online", "--threads", "1",
+        "--no-progress", "--dataset", _dataset(), "--ckpt-dir", str(tmp_path / "ckpt"), "--export", str(out),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "folded BatchNorm into the convolutions" in r.stdout
+    m = onnx.load(str(out))
+    assert "BatchNormalization" not in [n.op_type for n in m.graph.node]
+    from rtlgen.importer import load_model
+
+    assert len(load_model(str(out)).layers) > 5
+
+
+@pytest.mark.parametrize("arch", ["tiny", "resnet8"])
+def test_fold_bns_preserves_the_function(arch):
+    """Folding eval-mode BatchNorms into the convolutions leaves the float network's logits unchanged."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT / "tools"))
+    import resnets
+
+    torch.manual_seed(0)
+    model = resnets.build(arch).eval()
+    bns = resnets.make_bns(model)
+    for bn in bns.values():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.5, 0.5)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        ref = resnets.float_forward_bn(model, bns, x)
+        plain = resnets.float_forward(model, x)
+        resnets.fold_bns(model, bns)
+        folded = resnets.float_forward(model, x)
+    assert torch.allclose(folded, ref, atol=1e-4), (folded - ref).abs().max()
+    assert not torch.allclose(plain, ref, atol=1e-2)  # the BNs did change the function before folding

@@ -360,6 +360,50 @@ def float_forward(model: QResNet, x):
     return F.linear(F.avg_pool2d(h, 8).flatten(1), model.fc.weight, model.fc.bias)
 
 
+def make_bns(model: QResNet) -> nn.ModuleDict:
+    """One BatchNorm2d after every convolution (not the dense layer), for a float stage with BN (``--float-bn``).
+
+    Keys are the conv module names with '.' -> '_'. ``fold_bns`` folds them into the convolutions afterwards, so the
+    quantized model stays BN-free (what the hardware computes).
+    """
+    return nn.ModuleDict({n.replace(".", "_"): nn.BatchNorm2d(m.weight.shape[0])
+                          for n, m in _conv_modules(model) if n != "fc"})
+
+
+def float_forward_bn(model: QResNet, bns: nn.ModuleDict, x):
+    """``float_forward`` with a BatchNorm after every convolution (train/eval mode follows ``model.training``)."""
+    bns.train(model.training)
+
+    def cbn(name, h, conv, stride, pad):
+        return bns[name](F.conv2d(h, conv.weight, conv.bias, stride=stride, padding=pad))
+
+    h = F.relu(cbn("stem", x, model.stem, 1, 1))
+    for i, b in enumerate(model.blocks):
+        r = F.relu(cbn(f"blocks_{i}_conv1", h, b.conv1, b.conv1.stride, 1))
+        y = cbn(f"blocks_{i}_conv2", r, b.conv2, 1, 1)
+        if b.kind == "identity":
+            sc = h
+        elif b.kind == "B":
+            sc = cbn(f"blocks_{i}_sc_conv", h, b.sc_conv, b.sc_conv.stride, 0)
+        else:
+            sc = F.pad(h[:, :, :: b.stride, :: b.stride], (0, 0, 0, 0, b.pad_c, b.pad_c))
+        h = F.relu(y + sc)
+    return F.linear(F.avg_pool2d(h, 8).flatten(1), model.fc.weight, model.fc.bias)
+
+
+def fold_bns(model: QResNet, bns: nn.ModuleDict) -> None:
+    """Fold the (eval-mode) BatchNorms into the convolutions' weights and biases, in place: after this
+    ``float_forward(model, x)`` equals ``float_forward_bn(model, bns, x)`` in eval mode (up to float rounding)."""
+    with torch.no_grad():
+        for n, m in _conv_modules(model):
+            if n == "fc":
+                continue
+            bn = bns[n.replace(".", "_")]
+            s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            m.weight.mul_(s.view(-1, 1, 1, 1))
+            m.bias.copy_((m.bias - bn.running_mean) * s + bn.bias)
+
+
 def float_params(model: QResNet) -> dict:
     """The trainable float weights and biases (no quantizer parameters)."""
     return {f"{n}.{k}": getattr(m, k).detach().clone() for n, m in _conv_modules(model) for k in ("weight", "bias")}

@@ -65,6 +65,12 @@ def parse_args(argv=None):
     p.add_argument("--kd-teacher", choices=["none", "resnet20"], default="none",
                    help="knowledge distillation from the float ResNet20 seed (91.73 %%); its logits are computed once "
                         "per training image and its mirror image (un-cropped) and cached in --ckpt-dir")
+    p.add_argument("--kd-online", action="store_true",
+                   help="run the distillation teacher on every augmented batch (crop and flip match) instead of "
+                        "caching its logits of the un-cropped images (about +70 %% float-epoch time)")
+    p.add_argument("--float-bn", action="store_true",
+                   help="float stage with a BatchNorm after every convolution, folded into the convolutions before "
+                        "calibration and QAT (the quantized model stays BN-free)")
     p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation loss")
     p.add_argument("--kd-t", type=float, default=4.0, help="distillation temperature")
     p.add_argument("--smoke", action="store_true", help="a few batches only (tests)")
@@ -228,6 +234,10 @@ def main(argv=None):
         ck = torch.load(best_p if args.from_best else last_p, map_location="cpu", weights_only=False)
         if ck.get("model") is None:  # float-stage checkpoint: post-training quantization of it
             resnets.load_float_params(model, ck["float"])
+            if ck.get("bn") is not None and not ck.get("folded", False):
+                bns = resnets.make_bns(model)
+                bns.load_state_dict(ck["bn"])
+                resnets.fold_bns(model, bns)
             calibrate(model, rdata.load_train(ds)[0], args.calib_batches)
             print("float-stage checkpoint: calibrated its activation scales (PTQ)", flush=True)
         else:
@@ -249,7 +259,11 @@ def main(argv=None):
     steps_per_epoch = len(xtr) // bs
     n_epochs = args.float_epochs + args.epochs
     total_steps = n_epochs * steps_per_epoch
-    opt = torch.optim.SGD(param_groups(model, args.wd), lr=args.lr, momentum=args.momentum, nesterov=True)
+    bns = resnets.make_bns(model) if args.float_bn else None
+    groups = param_groups(model, args.wd)
+    if bns is not None:
+        groups[1]["params"] += list(bns.parameters())  # no weight decay on BN
+    opt = torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, nesterov=True)
 
     def lr_at(step):
         w = args.warmup * steps_per_epoch
@@ -257,14 +271,25 @@ def main(argv=None):
             return args.lr * (step + 1) / w
         return 0.5 * args.lr * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total_steps - w))))
 
-    teacher = None
-    if args.kd_teacher == "resnet20":
+    teacher = teacher_net = None
+    if args.kd_teacher == "resnet20" and args.kd_online:
+        teacher_net = resnets.FloatResNet20.from_seed().eval()
+    elif args.kd_teacher == "resnet20":
         teacher = teacher_logits(xtr, ytr, None if args.smoke else ckdir / "kd_resnet20_logits.npy")
 
     start_epoch, best, history, calibrated = 0, -1.0, [], False
+    folded = bns is None  # BN (if any) already folded into the convolutions
 
     def fwd_float(x):
-        return resnets.float_forward(model, x)
+        return resnets.float_forward(model, x) if folded else resnets.float_forward_bn(model, bns, x)
+
+    def fold():
+        nonlocal folded
+        if not folded:
+            resnets.fold_bns(model, bns)
+            folded = True
+            acc = evaluate(model, xte, yte, fwd=fwd_float)
+            print(f"folded BatchNorm into the convolutions: float top-1 {acc:.2f} %", flush=True)
 
     def do_calibrate():
         calibrate(model, xtr, 1 if args.smoke else args.calib_batches, batch=bs if args.smoke else 250)
@@ -280,6 +305,10 @@ def main(argv=None):
             model.load_state_dict(ck["model"])
         else:
             resnets.load_float_params(model, ck["float"])
+        if bns is not None:
+            folded = ck.get("folded", True)
+            if not folded:
+                bns.load_state_dict(ck["bn"])
         opt.load_state_dict(ck["opt"])
         start_epoch, best, history, t_used = ck["epoch"], ck["best"], ck["history"], ck.get("wall_s", 0.0)
         torch.set_rng_state(ck["torch_rng"])
@@ -292,6 +321,12 @@ def main(argv=None):
                 calibrated = True
             else:  # a float stage comes first: weights and biases only, calibration after it
                 resnets.load_float_params(model, ick["float"])
+                if ick.get("bn") is not None and not ick.get("folded", True) and bns is not None:
+                    bns.load_state_dict(ick["bn"])
+                elif ick.get("bn") is not None and not ick.get("folded", True):
+                    b0 = resnets.make_bns(model)
+                    b0.load_state_dict(ick["bn"])
+                    resnets.fold_bns(model, b0)
             seeded = f"checkpoint {args.init_from} (epoch {ick['epoch']})"
             print(f"initialised from {seeded}", flush=True)
         else:
@@ -300,6 +335,7 @@ def main(argv=None):
             acc0 = evaluate(model, xte, yte)
             print(f"quantized model: top-1 {acc0:.2f} %", flush=True)
         elif args.float_epochs == 0:
+            fold()
             acc0 = do_calibrate()
             calibrated = True
         else:
@@ -317,6 +353,7 @@ def main(argv=None):
         t0 = time.time()
         is_float = ep < args.float_epochs
         if not is_float and not calibrated:
+            fold()
             history.append({"epoch": ep, "ptq_top1": do_calibrate()})
             calibrated = True
             best = -1.0  # best-of tracking restarts for the quantized model
@@ -338,8 +375,12 @@ def main(argv=None):
             yb = ytr_t[idx]
             out = fwd_float(xin) if is_float else model(xin)
             loss = F.cross_entropy(out, yb)
-            if teacher is not None:
-                tl = teacher[fl.astype(np.int64), idx]
+            if teacher is not None or teacher_net is not None:
+                if teacher_net is not None:
+                    with torch.no_grad():
+                        tl = teacher_net(xin)
+                else:
+                    tl = teacher[fl.astype(np.int64), idx]
                 T = args.kd_t
                 kd = F.kl_div(F.log_softmax(out / T, 1), F.softmax(tl / T, 1), reduction="batchmean") * T * T
                 loss = (1 - args.kd_alpha) * loss + args.kd_alpha * kd
@@ -370,7 +411,8 @@ def main(argv=None):
             best = max(best, acc)
             continue
         ck = {"model": model.state_dict() if calibrated else None, "float": resnets.float_params(model),
-              "calibrated": calibrated, "opt": opt.state_dict(), "epoch": ep + 1, "best": max(best, acc),
+              "calibrated": calibrated, "opt": opt.state_dict(),
+              "bn": None if bns is None else bns.state_dict(), "folded": folded, "epoch": ep + 1, "best": max(best, acc),
               "history": history, "torch_rng": torch.get_rng_state(), "args": vars(args), "wall_s": t_used}
         torch.save(ck, str(last_p) + ".tmp")
         os.replace(str(last_p) + ".tmp", last_p)
@@ -378,6 +420,7 @@ def main(argv=None):
             best = acc
             torch.save(ck, best_p)
     if not calibrated:  # --epochs 0 after a float stage: post-training quantization of the float model
+        fold()
         history.append({"epoch": n_epochs, "test_top1": do_calibrate()})
         calibrated = True
     final = history[-1]["test_top1"]
