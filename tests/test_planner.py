@@ -235,3 +235,22 @@ def test_tap_parallelism_cost_model():
     assert core.cycles_per_frame() == c9 + 1  # the cores' own model (one cycle at the frame change)
     assert core.engine.rom_width == planner.weight_word_bits(8, 1, 9) == 8 * 9 * 8
     assert core.engine.rom_depth == 2 * 1 * 16
+
+
+@pytest.mark.parametrize("name,pi,pp,tp", [("conv1", 16, 2, 3), ("conv3", 4, 1, 3), ("conv8", 13, 2, 3),
+                                           ("conv0", 3, 1, 9), ("conv5", 7, 2, 5)])
+def test_tap_line_buffer_bram_follows_the_core(name, pi, pp, tp):
+    """With tap_par > 1 the line buffer is costed as pix_par*tap_par width-bound copies of the window generator's
+    actual memory (lanes*8 bits x depth*groups words), so the model follows the core's geometry."""
+    from rtlgen.cores.linebuffer import default_depth
+    from rtlgen.cores.conv import Conv
+
+    lay = build.Design.load("resnet8", board="ultra96v2").net[name]
+    core = Conv(lay, ich_par=pi, och_par=4, pix_par=pp, tap_par=tp)
+    wg = core.window
+    assert wg.depth == default_depth(lay.in_shape[1], lay.kernel[0], lay.stride[0], pp) \
+        == planner.line_buffer_depth(lay.in_shape[1], lay.kernel[0], lay.stride[0], pp)
+    _, r_tap = planner.conv_config_cost(lay, 4, pi, pp, False, "dsp", "lut", lanes_in=pi, tp=tp)
+    expect = wg.pix * wg.T * planner.rom_blocks(wg.lanes * 8, wg.DG, "bram")
+    assert r_tap["bram36"] == expect  # weights in LUTs: the BRAM is the line buffer's alone
+    assert core.resources()["line_buffer_bits"] == wg.DG * wg.lanes * 8 * pp * tp
