@@ -125,7 +125,7 @@ def test_fold_bns_preserves_the_function(arch):
         bn.bias.data.uniform_(-0.5, 0.5)
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
-        ref = resnets.float_forward_bn(model, bns, x)
+        ref = resnets.float_forward(model, x, bns)
         plain = resnets.float_forward(model, x)
         resnets.fold_bns(model, bns)
         folded = resnets.float_forward(model, x)

@@ -340,20 +340,27 @@ class FloatResNet20(nn.Module):
         return self.linear(F.adaptive_avg_pool2d(h, 1).flatten(1))
 
 
-def float_forward(model: QResNet, x):
+def float_forward(model: QResNet, x, bns: nn.ModuleDict | None = None):
     """Float (unquantized) forward through a QResNet's own weights and biases: the cheap pre-training stage.
 
-    Same topology and zero padding as the quantized model, about 3x faster than Brevitas QAT on a CPU.
+    Same topology and zero padding as the quantized model, about 3x faster than Brevitas QAT on a CPU. With ``bns``
+    (``make_bns``) a BatchNorm follows every convolution (train/eval mode follows ``model.training``).
     """
-    h = F.relu(F.conv2d(x, model.stem.weight, model.stem.bias, padding=1))
-    for b in model.blocks:
-        s = b.conv1.stride
-        r = F.relu(F.conv2d(h, b.conv1.weight, b.conv1.bias, stride=s, padding=1))
-        y = F.conv2d(r, b.conv2.weight, b.conv2.bias, padding=1)
+    if bns is not None:
+        bns.train(model.training)
+
+    def conv(name, h, mod, stride, pad):
+        y = F.conv2d(h, mod.weight, mod.bias, stride=stride, padding=pad)
+        return y if bns is None else bns[name](y)
+
+    h = F.relu(conv("stem", x, model.stem, 1, 1))
+    for i, b in enumerate(model.blocks):
+        r = F.relu(conv(f"blocks_{i}_conv1", h, b.conv1, b.conv1.stride, 1))
+        y = conv(f"blocks_{i}_conv2", r, b.conv2, 1, 1)
         if b.kind == "identity":
             sc = h
         elif b.kind == "B":
-            sc = F.conv2d(h, b.sc_conv.weight, b.sc_conv.bias, stride=b.sc_conv.stride)
+            sc = conv(f"blocks_{i}_sc_conv", h, b.sc_conv, b.sc_conv.stride, 0)
         else:
             sc = F.pad(h[:, :, :: b.stride, :: b.stride], (0, 0, 0, 0, b.pad_c, b.pad_c))
         h = F.relu(y + sc)
@@ -370,30 +377,9 @@ def make_bns(model: QResNet) -> nn.ModuleDict:
                           for n, m in _conv_modules(model) if n != "fc"})
 
 
-def float_forward_bn(model: QResNet, bns: nn.ModuleDict, x):
-    """``float_forward`` with a BatchNorm after every convolution (train/eval mode follows ``model.training``)."""
-    bns.train(model.training)
-
-    def cbn(name, h, conv, stride, pad):
-        return bns[name](F.conv2d(h, conv.weight, conv.bias, stride=stride, padding=pad))
-
-    h = F.relu(cbn("stem", x, model.stem, 1, 1))
-    for i, b in enumerate(model.blocks):
-        r = F.relu(cbn(f"blocks_{i}_conv1", h, b.conv1, b.conv1.stride, 1))
-        y = cbn(f"blocks_{i}_conv2", r, b.conv2, 1, 1)
-        if b.kind == "identity":
-            sc = h
-        elif b.kind == "B":
-            sc = cbn(f"blocks_{i}_sc_conv", h, b.sc_conv, b.sc_conv.stride, 0)
-        else:
-            sc = F.pad(h[:, :, :: b.stride, :: b.stride], (0, 0, 0, 0, b.pad_c, b.pad_c))
-        h = F.relu(y + sc)
-    return F.linear(F.avg_pool2d(h, 8).flatten(1), model.fc.weight, model.fc.bias)
-
-
 def fold_bns(model: QResNet, bns: nn.ModuleDict) -> None:
     """Fold the (eval-mode) BatchNorms into the convolutions' weights and biases, in place: after this
-    ``float_forward(model, x)`` equals ``float_forward_bn(model, bns, x)`` in eval mode (up to float rounding)."""
+    ``float_forward(model, x)`` equals ``float_forward(model, x, bns)`` in eval mode (up to float rounding)."""
     with torch.no_grad():
         for n, m in _conv_modules(model):
             if n == "fc":

@@ -192,6 +192,16 @@ def teacher_logits(xtr, ytr, cache):
     return torch.from_numpy(out)
 
 
+def fold_checkpoint_bn(model, ck) -> None:
+    """A float-stage checkpoint of a ``--float-bn`` run holds its BatchNorms unfolded: fold them into ``model``."""
+    import resnets
+
+    if ck.get("bn") is not None and not ck.get("folded", True):
+        bns = resnets.make_bns(model)
+        bns.load_state_dict(ck["bn"])
+        resnets.fold_bns(model, bns)
+
+
 def param_groups(model, wd):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -234,10 +244,7 @@ def main(argv=None):
         ck = torch.load(best_p if args.from_best else last_p, map_location="cpu", weights_only=False)
         if ck.get("model") is None:  # float-stage checkpoint: post-training quantization of it
             resnets.load_float_params(model, ck["float"])
-            if ck.get("bn") is not None and not ck.get("folded", False):
-                bns = resnets.make_bns(model)
-                bns.load_state_dict(ck["bn"])
-                resnets.fold_bns(model, bns)
+            fold_checkpoint_bn(model, ck)
             calibrate(model, rdata.load_train(ds)[0], args.calib_batches)
             print("float-stage checkpoint: calibrated its activation scales (PTQ)", flush=True)
         else:
@@ -271,17 +278,19 @@ def main(argv=None):
             return args.lr * (step + 1) / w
         return 0.5 * args.lr * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total_steps - w))))
 
-    teacher = teacher_net = None
+    kd_target = None  # (model input, image indices, flips) -> teacher logits
     if args.kd_teacher == "resnet20" and args.kd_online:
         teacher_net = resnets.FloatResNet20.from_seed().eval()
+        kd_target = lambda xin, idx, fl: teacher_net(xin)  # noqa: E731
     elif args.kd_teacher == "resnet20":
-        teacher = teacher_logits(xtr, ytr, None if args.smoke else ckdir / "kd_resnet20_logits.npy")
+        cached = teacher_logits(xtr, ytr, None if args.smoke else ckdir / "kd_resnet20_logits.npy")
+        kd_target = lambda xin, idx, fl: cached[fl.astype(np.int64), idx]  # noqa: E731
 
     start_epoch, best, history, calibrated = 0, -1.0, [], False
     folded = bns is None  # BN (if any) already folded into the convolutions
 
     def fwd_float(x):
-        return resnets.float_forward(model, x) if folded else resnets.float_forward_bn(model, bns, x)
+        return resnets.float_forward(model, x, None if folded else bns)
 
     def fold():
         nonlocal folded
@@ -321,12 +330,10 @@ def main(argv=None):
                 calibrated = True
             else:  # a float stage comes first: weights and biases only, calibration after it
                 resnets.load_float_params(model, ick["float"])
-                if ick.get("bn") is not None and not ick.get("folded", True) and bns is not None:
-                    bns.load_state_dict(ick["bn"])
-                elif ick.get("bn") is not None and not ick.get("folded", True):
-                    b0 = resnets.make_bns(model)
-                    b0.load_state_dict(ick["bn"])
-                    resnets.fold_bns(model, b0)
+                if bns is not None and ick.get("bn") is not None and not ick.get("folded", True):
+                    bns.load_state_dict(ick["bn"])  # go on training them
+                else:
+                    fold_checkpoint_bn(model, ick)
             seeded = f"checkpoint {args.init_from} (epoch {ick['epoch']})"
             print(f"initialised from {seeded}", flush=True)
         else:
@@ -375,12 +382,9 @@ def main(argv=None):
             yb = ytr_t[idx]
             out = fwd_float(xin) if is_float else model(xin)
             loss = F.cross_entropy(out, yb)
-            if teacher is not None or teacher_net is not None:
-                if teacher_net is not None:
-                    with torch.no_grad():
-                        tl = teacher_net(xin)
-                else:
-                    tl = teacher[fl.astype(np.int64), idx]
+            if kd_target is not None:
+                with torch.no_grad():
+                    tl = kd_target(xin, idx, fl)
                 T = args.kd_t
                 kd = F.kl_div(F.log_softmax(out / T, 1), F.softmax(tl / T, 1), reduction="batchmean") * T * T
                 loss = (1 - args.kd_alpha) * loss + args.kd_alpha * kd
