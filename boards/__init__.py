@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .top import ADDR_BITS, ID_VALUE, REGISTERS, TDATA_WIDTHS, VERSION, build_hash, port_list, verilog
+from .top import ADDR_BITS, ID_VALUE, REGISTERS, TDATA_WIDTHS, VERSION, build_hash, header, port_list, verilog
 
 __all__ = ["BOARDS", "VIVADO_VERSION", "emit", "register_table_md", "port_table_md"]
 
@@ -133,8 +133,10 @@ def emit(design_dir, net, plan, board: str, clock_mhz: float, manifest: dict, td
     cfg = board_config(net, plan, board, clock_mhz, manifest, tdata_width)
     h = int(cfg["build_hash"], 16)
     (d / "rtl").mkdir(parents=True, exist_ok=True)
-    (d / "rtl" / "rtlgen_axi_top.v").write_text(verilog(manifest, tdata_width, h))
     weights = bool(manifest.get("weights"))
+    (d / "rtl" / "rtlgen_axi_top.v").write_text(
+        header(manifest, tdata_width, weights, net.name, board, clock_mhz, plan.cycles_per_frame, h)
+        + verilog(manifest, tdata_width, h))
 
     try:
         from importlib.metadata import version

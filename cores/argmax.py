@@ -20,13 +20,34 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .add import lane, tree_reduce
+from .arith import lane, tree_reduce
 from .stream import act_signature, beats_per_pixel
 
 __all__ = ["ArgmaxCore"]
 
 
 class ArgmaxCore(wiring.Component):
+    """Class index of a logits stream (lowest index on ties).
+
+    Parameters
+    ----------
+    n : int
+        Logits per frame (classes).
+    lanes, width : int
+        Logits per beat and bits per logit.
+    is_signed : bool
+        Signed logits.
+    index_width : int or None
+        Bits of the index (default: enough for ``n``).
+
+    Members
+    -------
+    i : ``In(act_signature(lanes, width))``
+        Logits, ``ceil(n / lanes)`` beats per frame.
+    o : ``Out(act_signature(1, index_width))``
+        One beat per frame: the index of the largest logit.
+    """
+
     def __init__(self, n: int, lanes: int = 1, width: int = 8, is_signed: bool = True, index_width: int | None = None):
         if n < 1:
             raise ValueError("argmax needs at least one class")

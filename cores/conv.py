@@ -14,12 +14,12 @@ Stream contract of :class:`Conv`
 * ``centre`` (optional, temporal reuse): the centre pixel of every window, ``ich_par`` lanes, raster order of the
   output pixels (see :mod:`rtlgen.cores.linebuffer`): with 'same' padding and stride 1 this is the layer input
   itself, delayed to the conv's window timing -- the skip stream of the block's second conv needs only
-  :func:`skip_fifo_entries` entries of FIFO behind it.
+  :func:`rtlgen.plan.geometry.skip_fifo_entries` entries of FIFO behind it.
 * ``proj`` (optional, loop merging): the output of a 1x1 stride-``s`` projection shortcut computed on the window
   centres of this conv (``Conv(..., proj=layer)``), ``proj_och_par`` lanes, raster order.
 * Throughput (no stalls, back-to-back frames): :meth:`Conv.cycles_per_frame`; one window beat (``pix_par`` pixels x
   ``tap_par`` taps x ``ich_par`` channels x ``och_par`` output channels of MACs) per cycle.
-* Latency: :meth:`Conv.latency` (input beat to first output beat, input at full rate).
+* Latency: :attr:`Conv.latency` (input beat to first output beat, input at full rate).
 
 Engine (:class:`ConvEngine`)
 ----------------------------
@@ -33,6 +33,19 @@ third); weights come from one ROM word per beat (``och_par*tap_par*ich_par`` int
 instance: a memory with ``ram_style``/``rom_style`` attributes, or a ROM in logic for ``lut``; see
 :data:`STORAGE_ATTRS`). Lanes beyond ``C`` or ``O`` carry zero weights, so no
 parallelism needs to divide the channel counts.
+
+Pipeline and flow control (every register-to-register path at most ~2 adders): the engine's MAC pipeline runs free
+(no clock enable; a valid bit travels with the data): input register (the ROM read beside it) ->
+packed pre-add ``x0 + x1 * 2**18`` (or the activations again) with the weight word -> multiplier ``M`` and ``P``
+registers (LUT multipliers: four partial products, then their tree) -> the per-beat sum as a tree registered every
+2 adder levels (packed: chunk trees, the lane split, the tree over the chunks; :attr:`ConvEngine.sum_stages`) ->
+the accumulate adder, which writes a finished window into the result FIFO(s). Windows are admitted by credits: a
+counter per result FIFO counts the windows whose last beat was taken and whose result has not been read yet, and
+``win.ready`` is a register (``ok``: every counter below :attr:`ConvEngine.credits`, which is also the FIFO depth),
+so a counted window always finds room and no ``ready`` travels through the pipeline. The requant behind it
+(:class:`~rtlgen.cores.requant.RequantStage`) has its own registered ready and output FIFO: ``o.ready`` never reaches
+``win.ready`` or the window generator in the same cycle. Throughput is unchanged (one window beat per cycle); the
+latency grows by the pipeline stages (:attr:`Conv.latency`).
 
 Weights in UltraRAM (``storage="uram"``): load protocol
 ------------------------------------------------------
@@ -75,24 +88,24 @@ import re
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtlgen import ir
 from rtlgen.quant import bits_signed
 
-from .add import tree_reduce
-from .linebuffer import WindowGen, window_layout
-from .lutmul import lut_mul
-from .requant import RequantStage, logic_rom
+from .arith import credit_counter, delay, logic_rom, lut_mul_pps, ptree, ptree_stages, tree_reduce
+from .linebuffer import WindowGen, WindowModel, window_layout
+from .requant import RequantStage
+from .interface import LayerCore
 from .stream import act_signature
 
-__all__ = ["Conv", "ConvEngine", "skip_fifo_entries", "STORAGE_ATTRS", "dsp_count", "strip_ultra_init",
+__all__ = ["Conv", "ConvEngine", "STORAGE_ATTRS", "dsp_count", "strip_ultra_init",
            "load_signature"]
 
 #: Memory attributes per weight storage. ``lut`` is not a memory at all but a ROM built from logic
-#: (:func:`rtlgen.cores.requant.logic_rom`), which every tool maps to LUTs. ``uram``: UltraRAM has no initial
+#: (:func:`rtlgen.cores.arith.logic_rom`), which every tool maps to LUTs. ``uram``: UltraRAM has no initial
 #: contents on UltraScale+, so a ``uram`` weight memory is a RAM written through the ``wload`` port at start-up
 #: (see the module docstring), never an initialized ROM.
 STORAGE_ATTRS = {
@@ -143,22 +156,6 @@ def tree_sum(terms):
     return tree_reduce(terms, operator.add) if terms else Const(0)
 
 
-def skip_fifo_entries(W: int, C: int, fh: int = 3, fw: int = 3, och: int = 1, *, temporal_reuse: bool = True,
-                      pix: int = 1) -> int:
-    """Skip-FIFO entries (activation values) a residual block with a merged add needs between the skip source and
-    the block's last conv (``fh x fw`` window, ``och`` output channels in parallel, input width ``W``, ``C``
-    channels).
-
-    Without temporal reuse (the skip is tapped at the block input) the paper's rule holds:
-    ``(fh-1)*W*C + (fw-1)*C + och + 1``. With temporal reuse (the skip is the centre pixel forwarded by the first
-    conv's window) the skip only waits for the second conv's window half: ``(fh//2)*W*C + (fw//2 + 2*pix)*C +
-    och + 1`` -- about half.
-    """
-    if not temporal_reuse:
-        return (fh - 1) * W * C + (fw - 1) * C + och + 1
-    return (fh // 2) * W * C + (fw // 2 + 2 * pix) * C + och + 1
-
-
 def dsp_count(och_par: int, ich_par: int, pix_par: int, packing: bool, mult: str = "dsp") -> int:
     """Multipliers (DSP48E2) of the MAC array (the requant multipliers come on top when ``m`` is not a power of 2);
     0 with ``mult="lut"`` (multipliers in fabric)."""
@@ -182,7 +179,38 @@ def _acc_layout(lanes, bits, extra=0):
 
 
 class ConvEngine(wiring.Component):
-    """MAC array + requant behind a :class:`~rtlgen.cores.linebuffer.WindowGen` (port ``win``)."""
+    """MAC array + requant behind a :class:`~rtlgen.cores.linebuffer.WindowGen` (port ``win``).
+
+    Parameters
+    ----------
+    weights, bias : int arrays
+        int8 ``[O, K, K, C]`` weights, int32 ``[O]`` biases.
+    requant : :class:`rtlgen.ir.Requant`
+        The per-channel requantization (multiplier, shift, zero point, clamp, rounding).
+    in_signed : bool
+        int8 (else uint8) activations.
+    out_pixels : int
+        Output pixels per frame.
+    ich_par, och_par, pix, tap : int
+        Channels, output channels, pixels and kernel taps per cycle.
+    packing, storage, mult :
+        Two MACs per DSP48E2 (``pix=2``); weight ROM (``bram``, ``uram``, ``lut``); multipliers (``dsp``, ``lut``).
+    res_m, res_zp, skip_signed :
+        Merged residual: per-channel multipliers, zero point and signedness of the skip (None: no residual).
+
+    Members
+    -------
+    win : ``In(stream.Signature(window_layout(tap * ich_par, pix)))``
+        Window beats from the window generator.
+    o : ``Out(act_signature(och_par))``
+        Output activations.
+    skip : ``In(act_signature(och_par))``
+        Only with a residual: the skip stream.
+    wload : ``In(load_signature(rom_width))``
+        Only with ``storage="uram"``: the weight words, loaded once after reset.
+    loaded : ``Out(1)``
+        Only with ``storage="uram"``: the weights are loaded.
+    """
 
     def __init__(self, *, weights: np.ndarray, bias: np.ndarray, requant: ir.Requant, in_signed: bool,
                  out_pixels: int, ich_par: int, och_par: int = 1, pix: int = 1, packing: bool = True,
@@ -206,7 +234,7 @@ class ConvEngine(wiring.Component):
         self.ich = ich_par
         # MAC lanes per pixel: T tap slots x ich_par channels (lane l = slot j, channel i: l = j*ich_par + i)
         self.P, self.och, self.pix = ich_par * self.T, och_par, pix
-        self.mult = mult  # "lut": multipliers in fabric (cores/lutmul.py), never packed
+        self.mult = mult  # "lut": multipliers in fabric (cores/arith.py lut_mul), never packed
         self.packing = bool(packing and pix == 2 and mult == "dsp")
         self.storage = storage
         self.G = math.ceil(C / ich_par)
@@ -268,24 +296,65 @@ class ConvEngine(wiring.Component):
                     words.append(w)
         return words
 
+    # -- pipeline geometry (pure Python: the cycle model and the planner read it) ---------------------------------
+    @property
+    def window_beats(self) -> int:
+        """Beats of one window (one output beat): ``ceil(K*K/tap_par) * ceil(C/ich_par)``."""
+        return self.NTG * self.G
+
+    @property
+    def chunks(self) -> list[int]:
+        """Sizes of the packed-product chunks summed before the lane split (packing only)."""
+        return [min(self.chunk, self.P - c0) for c0 in range(0, self.P, self.chunk)]
+
+    @property
+    def sum_stages(self) -> int:
+        """Register stages of the per-beat sum (stage 3): a tree registered every 2 adder levels; packed: chunk
+        tree, the lane split (1 stage), the tree over the chunks."""
+        if self.packing:
+            return ptree_stages(max(self.chunks)) + 1 + ptree_stages(len(self.chunks))
+        return ptree_stages(self.P)
+
+    @property
+    def pipe_depth(self) -> int:
+        """Cycles from taking a window's last beat to writing its result into the result FIFO: input register (ROM
+        read), pre-add (with the registered weight word), multiplier M and P registers, :attr:`sum_stages`, then the accumulate adder
+        writes the FIFO."""
+        return 4 + self.sum_stages
+
+    @property
+    def credits(self) -> int:
+        """Windows that may be in flight (taken up to their last beat, not yet read from the result FIFO), per
+        result FIFO; also the FIFO depth, so a counted window always finds room. ``R`` for one pixel's output
+        groups, plus the windows the pipeline and the credit loop (FIFO read -> registered ready, 4 cycles) hold."""
+        return self.R + -(-(self.pipe_depth + 4) // self.window_beats) + 2
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the first window beat (taken) to the first output beat: the window's beats, the pipeline,
+        the result FIFO (2 cycles) and the requant."""
+        return self.window_beats - 1 + self.pipe_depth + 2 + self.requant.latency
+
     def elaborate(self, platform):
         m = Module()
         P, och, pix, acb = self.P, self.och, self.pix, self.acc_bits
         m.submodules.requant = rq = self.requant
         win = self.win
+        N = self.credits
 
-        # ---- global pipeline enable (stalls only when a finished window cannot enter the result FIFOs) ----
-        en = Signal()
-        v1, v2, v3 = Signal(name="v1"), Signal(name="v2"), Signal(name="v3")
+        # ---- flow control: credits. ``ok`` (a register) admits window beats while every result FIFO has room
+        # for the window being taken; the MAC pipeline behind it runs free (valid bits travel with the data). ----
+        ok = Signal(init=1, name="credit_ok")
         if self.uram:  # no window is taken before the weight RAM is loaded
             loaded = Signal(name="weights_loaded")
-            m.d.comb += [win.ready.eq(en & loaded), self.loaded.eq(loaded)]
-            take = win.valid & en & loaded
+            m.d.comb += [win.ready.eq(ok & loaded), self.loaded.eq(loaded)]
+            take = win.valid & ok & loaded
         else:
-            m.d.comb += win.ready.eq(en)
-            take = win.valid & en
+            m.d.comb += win.ready.eq(ok)
+            take = win.valid & ok
 
-        # ---- weight ROM ----
+        # ---- weight ROM: read with the input register, its word registered (a BRAM's output register) so it
+        # reaches the multipliers from a register, together with the pre-added activations ----
         init = self.rom_init()
         init += [0] * (2 - len(init))  # no 1-entry memories (zero-width address in Verilog)
         waddr = Signal(range(len(init)))
@@ -295,99 +364,95 @@ class ConvEngine(wiring.Component):
                                                 attrs=dict(STORAGE_ATTRS["uram"]))
             _load_port(m, ram, self.wload, self.rom_depth, loaded)
             rp = ram.read_port(transparent_for=())
-            m.d.comb += [rp.addr.eq(cur), rp.en.eq(en)]
-            rom_data = rp.data
+            m.d.comb += [rp.addr.eq(cur), rp.en.eq(1)]
+            rom_q = rp.data
         elif self.storage == "lut":
-            rom_data = logic_rom(m, "weights", init, self.rom_width, cur, en)
+            rom_q = logic_rom(m, "weights", init, self.rom_width, cur, 1)
         else:
             m.submodules.weights = rom = Memory(shape=unsigned(self.rom_width), depth=len(init), init=init,
                                                 attrs=dict(STORAGE_ATTRS[self.storage]))
             rp = rom.read_port(transparent_for=())
-            m.d.comb += [rp.addr.eq(cur), rp.en.eq(en)]
-            rom_data = rp.data
+            m.d.comb += [rp.addr.eq(cur), rp.en.eq(1)]
+            rom_q = rp.data
+        rom_data = Signal(unsigned(self.rom_width), name="weights_q")
+        m.d.sync += rom_data.eq(rom_q)
         with m.If(take):
             m.d.sync += waddr.eq(Mux(cur == self.rom_depth - 1, 0, cur + 1))
 
-        # ---- stage 1: activations (9-bit signed) and flags; the ROM word arrives with them ----
+        # ---- stage 1: activations (9-bit signed) and flags ----
         x1 = [[Signal(signed(9), name=f"x1_{q}_{i}") for i in range(P)] for q in range(pix)]
-        first1, wlast1, p11 = Signal(name="first1"), Signal(name="wlast1"), Signal(name="p1_1")
-        with m.If(en):
-            m.d.sync += [v1.eq(take), first1.eq(win.payload.first), wlast1.eq(win.payload.wlast),
-                         p11.eq(win.payload.p1)]
-            for q in range(pix):
-                for i in range(P):
-                    b = win.payload.data[(q * P + i) * 8:(q * P + i + 1) * 8]
-                    m.d.sync += x1[q][i].eq(b.as_signed() if self.in_signed else b)
-        w1 = [[rom_data[(o * P + i) * 8:(o * P + i + 1) * 8].as_signed() for i in range(P)] for o in range(och)]
-
-        # ---- stage 2: products (one multiplier per weight and pixel, or one per weight when packed) ----
-        first2, wlast2, p12 = Signal(name="first2"), Signal(name="wlast2"), Signal(name="p1_2")
-        with m.If(en):
-            m.d.sync += [v2.eq(v1), first2.eq(first1), wlast2.eq(wlast1), p12.eq(p11)]
-        if self.packing:
-            a1 = []
+        v1, first1, wlast1, p11 = (Signal(name=n) for n in ("v1", "first1", "wlast1", "p1_1"))
+        m.d.sync += [v1.eq(take), first1.eq(win.payload.first), wlast1.eq(win.payload.wlast), p11.eq(win.payload.p1)]
+        for q in range(pix):
             for i in range(P):
-                a = Signal(signed(27), name=f"pk_{i}")
-                m.d.comb += a.eq(x1[0][i] + (x1[1][i] << 18))
-                a1.append(a)
-            prod = [[Signal(signed(35), name=f"mp_{o}_{i}") for i in range(P)] for o in range(och)]
-            with m.If(en):
-                for o in range(och):
-                    for i in range(P):
-                        m.d.sync += prod[o][i].eq(a1[i] * w1[o][i])
+                b = win.payload.data[(q * P + i) * 8:(q * P + i + 1) * 8]
+                m.d.sync += x1[q][i].eq(b.as_signed() if self.in_signed else b)
+
+        # ---- stage 2: packed pre-add (x0 + x1 * 2**18) or the activations again; the weight word arrives ----
+        if self.packing:
+            xa = [[Signal(signed(27), name=f"pk_{i}") for i in range(P)]]
+            m.d.sync += [xa[0][i].eq(x1[0][i] + (x1[1][i] << 18)) for i in range(P)]
         else:
-            prod = [[[Signal(signed(17), name=f"mul_{q}_{o}_{i}") for i in range(P)] for o in range(och)]
-                    for q in range(pix)]
-            with m.If(en):
-                for q in range(pix):
-                    for o in range(och):
-                        for i in range(P):
-                            if self.mult == "lut":
-                                m.d.sync += prod[q][o][i].eq(lut_mul(x1[q][i], w1[o][i]))
-                            else:
-                                m.d.sync += prod[q][o][i].eq(x1[q][i] * w1[o][i])
+            xa = [[Signal(signed(9), name=f"x2_{q}_{i}") for i in range(P)] for q in range(pix)]
+            m.d.sync += [xa[q][i].eq(x1[q][i]) for q in range(pix) for i in range(P)]
+        w2 = [[rom_data[(o * P + i) * 8:(o * P + i + 1) * 8].as_signed() for i in range(P)] for o in range(och)]
 
-        # ---- stage 3: per-beat partial sums ----
-        psb = bits_signed(min(-128 * 255 * P, 0), 128 * 255 * P)
-        ps = [[Signal(signed(psb), name=f"ps_{q}_{o}") for o in range(och)] for q in range(pix)]
-        first3, wlast3, p13 = Signal(name="first3"), Signal(name="wlast3"), Signal(name="p1_3")
-        with m.If(en):
-            m.d.sync += [v3.eq(v2), first3.eq(first2), wlast3.eq(wlast2), p13.eq(p12)]
+        # ---- stages 3, 4: products with the multiplier's M and P registers (LUT multipliers: partial products,
+        # then their 2-level tree) ----
+        prod = [[[None] * P for _ in range(och)] for _ in xa]
+        for q in range(len(xa)):
             for o in range(och):
-                if self.packing:
-                    los, his = [], []
-                    for c0 in range(0, P, self.chunk):
-                        cs = Signal(signed(35 + 4), name=f"cs_{o}_{c0}")
-                        m.d.comb += cs.eq(tree_sum(prod[o][c0:c0 + self.chunk]))
-                        lo = Signal(signed(18), name=f"lo_{o}_{c0}")
-                        hi = Signal(signed(22), name=f"hi_{o}_{c0}")
-                        m.d.comb += [lo.eq(cs[:18].as_signed()), hi.eq((cs >> 18) + cs[17])]
-                        los.append(lo)
-                        his.append(hi)
-                    m.d.sync += [ps[0][o].eq(tree_sum(los)), ps[1][o].eq(tree_sum(his))]
-                else:
-                    for q in range(pix):
-                        m.d.sync += ps[q][o].eq(tree_sum(prod[q][o]))
+                for i in range(P):
+                    if self.mult == "lut":
+                        pps = []
+                        for k, pp in enumerate(lut_mul_pps(xa[q][i], w2[o][i])):
+                            r = Signal(pp.shape(), name=f"pp_{q}_{o}_{i}_{k}")
+                            m.d.sync += r.eq(pp)
+                            pps.append(r)
+                        p4 = Signal(signed(17), name=f"mul_{q}_{o}_{i}")
+                        m.d.sync += p4.eq(tree_sum(pps))
+                    else:
+                        shape = signed(35) if self.packing else signed(17)
+                        p3 = Signal(shape, name=f"mp_{q}_{o}_{i}")
+                        p4 = Signal(shape, name=f"pp_{q}_{o}_{i}")
+                        m.d.sync += [p3.eq(xa[q][i] * w2[o][i]), p4.eq(p3)]
+                    prod[q][o][i] = p4
+        flags4 = [delay(m, s, 3, s.name) for s in (v1, first1, wlast1, p11)]
 
-        # ---- stage 4: accumulate; a finished window enters the result FIFO(s) ----
-        depth = self.R + 2
-        m.submodules.res0 = f0 = fifo.SyncFIFOBuffered(width=och * acb + 1, depth=depth)
+        # ---- stage 3 (sum_stages cycles): per-beat partial sums, a tree registered every 2 adder levels ----
+        ps = [[None] * och for _ in range(pix)]
+        for o in range(och):
+            if self.packing:
+                ct = ptree_stages(max(self.chunks))
+                los, his = [], []
+                for c0 in range(0, P, self.chunk):
+                    part = prod[0][o][c0:c0 + self.chunk]
+                    cs = delay(m, ptree(m, part, f"cs_{o}_{c0}"), ct - ptree_stages(len(part)), f"cs_{o}_{c0}")
+                    lo = Signal(signed(18), name=f"lo_{o}_{c0}")
+                    hi = Signal(signed(22), name=f"hi_{o}_{c0}")
+                    m.d.sync += [lo.eq(cs[:18].as_signed()), hi.eq((cs >> 18) + cs[17])]
+                    los.append(lo)
+                    his.append(hi)
+                ps[0][o], ps[1][o] = ptree(m, los, f"slo_{o}"), ptree(m, his, f"shi_{o}")
+            else:
+                for q in range(pix):
+                    ps[q][o] = ptree(m, prod[q][o], f"ps_{q}_{o}")
+        v3, first3, wlast3, p13 = (delay(m, s, self.sum_stages, s.name) for s in flags4)
+
+        # ---- accumulate (one adder); a finished window enters the result FIFO(s), which always have room ----
+        m.submodules.res0 = f0 = fifo.SyncFIFOBuffered(width=och * acb + 1, depth=max(N, 3))
         fifos = [f0]
         if pix == 2:
-            m.submodules.res1 = f1 = fifo.SyncFIFOBuffered(width=och * acb, depth=depth)
+            m.submodules.res1 = f1 = fifo.SyncFIFOBuffered(width=och * acb, depth=max(N, 3))
             fifos.append(f1)
-            fifo_ok = f0.w_rdy & (f1.w_rdy | ~p13)
-        else:
-            fifo_ok = f0.w_rdy
-        m.d.comb += en.eq(~(v3 & wlast3 & ~fifo_ok))
         acc = [[Signal(signed(acb), name=f"acc_{q}_{o}") for o in range(och)] for q in range(pix)]
         nxt = [[Signal(signed(acb), name=f"accn_{q}_{o}") for o in range(och)] for q in range(pix)]
         for q in range(pix):
             for o in range(och):
                 m.d.comb += nxt[q][o].eq(Mux(first3, 0, acc[q][o]) + ps[q][o])
-                with m.If(en & v3):
+                with m.If(v3):
                     m.d.sync += acc[q][o].eq(nxt[q][o])
-        push = en & v3 & wlast3
+        push = v3 & wlast3
         m.d.comb += [
             f0.w_data.eq(Cat(*[nxt[0][o] for o in range(och)], p13)),
             f0.w_en.eq(push),
@@ -410,22 +475,61 @@ class ConvEngine(wiring.Component):
                 with m.If(rg == self.R - 1):
                     m.d.sync += sel.eq(~sel & f0.r_data[och * acb])
 
+        # ---- credit counters: +1 when a window's last beat is taken, -1 when its result leaves the FIFO ----
+        inc = Signal(name="credit_inc")
+        m.d.comb += inc.eq(take & win.payload.wlast)
+        oks = [credit_counter(m, f"inflight{k}", N, inc if k == 0 else inc & win.payload.p1, f.r_en)
+               for k, f in enumerate(fifos)]
+        m.d.sync += ok.eq(tree_and(oks))
+
         wiring.connect(m, wiring.flipped(self.o), rq.o)
         if self.residual:
             wiring.connect(m, wiring.flipped(self.skip), rq.skip)
         return m
 
 
-class Conv(wiring.Component):
+class Conv(LayerCore, wiring.Component):
     """A convolution layer of the IR as a streaming core (window generator + :class:`ConvEngine`).
 
-    Knobs: ``ich_par`` (input lanes = input channels per cycle), ``och_par`` (output channels per cycle),
-    ``pix_par`` (1 or 2 output pixels per cycle), ``tap_par`` (kernel taps per cycle, 1..K*K), ``packing`` (two MACs per DSP when ``pix_par=2``), ``storage``
-    (weight ROM: ``bram`` | ``uram`` | ``lut``), ``centre`` (forward the window centres on port ``centre``),
-    ``proj`` (an :class:`rtlgen.ir.Conv` 1x1 projection computed on the window centres, port ``proj``).
+    With ``storage="uram"`` (or ``proj_storage="uram"``) the core takes no input beat before every weight RAM is
+    loaded (module docstring).
 
-    With ``storage="uram"`` (or ``proj_storage="uram"``) the core has the weight-load port ``wload`` (``proj_wload``)
-    and the status output ``loaded``, and takes no input beat before every weight RAM is loaded (module docstring).
+    Parameters
+    ----------
+    layer : :class:`rtlgen.ir.Conv`
+        The layer (weights, bias, requantization, geometry).
+    ich_par, och_par : int
+        Input channels per cycle (input lanes); output channels per cycle (output lanes).
+    pix_par, tap_par : int
+        Output pixels per cycle (1 or 2); kernel taps per cycle (1..K*K).
+    packing : bool
+        Two MACs per DSP48E2 when ``pix_par=2``.
+    storage, mult : str
+        Weight ROM (``bram``, ``uram``, ``lut``); multipliers (``dsp`` or ``lut``).
+    centre : bool
+        Forward the window centres on ``centre`` (temporal reuse of the skip).
+    proj : :class:`rtlgen.ir.Conv` or None
+        A 1x1 projection computed on the window centres (loop merging), with ``proj_och_par``, ``proj_pix_par``,
+        ``proj_storage``, ``proj_mult``.
+    line_ram_style :
+        Memory style attribute of the line buffer.
+
+    Members
+    -------
+    i : ``In(act_signature(ich_par))``
+        Input activations.
+    o : ``Out(act_signature(och_par))``
+        Output activations.
+    skip : ``In(act_signature(och_par))``
+        Only with a merged residual: the skip stream, added before the rounding.
+    centre : ``Out(act_signature(ich_par))``
+        Only with ``centre``: the window centres.
+    proj : ``Out(act_signature(proj_och_par))``
+        Only with ``proj``: the projection's output.
+    wload, proj_wload : ``In(load_signature(rom_width))``
+        Only with URAM weights: the weight words, loaded once after reset.
+    loaded : ``Out(1)``
+        Only with URAM weights: every weight RAM is loaded.
     """
 
     def __init__(self, layer: ir.Conv, *, ich_par: int = 1, och_par: int = 1, pix_par: int = 1,
@@ -442,9 +546,8 @@ class Conv(wiring.Component):
         self.R = math.ceil(O / och_par)
         self.proj_layer = proj
         self.centre_out = centre
-        self.window = WindowGen(H=H, W=W, C=C, lanes=ich_par, K=K, stride=layer.stride[0], pads=layer.pads,
-                                pad_value=layer.pad_value, repeats=self.R, pix=pix_par,
-                                centre=centre or proj is not None, ram_style=line_ram_style, tap=tap_par)
+        self.window = WindowGen(**self._window_args(layer, ich_par, och_par, pix_par, tap_par, centre or proj is not None),
+                                ram_style=line_ram_style)
         if (self.window.Ho, self.window.Wo, O) != tuple(layer.out_shape):
             raise ValueError(f"{layer.name}: output shape {layer.out_shape} does not match the window geometry")
         res = layer.residual is not None
@@ -462,10 +565,7 @@ class Conv(wiring.Component):
         if proj is not None:
             self._check_proj(proj)
             Ho, Wo = self.window.Ho, self.window.Wo
-            Op = proj.weights.shape[0]
-            self.proj_window = WindowGen(H=Ho, W=Wo, C=C, lanes=ich_par, K=1, stride=1, pads=(0, 0, 0, 0),
-                                         pad_value=proj.pad_value, repeats=math.ceil(Op / proj_och_par),
-                                         pix=proj_pix_par)
+            self.proj_window = WindowGen(**self._proj_window_args(proj, Ho, Wo, ich_par, proj_och_par, proj_pix_par))
             self.proj_engine = ConvEngine(
                 weights=proj.weights, bias=proj.bias, requant=proj.requant, in_signed=in_signed,
                 out_pixels=Ho * Wo, ich_par=ich_par, och_par=proj_och_par, pix=proj_pix_par, packing=packing,
@@ -495,21 +595,68 @@ class Conv(wiring.Component):
         if proj.pad_value != L.pad_value and any(L.pads):
             pass  # centres are never padding with 'same' padding
 
-    # -- cycle model ----------------------------------------------------------------------------------------------
-    def cycles_per_frame(self) -> int:
+    @staticmethod
+    def _window_args(layer, ich_par, och_par, pix_par, tap_par, centre) -> dict:
+        H, W, C = layer.in_shape
+        O, K, _, _ = layer.weights.shape
+        return dict(H=H, W=W, C=C, lanes=ich_par, K=K, stride=layer.stride[0], pads=layer.pads,
+                    pad_value=layer.pad_value, repeats=math.ceil(O / och_par), pix=pix_par, centre=centre, tap=tap_par)
+
+    @staticmethod
+    def _proj_window_args(proj, Ho, Wo, ich_par, proj_och_par, proj_pix_par) -> dict:
+        return dict(H=Ho, W=Wo, C=proj.in_shape[2], lanes=ich_par, K=1, stride=1, pads=(0, 0, 0, 0),
+                    pad_value=proj.pad_value, repeats=math.ceil(proj.weights.shape[0] / proj_och_par), pix=proj_pix_par)
+
+    # -- the interface of the layer cores (rtlgen.cores.interface) --------------------------------------------------
+    @classmethod
+    def from_layer(cls, layer, **knobs):
+        return cls(layer, **knobs)
+
+    @classmethod
+    def plan_knobs(cls, layer, lp, ctx=None) -> dict:
+        """The plan's decisions; with ``ctx``, the residual merges of the topology (window centres forwarded, a
+        loop-merged projection with its own plan entry)."""
+        kw = dict(ich_par=lp.ich_par, och_par=lp.och_par, pix_par=lp.pix_par, tap_par=lp.tap_par, packing=lp.packing,
+                  storage=lp.storage, mult=lp.mult)
+        if ctx is not None:
+            kw["centre"] = bool(ctx.topo.centre_of.get(layer.name))
+            if layer.name in ctx.topo.proj_of:
+                proj = ctx.net[ctx.topo.proj_of[layer.name]]
+                pp = ctx.plans[proj.name]
+                kw.update(proj=proj, proj_och_par=pp.och_par, proj_pix_par=1, proj_storage=pp.storage, proj_mult=pp.mult)
+        return kw
+
+    @classmethod
+    def plan_cycles(cls, layer, lp, ctx=None) -> int:
+        """:meth:`cycles_per_frame` from the window generators' pure-Python models (no core is built)."""
+        kw = cls.plan_knobs(layer, lp, ctx)
+        proj = kw.get("proj")
+        wg = WindowModel(**cls._window_args(layer, kw["ich_par"], kw["och_par"], kw["pix_par"], kw["tap_par"],
+                                            kw.get("centre", False) or proj is not None))
+        pw = None
+        if proj is not None:
+            pw = WindowModel(**cls._proj_window_args(proj, wg.Ho, wg.Wo, kw["ich_par"], kw["proj_och_par"], 1))
+        return cls._frame_cycles(wg, proj, pw, kw.get("proj_och_par", 1))
+
+    @staticmethod
+    def _frame_cycles(wg, proj, pw, proj_och) -> int:
         """Steady-state cycles per frame (back-to-back frames, no external stalls)."""
-        wg = self.window
-        out_beats = wg.Ho * wg.Wo * self.R
-        cyc = max(wg.cycles_per_frame(), out_beats)
-        if self.proj_layer is not None:
-            cyc = max(cyc, self.proj_window.cycles_per_frame(),
-                      wg.Ho * wg.Wo * math.ceil(self.proj_layer.weights.shape[0] / self.proj_engine.och))
+        cyc = max(wg.cycles_per_frame(), wg.Ho * wg.Wo * wg.R)
+        if proj is not None:
+            cyc = max(cyc, pw.cycles_per_frame(), wg.Ho * wg.Wo * math.ceil(proj.weights.shape[0] / proj_och))
         return cyc
 
+    def cycles_per_frame(self) -> int:
+        """Steady-state cycles per frame (back-to-back frames, no external stalls)."""
+        if self.proj_layer is None:
+            return self._frame_cycles(self.window, None, None, 1)
+        return self._frame_cycles(self.window, self.proj_layer, self.proj_window, self.proj_engine.och)
+
+    @property
     def latency(self) -> int:
         """Cycles from the first input beat to the first output beat (input at full rate)."""
         wg = self.window
-        return wg.latency() + wg.NTG * wg.G + 3 + 2 + RequantStage.LATENCY
+        return wg.latency + self.engine.latency
 
     @property
     def dsp(self) -> int:

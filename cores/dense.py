@@ -14,9 +14,9 @@ Stream contract (:class:`DenseCore`)
   values per beat; the engine takes a group, holds it, and cycles over the ``ceil(O / och_par)`` output groups
   (the converter gathers the next group meanwhile), reading
   one ROM word (``och_par * ich_par`` weights) per cycle and updating ``och_par`` accumulators (a memory of
-  ``ceil(O / och_par)`` words). The final input group's results are requantized and leave ``och_par`` per beat,
-  pass a FIFO of ``ceil(O / och_par) + 1`` beats (the burst drains while the next frame computes) and are regrouped
-  to ``lanes_out`` lanes.
+  ``ceil(O / och_par)`` words). The final input group's raw results pass a FIFO of :attr:`DenseCore.result_depth`
+  beats (the burst drains while the next frame computes), are requantized ``och_par`` per beat and regrouped to
+  ``lanes_out`` lanes.
 * Weights in UltraRAM (``storage="uram"``): UltraRAM has no initial contents on UltraScale+, so the weight memory
   is a RAM (``ram_style="ultra"``, no initial values) loaded at start-up through the stream port ``wload``: payload =
   one memory word of ``och_par * ich_par * 8`` bits (the packing of :meth:`DenseCore.rom_words`: weight of output
@@ -28,9 +28,14 @@ Stream contract (:class:`DenseCore`)
   (a short frame still gives one full output frame; its missing inputs count as 0). It does NOT drop the excess of a
   long frame (that would start a second output frame): in a network it sits behind cores that already realign on
   ``last`` (line buffer, pooling; :mod:`rtlgen.cores.stream`), so it never receives one.
-* Latency: 6 cycles after the frame's final input group. Cycles per frame without stalls:
-  :meth:`DenseCore.cycles_per_frame`: ``ceil(N/ich_par)`` groups, each taking the larger of ``ceil(O/och_par)``
-  cycles and the input beats it needs, or the output beats if more.
+* Latency: :attr:`DenseCore.latency` cycles after the frame's final input group (the engine's pipeline: ROM word,
+  multiplier M and P registers, the dot-product tree registered every 2 adder levels, the accumulate adder; the
+  raw-result FIFO; the pipelined :class:`~rtlgen.cores.requant.RequantStage`; the output lane converter). Cycles
+  per frame without stalls: :meth:`DenseCore.cycles_per_frame`: ``ceil(N/ich_par)`` groups, each taking the larger
+  of ``ceil(O/och_par)`` cycles and the input beats it needs, or the output beats if more.
+* Flow control: the MAC pipeline runs free; the sequencer issues a beat only while a registered credit flag says
+  the raw-result FIFO has room for every result in flight, and the requant has its own registered ready, so
+  ``o.ready`` never reaches ``i.ready`` in the same cycle.
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ from amaranth.lib.wiring import In, Out
 from .adapters import LaneConverter
 from .conv import _load_port, load_signature
 from .fifo import StreamFIFO
-from .lutmul import lut_mul
-from .add import lane, normalize_requant, requant_value, tree_reduce
+from .arith import credit_counter, delay, lane, lut_mul_pps, normalize_requant, ptree, ptree_stages, tree_reduce
+from .requant import RequantStage
+from .interface import LayerCore
 from .stream import act_signature, beats_per_pixel
 
 __all__ = ["DenseCore"]
@@ -63,7 +69,38 @@ STORAGE_ATTRS = {
 }
 
 
-class DenseCore(wiring.Component):
+class DenseCore(LayerCore, wiring.Component):
+    """Fully connected layer: ROM weights, int32 accumulation, bias, requantization (or raw int32 output).
+
+    Parameters
+    ----------
+    in_shape : (H, W, C)
+        Input frame (flattened in NHWC order: ``N = H*W*C`` inputs).
+    weights, bias :
+        int8 ``[O, N]`` weights, int32 ``[O]`` biases.
+    lanes_in, ich_par : int
+        Input lanes per beat; inputs multiplied per cycle (the core regroups pixels of ``C`` values).
+    och_par, lanes_out : int
+        Outputs computed per cycle; output lanes per beat.
+    in_signed : bool
+        int8 (else uint8) input.
+    requant : tuple or None
+        ``(m, sh, zp_out, lo, hi[, rounding])``; None: raw int32 accumulators out.
+    storage, mult : str
+        Weight ROM (``auto``, ``bram``, ``uram``, ``logic``); multipliers (``dsp`` or ``lut``).
+
+    Members
+    -------
+    i : ``In(act_signature(lanes_in))``
+        Input activations.
+    o : ``Out(act_signature(lanes_out, out_width))``
+        Outputs (8 bits requantized, or 32-bit accumulators).
+    wload : ``In(load_signature(rom_width))``
+        Only with ``storage="uram"``: the weight words, loaded once after reset.
+    loaded : ``Out(1)``
+        Only with ``storage="uram"``: the weights are loaded.
+    """
+
     def __init__(self, in_shape, weights, bias, *, lanes_in: int = 1, och_par: int = 1, ich_par: int = 1,
                  lanes_out: int = 1, in_signed: bool = True, requant=None, storage: str = "auto",
                  mult: str = "dsp"):
@@ -86,7 +123,7 @@ class DenseCore(wiring.Component):
         self.in_signed, self.requant, self.storage = in_signed, requant, storage
         if mult not in ("dsp", "lut"):
             raise ValueError("mult must be 'dsp' or 'lut'")
-        self.mult = mult  # "lut": multipliers in fabric (cores/lutmul.py)
+        self.mult = mult  # "lut": multipliers in fabric (cores/arith.py lut_mul)
         if storage not in STORAGE_ATTRS:
             raise ValueError(f"storage must be one of {', '.join(STORAGE_ATTRS)}")
         self.G = math.ceil(N / ich_par)
@@ -96,6 +133,7 @@ class DenseCore(wiring.Component):
         pos, neg = np.where(self.weights > 0, self.weights, 0), np.where(self.weights < 0, self.weights, 0)
         acc_hi = self.bias + pos.sum(1) * hi_x + neg.sum(1) * lo_x
         acc_lo = self.bias + pos.sum(1) * lo_x + neg.sum(1) * hi_x
+        self.acc_lo, self.acc_hi = acc_lo, acc_hi
         if acc_hi.max(initial=0) >= 1 << (ACC_BITS - 1) or acc_lo.min(initial=0) < -(1 << (ACC_BITS - 1)):
             raise ValueError("dense accumulator may overflow int32")
         sig = {"i": In(act_signature(lanes_in)), "o": Out(act_signature(lanes_out, self.out_width))}
@@ -121,12 +159,17 @@ class DenseCore(wiring.Component):
                    lanes_out=lanes_out, in_signed=layer.in_q.signed, requant=req, storage=storage,
                    mult=mult)
 
+    @classmethod
+    def plan_knobs(cls, layer, lp, ctx=None) -> dict:
+        # the core regroups pixels of C values into ich_par-wide groups itself
+        return {"lanes_in": min(lp.ich_par, layer.in_shape[2]), "och_par": lp.och_par, "ich_par": lp.ich_par,
+                "lanes_out": lp.lanes_out, "storage": {"lut": "logic", "uram": "uram"}.get(lp.storage, "auto"),
+                "mult": lp.mult}
+
     def cycles_per_frame(self) -> int:
         H, W, C = self.in_shape
         in_beats = H * W * beats_per_pixel(C, self.lanes_in)
         return max(self.G * self.n_og, in_beats, beats_per_pixel(self.O, self.lanes_out))
-
-    latency = 6
 
     def rom_words(self) -> list[int]:
         Po, Pi = self.Po, self.Pi
@@ -142,6 +185,35 @@ class DenseCore(wiring.Component):
                 words.append(w)
         return words
 
+    # -- pipeline geometry ----------------------------------------------------------------------------------------
+    @property
+    def pipe_depth(self) -> int:
+        """Cycles from issuing a beat (ROM address) to its accumulate stage: ROM word + input register, the
+        multipliers' M and P registers, the dot-product tree registered every 2 adder levels."""
+        return 3 + ptree_stages(self.Pi)
+
+    @property
+    def result_depth(self) -> int:
+        """Entries of the raw-result FIFO: one frame's ``ceil(O/och_par)`` results plus what the pipeline and the
+        credit loop hold, so every result counted by the credit counter finds room."""
+        return self.n_og + self.pipe_depth + 5
+
+    def _requant_stage(self):
+        mq, shq, zp_out, lo, hi = self.requant[:5]
+        rounding = self.requant[5] if len(self.requant) > 5 else "half_even"
+        mm, S = normalize_requant(mq, shq, self.O)
+        return RequantStage(lanes=self.Po, channels=self.O, acc_range=(int(self.acc_lo.min()), int(self.acc_hi.max())),
+                            bias=np.zeros(self.O, dtype=np.int64), m=mm, sh=np.full(self.O, S),
+                            zp_out=zp_out, lo=lo, hi=hi, rounding=rounding, beats_per_frame=self.n_og)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the frame's final input group (taken by the engine) to the first output beat."""
+        lat = self.pipe_depth + 1 + 2  # accumulate, result FIFO
+        if self.requant is not None:
+            lat += self._requant_stage().latency
+        return lat + 1  # output lane converter
+
     def elaborate(self, platform):
         m = Module()
         Po, Pi, G, n_og, O = self.Po, self.Pi, self.G, self.n_og, self.O
@@ -153,16 +225,23 @@ class DenseCore(wiring.Component):
                          self.i.ready.eq(conv.i.ready & loaded), self.loaded.eq(loaded)]
         else:
             wiring.connect(m, wiring.flipped(self.i), conv.i)
-        # the final group's n_og result beats come in a burst: a FIFO lets them drain at the output rate while the
-        # engine goes on with the next frame
-        m.submodules.results = rf = StreamFIFO(depth=n_og + 1, lanes=Po, width=self.out_width)
+        # the final group's n_og raw results come in a burst: a FIFO lets them drain at the output rate while the
+        # engine goes on with the next frame; a credit counter keeps it from overflowing, so the pipeline in front
+        # of it runs free
+        F = self.result_depth
+        aw = ACC_BITS
+        m.submodules.results = rf = StreamFIFO(depth=F, lanes=Po, width=aw)
         m.submodules.scatter = outc = LaneConverter(O, Po, self.lanes_out, width=self.out_width)
-        wiring.connect(m, rf.o, outc.i)
+        if self.requant is not None:
+            m.submodules.requant = rq = self._requant_stage()
+            ab = rq.acc_bits
+            m.d.comb += [rq.i.valid.eq(rf.o.valid), rf.o.ready.eq(rq.i.ready),
+                         rq.i.payload.data.eq(Cat(*(rf.o.payload.data[j * aw:j * aw + ab] for j in range(Po))))]
+            wiring.connect(m, rq.o, outc.i)
+        else:
+            wiring.connect(m, rf.o, outc.i)
         wiring.connect(m, outc.o, wiring.flipped(self.o))
-
-        c2_valid = Signal()
-        en = Signal()
-        m.d.comb += en.eq(~c2_valid | rf.i.ready)
+        ok = Signal(init=1, name="credit_ok")
 
         # sequencer: input group gi, output group go. The group's values are taken from the converter at go == 0
         # (and held for the other output groups), so the converter gathers the next group meanwhile.
@@ -176,9 +255,9 @@ class DenseCore(wiring.Component):
         last_cur = Signal()
         issue = Signal()
         with m.If(busy):
-            m.d.comb += [issue.eq(en), x_cur.eq(x_hold), last_cur.eq(last_hold)]
+            m.d.comb += [issue.eq(ok), x_cur.eq(x_hold), last_cur.eq(last_hold)]
         with m.Else():
-            m.d.comb += [issue.eq(en & conv.o.valid), conv.o.ready.eq(en), x_cur.eq(conv.o.payload.data),
+            m.d.comb += [issue.eq(ok & conv.o.valid), conv.o.ready.eq(ok), x_cur.eq(conv.o.payload.data),
                          last_cur.eq(conv.o.payload.last)]
         final = (gi == G - 1) | last_cur
         with m.If(issue):
@@ -194,12 +273,14 @@ class DenseCore(wiring.Component):
             with m.Else():
                 m.d.sync += [go.eq(go + 1), addr.eq(addr + 1)]
 
-        # stage B: ROM word + accumulator read arrive; x registered
-        b_valid, b_first, b_final = Signal(), Signal(), Signal()
-        b_go = Signal.like(go)
+        # credits: +1 per issued beat of a final group (one result each), -1 per result read from the FIFO
+        m.d.sync += ok.eq(credit_counter(m, "inflight", F, issue & final, rf.o.valid & rf.o.ready))
+
+        # stage 1: ROM word arrives; x and the flags registered
+        b_valid, b_first, b_final = Signal(name="b_valid"), Signal(name="b_first"), Signal(name="b_final")
+        b_go = Signal.like(go, name="b_go")
         b_x = Signal(Pi * 8)
-        with m.If(en):
-            m.d.sync += [b_valid.eq(issue), b_first.eq(gi == 0), b_final.eq(final), b_go.eq(go), b_x.eq(x_cur)]
+        m.d.sync += [b_valid.eq(issue), b_first.eq(gi == 0), b_final.eq(final), b_go.eq(go), b_x.eq(x_cur)]
         words = self.rom_words()
         wbits = Po * Pi * 8
         wword = Signal(wbits)
@@ -208,84 +289,82 @@ class DenseCore(wiring.Component):
                                                          attrs=dict(STORAGE_ATTRS["uram"]))
             _load_port(m, ram, self.wload, len(words), loaded)
             rp = ram.read_port()
-            m.d.comb += [rp.addr.eq(addr), rp.en.eq(en), wword.eq(rp.data)]
+            m.d.comb += [rp.addr.eq(addr), rp.en.eq(1), wword.eq(rp.data)]
         elif len(words) == 1:
             m.d.comb += wword.eq(words[0])
         else:
             m.submodules.weights = rom = memory.Memory(shape=unsigned(wbits), depth=len(words), init=words,
                                                          attrs=dict(STORAGE_ATTRS[self.storage]))
             rp = rom.read_port()
-            m.d.comb += [rp.addr.eq(addr), rp.en.eq(en), wword.eq(rp.data)]
+            m.d.comb += [rp.addr.eq(addr), rp.en.eq(1), wword.eq(rp.data)]
 
-        aw = ACC_BITS
+        # stages 2, 3: products (M and P registers; LUT multipliers: partial products, then their tree)
+        xs = [lane(b_x, i, 8, self.in_signed) for i in range(Pi)]
+        prods = [[None] * Pi for _ in range(Po)]
+        for j in range(Po):
+            for i in range(Pi):
+                w = wword[(j * Pi + i) * 8 : (j * Pi + i + 1) * 8].as_signed()
+                p3 = Signal(signed(17), name=f"prod{j}_{i}")
+                if self.mult == "lut":
+                    pps = []
+                    for k, pp in enumerate(lut_mul_pps(xs[i], w)):
+                        r = Signal(pp.shape(), name=f"pp{j}_{i}_{k}")
+                        m.d.sync += r.eq(pp)
+                        pps.append(r)
+                    m.d.sync += p3.eq(tree_reduce(pps, lambda a, b: a + b))
+                else:
+                    p2 = Signal(signed(17), name=f"mp{j}_{i}")
+                    m.d.sync += [p2.eq(xs[i] * w), p3.eq(p2)]
+                prods[j][i] = p3
+        # dot products: trees registered every 2 adder levels
+        dots = [ptree(m, prods[j], f"dot{j}") for j in range(Po)]
+        A = self.pipe_depth
+        a_valid, a_first, a_final = (delay(m, s, A - 1, s.name) for s in (b_valid, b_first, b_final))
+        a_go = delay(m, b_go, A - 1, "a_go")
+
+        # accumulate stage: one adder per output lane; partial sums in a memory of n_og words (read one cycle ahead)
         acc_rd = Signal(Po * aw)
         acc_new = Signal(Po * aw)
-        acc_we = en & b_valid
         if n_og == 1:
             acc_reg = Signal(Po * aw)
-            with m.If(acc_we):
+            with m.If(a_valid):
                 m.d.sync += acc_reg.eq(acc_new)
             m.d.comb += acc_rd.eq(acc_reg)
         else:
+            # the next beat of the same output group is >= n_og >= 2 cycles later: the read (issued one cycle
+            # ahead of the accumulate stage) always sees the last write
             m.submodules.acc = accm = memory.Memory(shape=unsigned(Po * aw), depth=n_og, init=[])
             wp = accm.write_port()
             rp2 = accm.read_port(transparent_for=(wp,))
-            m.d.comb += [rp2.addr.eq(go), rp2.en.eq(en), acc_rd.eq(rp2.data),
-                         wp.addr.eq(b_go), wp.data.eq(acc_new), wp.en.eq(acc_we)]
-
-        xs = [lane(b_x, i, 8, self.in_signed) for i in range(Pi)]
+            a_go_early = delay(m, b_go, A - 2, "a_go_early")
+            m.d.comb += [rp2.addr.eq(a_go_early), rp2.en.eq(1), acc_rd.eq(rp2.data),
+                         wp.addr.eq(a_go), wp.data.eq(acc_new), wp.en.eq(a_valid)]
         bias_p = np.zeros(n_og * Po, dtype=np.int64)
         bias_p[:O] = self.bias
         news = []
         for j in range(Po):
-            prods = []
-            for i in range(Pi):
-                w = wword[(j * Pi + i) * 8 : (j * Pi + i + 1) * 8].as_signed()
-                p = Signal(signed(17), name=f"prod{j}_{i}")
-                m.d.comb += p.eq(lut_mul(xs[i], w) if self.mult == "lut" else xs[i] * w)
-                prods.append(p)
-            dot = tree_reduce(prods, lambda a, b: a + b)
             bj = [int(bias_p[g * Po + j]) for g in range(n_og)]
             if len(set(bj)) == 1:
                 bval = Const(bj[0], signed(aw))
             else:
-                bval = Array(Const(x, signed(aw)) for x in bj)[b_go]
-            base = Mux(b_first, bval, acc_rd[j * aw : (j + 1) * aw].as_signed())
+                bval = Signal(signed(aw), name=f"bias{j}")  # registered: the bias of the group one cycle ahead
+                m.d.sync += bval.eq(Array(Const(x, signed(aw)) for x in bj)[a_go_early])
+            base = Mux(a_first, bval, acc_rd[j * aw : (j + 1) * aw].as_signed())
             nv = Signal(signed(aw), name=f"acc{j}")
-            m.d.comb += nv.eq(base + dot)
+            m.d.comb += nv.eq(base + dots[j])
             news.append(nv)
         m.d.comb += acc_new.eq(Cat(*news))
 
-        # stage C1: final accumulators; stage C2: requantized output beat (och_par lanes)
-        c1_valid = Signal()
-        c1_go = Signal.like(go)
-        c1_acc = Signal(Po * aw)
-        with m.If(en):
-            m.d.sync += [c1_valid.eq(b_valid & b_final), c1_go.eq(b_go), c1_acc.eq(acc_new)]
-        ow = self.out_width
+        # final accumulators (tail lanes of the last group zeroed) -> result FIFO
+        c_valid = Signal(name="c_valid")
+        c_last = Signal(name="c_last")
+        c_acc = Signal(Po * aw)
         outs = []
-        if self.requant is not None:
-            mq, shq, zp_out, lo, hi = self.requant[:5]
-            rounding = self.requant[5] if len(self.requant) > 5 else "half_even"
-            mm, S = normalize_requant(mq, shq, O)
         for j in range(Po):
-            a = c1_acc[j * aw : (j + 1) * aw].as_signed()
-            if self.requant is None:
-                r = a
-            else:
-                ms = [mm[g * Po + j] if g * Po + j < O else 1 for g in range(n_og)]
-                mult = ms[0] if len(set(ms)) == 1 else Array(Const(x, unsigned(max(x.bit_length() for x in ms)))
-                                                              for x in ms)[c1_go]
-                r = requant_value(a, mult, S, zp_out, lo, hi, rounding)
-            o = Signal(ow, name=f"out{j}")
             if (n_og - 1) * Po + j >= O:  # lane past O on the tail group: zero
-                m.d.comb += o.eq(Mux(c1_go == n_og - 1, 0, r[:ow]))
+                outs.append(Mux(a_go == n_og - 1, 0, news[j]))
             else:
-                m.d.comb += o.eq(r[:ow])
-            outs.append(o)
-        c2_data = Signal(Po * ow)
-        c2_last = Signal()
-        with m.If(en):
-            m.d.sync += [c2_valid.eq(c1_valid), c2_data.eq(Cat(*outs)), c2_last.eq(c1_go == n_og - 1)]
-        m.d.comb += [rf.i.valid.eq(c2_valid), rf.i.payload.data.eq(c2_data), rf.i.payload.last.eq(c2_last)]
+                outs.append(news[j])
+        m.d.sync += [c_valid.eq(a_valid & a_final), c_acc.eq(Cat(*outs)), c_last.eq(a_go == n_og - 1)]
+        m.d.comb += [rf.i.valid.eq(c_valid), rf.i.payload.data.eq(c_acc), rf.i.payload.last.eq(c_last)]
         return m

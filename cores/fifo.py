@@ -27,7 +27,26 @@ def _payload_layout(lanes, width, layout):
 
 
 class StreamFIFO(wiring.Component):
-    """``depth``-entry stream FIFO (``SyncFIFOBuffered``: the read side is a register, BRAM/LUTRAM inside)."""
+    """``depth``-entry stream FIFO (``SyncFIFOBuffered``: the read side is a register, BRAM/LUTRAM inside).
+
+    Parameters
+    ----------
+    depth : int
+        Entries.
+    lanes, width : int
+        Lanes per beat and bits per lane (or ``layout``).
+    layout :
+        Payload layout (default: :func:`rtlgen.cores.stream.act_layout`).
+
+    Members
+    -------
+    i : ``In(stream.Signature(layout))``
+        Beats in.
+    o : ``Out(stream.Signature(layout))``
+        The same beats, in order.
+    level : ``Out(range(depth + 1))``
+        Entries held.
+    """
 
     def __init__(self, depth: int, lanes: int = 1, width: int = 8, layout=None):
         if depth < 1:
@@ -37,7 +56,7 @@ class StreamFIFO(wiring.Component):
         sig = stream.Signature(self.layout)
         super().__init__({"i": In(sig), "o": Out(sig), "level": Out(range((3 if depth == 2 else depth) + 1))})
 
-    def cycles_per_frame(self, beats: int) -> int:
+    def cycles_for(self, beats: int) -> int:
         return beats
 
     latency = 1
@@ -61,14 +80,29 @@ class StreamFIFO(wiring.Component):
 
 
 class SkidBuffer(wiring.Component):
-    """Register slice with a skid entry: full throughput, registered ``valid``/``payload`` and ``ready``."""
+    """Register slice with a skid entry: full throughput, registered ``valid``/``payload`` and ``ready``.
+
+    Parameters
+    ----------
+    lanes, width : int
+        Lanes per beat and bits per lane (or ``layout``).
+    layout :
+        Payload layout.
+
+    Members
+    -------
+    i : ``In(stream.Signature(layout))``
+        Beats in.
+    o : ``Out(stream.Signature(layout))``
+        The same beats, one register later.
+    """
 
     def __init__(self, lanes: int = 1, width: int = 8, layout=None):
         self.layout = _payload_layout(lanes, width, layout)
         sig = stream.Signature(self.layout)
         super().__init__({"i": In(sig), "o": Out(sig)})
 
-    def cycles_per_frame(self, beats: int) -> int:
+    def cycles_for(self, beats: int) -> int:
         return beats
 
     latency = 1

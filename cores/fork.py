@@ -19,6 +19,23 @@ __all__ = ["Fork"]
 
 
 class Fork(wiring.Component):
+    """Broadcast of one stream to ``n`` consumers (a beat leaves when every output has taken it).
+
+    Parameters
+    ----------
+    layout :
+        Payload layout of every port.
+    n : int
+        Outputs.
+
+    Members
+    -------
+    i : ``In(stream.Signature(layout))``
+        The stream.
+    o0 ... o{n-1} : ``Out(stream.Signature(layout))``
+        Its copies (:meth:`out` returns output ``k``).
+    """
+
     def __init__(self, layout, n: int):
         if n < 1:
             raise ValueError("a fork needs at least one output")
@@ -30,7 +47,7 @@ class Fork(wiring.Component):
         return getattr(self, f"o{k}")
 
     @staticmethod
-    def cycles_per_frame(beats: int) -> int:
+    def cycles_for(beats: int) -> int:
         return beats
 
     def elaborate(self, platform):

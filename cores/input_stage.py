@@ -20,12 +20,33 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import count_beats
+from .interface import LayerCore
 from .stream import act_signature, beats_per_pixel
 
 __all__ = ["InputStageCore"]
 
 
-class InputStageCore(wiring.Component):
+class InputStageCore(LayerCore, wiring.Component):
+    """Input stage: raw uint8 pixels through a 256-entry table per channel (the quantized preprocessing).
+
+    Parameters
+    ----------
+    table : int array ``[C, 256]``
+        Output code per channel and pixel value (int8 or uint8 range).
+    lanes : int
+        Channels per beat (one pixel per beat).
+    shape : (H, W, C) or None
+        Frame shape (the cycle model only).
+
+    Members
+    -------
+    i : ``In(act_signature(lanes))``
+        Raw pixels, raster order.
+    o : ``Out(act_signature(lanes))``
+        Their table codes.
+    """
+
     def __init__(self, table, lanes: int = 3, shape=None):
         """``table``: int [C, 256], values in int8 or uint8 range. ``shape`` (H, W, C) only feeds the cycle model."""
         self.table = np.asarray(table, dtype=np.int64)
@@ -42,8 +63,17 @@ class InputStageCore(wiring.Component):
     def from_layer(cls, layer, lanes: int = 3):
         return cls(layer.table, lanes, layer.in_shape)
 
-    def cycles_per_frame(self, shape=None) -> int:
-        H, W, C = shape or self.shape
+    @classmethod
+    def plan_knobs(cls, layer, lp, ctx=None) -> dict:
+        return {}  # one pixel per beat
+
+    @classmethod
+    def plan_cycles(cls, layer, lp, ctx=None) -> int:
+        H, W, C = layer.in_shape
+        return H * W * beats_per_pixel(C, 3)
+
+    def cycles_per_frame(self) -> int:
+        H, W, C = self.shape
         return H * W * beats_per_pixel(C, self.lanes)
 
     latency = 1
@@ -64,11 +94,7 @@ class InputStageCore(wiring.Component):
         en = ~self.o.valid | self.o.ready
         m.d.comb += self.i.ready.eq(en)
         fire = self.i.valid & en
-        with m.If(fire):
-            with m.If((b == bpp - 1) | self.i.payload.last):
-                m.d.sync += b.eq(0)
-            with m.Else():
-                m.d.sync += b.eq(b + 1)
+        count_beats(m, b, fire, self.i.payload.last, bpp)
         outs = []
         for i in range(L):
             mem = memory.Memory(shape=8, depth=256 * bpp, init=self.rom(i))

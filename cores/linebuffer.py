@@ -37,8 +37,15 @@ Stream contract
 * Storage: one circular buffer of ``depth`` pixels (``depth*G`` words of ``lanes*8`` bits, an
   ``amaranth.lib.memory.Memory``), default ``(K-1 + s-1) * W + K + 2*pix*s + 2`` pixels: K-1 rows plus a few pixels
   (stride 2 keeps one more row so that the row change does not stall). The memory has ``pix*T`` read ports (one per
-  pixel and tap slot: ``pix*T`` memory copies in BRAM), each with its own address counter that steps through its
-  slot's taps (constant offsets from the window origin).
+  pixel and tap slot: ``pix*T`` memory copies in BRAM); a port's address is its pixel's window origin plus its slot's
+  tap offset (one offset counter per slot, shared by the pixels).
+* Timing (issue 19): every register-to-register path holds at most one adder (carry-select where a sum is taken mod
+  the buffer size) and a few LUT levels; no multiplier and no division. The pixel group descriptors (buffer origins,
+  ``need``/``oldest`` in beats, row/column padding masks) come from small per-row/per-column tables and a 5-stage
+  generator that runs ahead of the reader and shifts once per pixel group; the next beat's read addresses, padding and
+  flags are resolved in registers one issue ahead; the writer's permission (``room``/``can_write``) and the reader's
+  ``have`` are registers computed from next-state values. ``i.ready`` is a function of registers only (it does not
+  depend on ``o.ready``). The cycle behaviour is that of the combinational formulation (same cycles, same latency).
 * Latency: the first window beat leaves one cycle after the input holds the window's last pixel.
   Throughput: one window beat per cycle; the input is accepted at one beat per cycle while the buffer has room.
   Cycles per frame (steady state, back-to-back frames, no stalls): see :meth:`WindowGen.cycles_per_frame`.
@@ -56,9 +63,11 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from rtlgen.plan.geometry import line_buffer_depth
+
 from .stream import act_signature
 
-__all__ = ["WindowGen", "window_layout", "conv_out_size", "default_depth"]
+__all__ = ["WindowModel", "WindowGen", "window_layout", "conv_out_size", "line_buffer_depth"]
 
 
 def window_layout(lanes: int, pix: int = 1) -> data.StructLayout:
@@ -77,11 +86,6 @@ def conv_out_size(n: int, k: int, s: int, p0: int, p1: int) -> int:
     return (n + p0 + p1 - k) // s + 1
 
 
-def default_depth(W: int, K: int, stride: int, pix: int) -> int:
-    """Buffer depth in pixels: K-1 rows (+1 row at stride 2) plus a few pixels."""
-    return (K - 1 + stride - 1) * W + K + 2 * pix * stride + 2
-
-
 def _select(sel, values, shape):
     """``values[sel]`` for a list of constants as a chain of multiplexers (no ``case`` with uncovered values when
     ``sel`` can exceed the list: the last value is the default)."""
@@ -98,12 +102,13 @@ def _sbits(lo: int, hi: int) -> int:
     return b
 
 
-class WindowGen(wiring.Component):
-    """K x K window generator over a circular line buffer (see module docstring for the stream contract)."""
+class WindowModel:
+    """The window generator's geometry and cycle model in pure Python (no Amaranth): what :class:`WindowGen` builds,
+    and what the planner's exact cycle counts read without building a core (:mod:`rtlgen.cores.registry`)."""
 
     def __init__(self, *, H: int, W: int, C: int, lanes: int, K: int, stride: int = 1, pads=None,
                  pad_value: int = 0, repeats: int = 1, pix: int = 1, centre: bool = False,
-                 depth: int | None = None, ram_style: str | None = None, pad_fill: bool = True, tap: int = 1):
+                 depth: int | None = None, tap: int = 1):
         if K % 2 != 1 or K < 1:
             raise ValueError("K must be odd")
         if stride not in (1, 2):
@@ -131,18 +136,11 @@ class WindowGen(wiring.Component):
         if self.Ho < 1 or self.Wo < 1:
             raise ValueError("empty output")
         self.NP = math.ceil(self.Ho * self.Wo / pix)
-        self.depth = depth if depth is not None else default_depth(W, K, stride, pix)
+        self.depth = depth if depth is not None else line_buffer_depth(W, K, stride, pix)
         self.DG = self.depth * self.G
         span = self._max_span()
         if self.depth < span:
             raise ValueError(f"line buffer depth {self.depth} < window span {span} pixels")
-        self.ram_style = ram_style
-        self.pad_fill = bool(pad_fill)
-        sig = {"i": In(act_signature(lanes)), "o": Out(stream.Signature(window_layout(lanes * self.T, pix)))}
-        if centre:
-            sig["centre"] = Out(act_signature(lanes))
-        super().__init__(sig)
-        self._MustUse__silence = True  # also built as a pure cycle/shape model by the planner
 
     # -- pure-Python models ------------------------------------------------------------------------------------
     def _positions(self):
@@ -199,6 +197,7 @@ class WindowGen(wiring.Component):
         cen = self.Ho * self.Wo * self.G if self.centre_out else 0
         return max(window, inp, cen)
 
+    @property
     def latency(self) -> int:
         """Cycles from the first input beat to the first window beat (input at one beat per cycle)."""
         return self._need(*self._groups()[0][-1]) * self.G + 1
@@ -249,49 +248,200 @@ class WindowGen(wiring.Component):
                 out[k // self.Wo, k % self.Wo] = np.asarray(frame)[y, x] & 0xFF
         return out
 
+    # -- descriptor pipeline model (mirrors the hardware stage by stage; reset values come from it) -------------
+    def _tables(self):
+        """Per output row ``y`` / column ``x`` constants of the group-descriptor generator (small ROMs)."""
+        H, W, K, s, G, DG = self.H, self.W, self.K, self.s, self.G, self.DG
+        pt, pl = self.pads[0], self.pads[1]
+        ny, nx = self.Ho + 2, max(self.Wo, 2)
+
+        def ro(y):
+            return y * s - pt
+
+        def co(x):
+            return x * s - pl
+        return {
+            "ar": [(ro(y) * W * G) % DG for y in range(ny)],
+            "ac": [(co(x) * G) % DG for x in range(nx)],
+            "rv": [sum(1 << k for k in range(K) if 0 <= ro(y) + k < H) for y in range(ny)],
+            "cv": [sum(1 << k for k in range(K) if 0 <= co(x) + k < W) for x in range(nx)],
+            "nr": [min(ro(y) + K - 1, H - 1) * W * G for y in range(ny)],
+            "nc1": [(min(co(x) + K - 1, W - 1) + 1) * G - 1 for x in range(nx)],
+            "orow": [max(ro(y), 0) * W * G for y in range(ny)],
+            "omask": [int(ro(y) + s > 0) for y in range(ny)],
+            "ocol": [max(co(x), 0) * G for x in range(nx)],
+        }
+
+    def _gdesc(self, k: int) -> dict:
+        """Every field of absolute pixel group ``k`` (frame ``k // NP``) at every generator stage."""
+        NP, pix, Wo, HWG, DG = self.NP, self.pix, self.Wo, self.H * self.W * self.G, self.DG
+        tb = self._tables()
+        f, j = divmod(k, NP)
+        pos = [divmod(j * pix + q, Wo) for q in range(pix)]
+        real1 = pix == 2 and not (j == NP - 1 and (self.Ho * Wo) % 2 == 1)
+        gb = (f * HWG) % DG
+        y = [p[0] for p in pos]
+        x = [p[1] for p in pos]
+        lq = 1 if real1 else 0
+        d = dict(y=y, x=x, pc=j, gl=int(j == NP - 1), gb=gb, gbn=gb - DG,
+                 ar=[tb["ar"][v] for v in y], ac=[tb["ac"][v] for v in x], acn=[tb["ac"][v] - DG for v in x],
+                 rv=[tb["rv"][v] for v in y], cv=[tb["cv"][v] for v in x],
+                 nr=tb["nr"][y[lq]], nc1=tb["nc1"][x[lq]], orow=tb["orow"][y[0]],
+                 ocol=tb["ocol"][x[0]] * tb["omask"][y[0]], fend=int(j == NP - 1), p1=int(real1))
+        d["arel"] = [(a + c) % DG for a, c in zip(d["ar"], d["ac"])]
+        d["need1"] = d["nr"] + d["nc1"]
+        d["oldest"] = d["orow"] + d["ocol"]
+        d["aorg"] = [(a + gb) % DG for a in d["arel"]]
+        d["aorgn"] = [a - DG for a in d["aorg"]]
+        d["oldest1"] = d["oldest"] + 1
+        return d
+
+    def _dold(self, k: int) -> int:
+        """Growth of the oldest still-needed beat when the reader leaves group ``k`` (to ``H*W*G`` at a frame end)."""
+        d = self._gdesc(k)
+        nxt = self.H * self.W * self.G if d["fend"] else self._gdesc(k + 1)["oldest"]
+        return nxt - d["oldest"]
+
+    def _beat(self, n: int) -> dict:
+        """Counters of window beat ``n`` (absolute, in issue order) and its resolved read (addresses, padding)."""
+        k, b = divmod(n, self.beats_per_group)
+        r, rem = divmod(b, self.NTG * self.G)
+        tg, g = divmod(rem, self.G)
+        d = self._gdesc(k)
+        K, T, G, DG = self.K, self.T, self.G, self.DG
+        slots = self.tap_slots()[tg * T:(tg + 1) * T]
+        offs = [o + g for o in self._offsets()[tg * T:(tg + 1) * T]]
+        addr = [[(d["aorg"][q] + o) % DG for o in offs] for q in range(self.pix)]
+        pad = [[int(sl[3] is None or not ((d["rv"][q] >> sl[3]) & 1 and (d["cv"][q] >> sl[4]) & 1)) for sl in slots]
+               for q in range(self.pix)]
+        ky, kx = divmod(tg, K)
+        first = int(tg == 0 and g == 0)
+        win_end = int(tg == self.NTG - 1 and g == G - 1)
+        grp_end = int(win_end and r == self.R - 1)
+        n_c = (K * K) // 2
+        centre = int(r == 0 and (tg == n_c if T == 1 else tg == n_c // T))
+        return dict(k=k, r=r, tg=tg, g=g, ky=ky, kx=kx, offc=offs, addr=addr, pad=pad, first=first,
+                    wlast=win_end, pfirst=int(first and r == 0), plast=grp_end, flast=int(grp_end and d["fend"]),
+                    p1=d["p1"] if self.pix == 2 else 0, centre=centre, need1=d["need1"], dold=self._dold(k))
+
+    def _offsets(self):
+        """Buffer offset (words) of every tap slot from the window origin; dummy slots reuse the last tap's."""
+        K, W, G = self.K, self.W, self.G
+        return [((ky if ky is not None else K - 1) * W + (kx if kx is not None else K - 1)) * G
+                for (_, _, _, ky, kx) in self.tap_slots()]
+
     # -- hardware ----------------------------------------------------------------------------------------------
+
+
+class WindowGen(WindowModel, wiring.Component):
+    """K x K window generator over a circular line buffer (module docstring: the stream contract).
+
+    Parameters
+    ----------
+    H, W, C : int
+        Input frame height, width and channels.
+    lanes : int
+        Channels per input beat (``ich_par``).
+    K, stride, pads, pad_value :
+        Square odd window, stride 1 or 2, padding ``(top, left, bottom, right)`` filled with ``pad_value``.
+    repeats : int
+        Emissions of every window (one per output-channel group of the engine).
+    pix, tap : int
+        Windows (output pixels) and kernel taps per beat.
+    centre : bool
+        Forward every window's centre pixel on ``centre``.
+    depth, ram_style, pad_fill :
+        Line-buffer pixels (default :func:`rtlgen.plan.geometry.line_buffer_depth`), memory style attribute,
+        padding multiplexer on/off.
+
+    Members
+    -------
+    i : ``In(act_signature(lanes))``
+        Activation beats, raster order.
+    o : ``Out(stream.Signature(window_layout(lanes * tap, pix)))``
+        Window beats (``tap`` taps of ``lanes`` channels for ``pix`` pixels).
+    centre : ``Out(act_signature(lanes))``
+        Only with ``centre``: the window centres.
+    """
+
+    def __init__(self, *, H: int, W: int, C: int, lanes: int, K: int, stride: int = 1, pads=None,
+                 pad_value: int = 0, repeats: int = 1, pix: int = 1, centre: bool = False,
+                 depth: int | None = None, ram_style: str | None = None, pad_fill: bool = True, tap: int = 1):
+        WindowModel.__init__(self, H=H, W=W, C=C, lanes=lanes, K=K, stride=stride, pads=pads, pad_value=pad_value,
+                             repeats=repeats, pix=pix, centre=centre, depth=depth, tap=tap)
+        self.ram_style = ram_style
+        self.pad_fill = bool(pad_fill)
+        sig = {"i": In(act_signature(lanes)), "o": Out(stream.Signature(window_layout(lanes * self.T, pix)))}
+        if centre:
+            sig["centre"] = Out(act_signature(lanes))
+        wiring.Component.__init__(self, sig)
+        self._MustUse__silence = True
+
     def elaborate(self, platform):
+        """Register stages (every path: a table lookup or at most one adder plus a few LUTs):
+
+        * generator ``G0..G4``: the pixel group descriptors (buffer origins, ``need``, ``oldest``, padding masks) run
+          ``GEN_AHEAD`` groups ahead of the reader and shift one stage per group (reset values from :meth:`_gdesc`);
+        * ``C``: the counters of the beat after the next one, ``cur``: its group's descriptor;
+        * ``P``: the next beat to issue, fully resolved (read addresses, padding, flags);
+        * the memory read register with the output flags (issue = read, as the cycle model assumes).
+
+        ``have`` (the writer holds the next beat's window) and ``room``/``can_write`` (the writer may write) are
+        registers computed from next-state values, so they equal the combinational conditions exactly.
+        """
         m = Module()
         H, W, K, s, G, P, R = self.H, self.W, self.K, self.s, self.G, self.lanes, self.R
-        pt, pl, pb, pr = self.pads
         Ho, Wo, NP, DG, pix = self.Ho, self.Wo, self.NP, self.DG, self.pix
         HWG = H * W * G
+        T, NTG = self.T, self.NTG
         attrs = {"ram_style": self.ram_style} if self.ram_style else None
         m.submodules.lines = mem = Memory(shape=unsigned(P * 8), depth=DG, init=[], attrs=attrs)
         wp = mem.write_port()
-        T, NTG = self.T, self.NTG
         # one read port per pixel and tap slot (tap parallelism reads T taps of every pixel in one cycle)
         rps = [[mem.read_port(transparent_for=()) for _ in range(T)] for _ in range(pix)]
         slots = self.tap_slots()
-        # buffer offset (words) of each slot's tap from the window origin; dummy slots reuse the last tap's address
-        off = [((ky if ky is not None else K - 1) * W + (kx if kx is not None else K - 1)) * G
-               for (_, _, _, ky, kx) in slots]
+        off = self._offsets()
+        tb = self._tables()
+        bpg = self.beats_per_group
+        a_sh = signed(_sbits(-DG, 0))  # an address minus DG
+        need_sh = range(HWG + 1)
+        dold_sh = signed(_sbits(-1, HWG + 1))
 
-        def modadd(a, d):
-            """(a + d) mod DG for a in [0, DG) and a constant d, or a signal d in [0, DG)."""
-            if isinstance(d, int):
-                d %= DG
-            t = a + d
-            return Mux(t >= DG, t - DG, t)
+        def sel_mod(t1, t2):
+            """``t1 mod DG`` for ``t1 in [0, 2*DG)`` given ``t2 = t1 - DG`` computed by its own adder."""
+            return Mux(t2 < 0, t1, t2)
+
+        def rom(idx, values, shape, name):
+            """``values[idx]`` (a small table of constants, or a multiplexer of signals), registered by the caller."""
+            out = Signal(shape, name=name)
+            if all(isinstance(v, int) for v in values):
+                # constants: a multiplexer chain, which synthesis reduces to a function of the index bits (a few
+                # LUT levels); a case statement of constants would become a ROM memory in yosys' proc_rom
+                m.d.comb += out.eq(_select(idx, values, shape))
+                return out
+            with m.Switch(idx):
+                for i, v in enumerate(values[:-1]):
+                    with m.Case(i):
+                        m.d.comb += out.eq(v)
+                with m.Default():
+                    m.d.comb += out.eq(values[-1])
+            return out
 
         # ---- writer ----
         wcount = Signal(range(HWG + 1))
         waddr = Signal(range(DG))
         ahead = Signal()  # writer finished the reader's frame and writes the next one
-        oldest = Signal(range(HWG + 1))  # frame-relative beat index of the oldest beat the reader still needs
-        w_abs = Signal(range(2 * HWG + 1))
-        can_write = Signal()
-        clear_ahead = Signal()
-        # frame boundary from ``last``: a short frame (``last`` before beat HWG-1) is completed by ``fill`` writing
-        # pad words without taking input; a long one (no ``last`` on beat HWG-1) has its excess beats dropped
+        wp_end = Signal(init=int(HWG == 1))  # wcount == HWG - 1
+        # room = oldest + DG - (wcount + ahead*HWG): words the writer may write before it overwrites a needed one
+        room = Signal(range(DG + HWG + 2), init=DG)
+        room_nz = Signal(init=1)  # room != 0
         fill = Signal()
         drop = Signal()
         wfire = Signal()
-        wp_end = wcount == HWG - 1
+        can_write = Signal()
         padword_w = Const(int.from_bytes(bytes([self.pad_value] * P), "little"), unsigned(P * 8))
         m.d.comb += [
-            w_abs.eq(Mux(ahead, wcount + HWG, wcount)),
-            can_write.eq((w_abs < oldest + DG) & ~(ahead & wp_end)),
+            can_write.eq(room_nz & ~(ahead & wp_end)),
             wfire.eq((fill | (self.i.valid & ~drop)) & can_write),
             self.i.ready.eq(drop | (can_write & ~fill)),
             wp.addr.eq(waddr),
@@ -301,121 +451,259 @@ class WindowGen(wiring.Component):
         with m.If(wfire):
             m.d.sync += waddr.eq(Mux(waddr == DG - 1, 0, waddr + 1))
             with m.If(wp_end):
-                m.d.sync += [wcount.eq(0), ahead.eq(1), fill.eq(0),
+                m.d.sync += [wcount.eq(0), wp_end.eq(int(HWG == 1)), ahead.eq(1), fill.eq(0),
                              drop.eq(~fill & ~self.i.payload.last)]
             with m.Else():
-                m.d.sync += wcount.eq(wcount + 1)
+                m.d.sync += [wcount.eq(wcount + 1), wp_end.eq(wcount == HWG - 2)]
                 with m.If(~fill & self.i.payload.last):
                     m.d.sync += fill.eq(1)
         with m.If(drop & self.i.valid & self.i.payload.last):
             m.d.sync += drop.eq(0)
-        with m.If(clear_ahead):
-            m.d.sync += ahead.eq(0)
 
-        # ---- reader ----
-        running = Signal(init=1)
-        base = Signal(range(DG))  # buffer address of the reader frame's first beat
-        pc = Signal(range(max(NP, 2)))
-        g = Signal(range(max(G, 2)))
-        kx = Signal(range(max(K, 2)))
-        ky = Signal(range(max(K, 2)))
-        tg = Signal(range(max(NTG, 2)))  # tap group (T > 1)
-        r = Signal(range(max(R, 2)))
-        ro_b = _sbits(-pt - 2 * s, H + 4 * s + K)
-        co_b = _sbits(-pl - 2 * Wo * s - 2 * s, W + 4 * s + K)
-        # initial positions of a frame (raster pixel q)
-        init_pos = []
-        for q in range(pix):
-            y0, x0 = divmod(q, Wo)
-            init_pos.append((y0 * s - pt, x0 * s - pl, x0))
-        a_init = [((init_pos[q][0] * W + init_pos[q][1]) * G) % DG for q in range(pix)]
-        ro = [Signal(signed(ro_b), name=f"ro{q}", init=init_pos[q][0]) for q in range(pix)]
-        co = [Signal(signed(co_b), name=f"co{q}", init=init_pos[q][1]) for q in range(pix)]
-        xq = [Signal(range(Wo + 3), name=f"x{q}", init=init_pos[q][2]) for q in range(pix)]
-        aorg = [Signal(range(DG), name=f"aorg{q}", init=a_init[q]) for q in range(pix)]
-        acur = [[Signal(range(DG), name=f"acur{q}" if T == 1 else f"acur{q}_{j}", init=(a_init[q] + off[j]) % DG)
-                 for j in range(T)] for q in range(pix)]
+        # ---- group descriptor generator: G0 (positions) .. G4, then cur (the group of the C beat) ----
+        AHEAD = 5
+        b1 = self._beat(1)
+        c0 = b1["k"]  # group of the C beat at reset
+        dd = [self._gdesc(c0 + AHEAD - i) for i in range(AHEAD)]  # dd[i]: group held by stage Gi at reset
+        dc = self._gdesc(c0)
+        y_sh, x_sh = range(Ho + 2), range(max(Wo, 2))
 
-        p1v = Const(1) if pix == 1 or (Ho * Wo) % 2 == 0 else (pc != NP - 1)
+        def sig(shape, name, init):
+            return Signal(shape, name=name, init=init)
 
-        def need_of(q):
-            rr = ro[q] + (K - 1)
-            cc = co[q] + (K - 1)
-            rr = Mux(rr > H - 1, H - 1, rr)
-            cc = Mux(cc > W - 1, W - 1, cc)
-            return (rr * W + cc + 1) * G
+        g0y = [sig(y_sh, f"g0_y{q}", dd[0]["y"][q]) for q in range(pix)]
+        g0x = [sig(x_sh, f"g0_x{q}", dd[0]["x"][q]) for q in range(pix)]
+        g0pc = sig(range(max(NP, 2)), "g0_pc", dd[0]["pc"])
+        g0gl = sig(1, "g0_gl", dd[0]["gl"])
+        g0gb = sig(range(DG), "g0_gb", dd[0]["gb"])
+        d1 = dd[1]
+        g1ar = [sig(range(DG), f"g1_ar{q}", d1["ar"][q]) for q in range(pix)]
+        g1ac = [sig(range(DG), f"g1_ac{q}", d1["ac"][q]) for q in range(pix)]
+        g1acn = [sig(a_sh, f"g1_acn{q}", d1["acn"][q]) for q in range(pix)]
+        g1rv = [sig(K, f"g1_rv{q}", d1["rv"][q]) for q in range(pix)]
+        g1cv = [sig(K, f"g1_cv{q}", d1["cv"][q]) for q in range(pix)]
+        g1nr, g1nc1 = sig(need_sh, "g1_nr", d1["nr"]), sig(need_sh, "g1_nc1", d1["nc1"])
+        g1orow, g1ocol = sig(need_sh, "g1_orow", d1["orow"]), sig(need_sh, "g1_ocol", d1["ocol"])
+        g1fend, g1p1 = sig(1, "g1_fend", d1["fend"]), sig(1, "g1_p1", d1["p1"])
+        g1gb, g1gbn = sig(range(DG), "g1_gb", d1["gb"]), sig(a_sh, "g1_gbn", d1["gbn"])
+        d2 = dd[2]
+        g2arel = [sig(range(DG), f"g2_arel{q}", d2["arel"][q]) for q in range(pix)]
+        g2rv = [sig(K, f"g2_rv{q}", d2["rv"][q]) for q in range(pix)]
+        g2cv = [sig(K, f"g2_cv{q}", d2["cv"][q]) for q in range(pix)]
+        g2need1, g2old = sig(need_sh, "g2_need1", d2["need1"]), sig(need_sh, "g2_oldest", d2["oldest"])
+        g2fend, g2p1 = sig(1, "g2_fend", d2["fend"]), sig(1, "g2_p1", d2["p1"])
+        g2gb, g2gbn = sig(range(DG), "g2_gb", d2["gb"]), sig(a_sh, "g2_gbn", d2["gbn"])
+        d3 = dd[3]
+        g3aorg = [sig(range(DG), f"g3_aorg{q}", d3["aorg"][q]) for q in range(pix)]
+        g3rv = [sig(K, f"g3_rv{q}", d3["rv"][q]) for q in range(pix)]
+        g3cv = [sig(K, f"g3_cv{q}", d3["cv"][q]) for q in range(pix)]
+        g3need1, g3old = sig(need_sh, "g3_need1", d3["need1"]), sig(need_sh, "g3_oldest", d3["oldest"])
+        g3fend, g3p1 = sig(1, "g3_fend", d3["fend"]), sig(1, "g3_p1", d3["p1"])
+        d4 = dd[4]
+        g4aorg = [sig(range(DG), f"g4_aorg{q}", d4["aorg"][q]) for q in range(pix)]
+        g4aorgn = [sig(a_sh, f"g4_aorgn{q}", d4["aorgn"][q]) for q in range(pix)]
+        g4rv = [sig(K, f"g4_rv{q}", d4["rv"][q]) for q in range(pix)]
+        g4cv = [sig(K, f"g4_cv{q}", d4["cv"][q]) for q in range(pix)]
+        g4need1, g4old = sig(need_sh, "g4_need1", d4["need1"]), sig(need_sh, "g4_oldest", d4["oldest"])
+        g4old1 = sig(range(HWG + 2), "g4_oldest1", d4["oldest1"])
+        g4fend, g4p1 = sig(1, "g4_fend", d4["fend"]), sig(1, "g4_p1", d4["p1"])
+        caorg = [sig(range(DG), f"c_aorg{q}", dc["aorg"][q]) for q in range(pix)]
+        caorgn = [sig(a_sh, f"c_aorgn{q}", dc["aorgn"][q]) for q in range(pix)]
+        crv = [sig(K, f"c_rv{q}", dc["rv"][q]) for q in range(pix)]
+        ccv = [sig(K, f"c_cv{q}", dc["cv"][q]) for q in range(pix)]
+        cneed1 = sig(need_sh, "c_need1", dc["need1"])
+        cdold = sig(dold_sh, "c_dold", self._dold(c0))
+        cdolm = sig(dold_sh, "c_dolm", self._dold(c0) - 1)
+        cfend, cp1 = sig(1, "c_fend", dc["fend"]), sig(1, "c_p1", dc["p1"])
 
-        need = Signal(range(HWG + 1))
-        if pix == 1:
-            m.d.comb += need.eq(need_of(0))
-        else:
-            m.d.comb += need.eq(Mux(p1v, need_of(1), need_of(0)))
-        r0 = Mux(ro[0] < 0, 0, ro[0])
-        c0 = Mux((co[0] < 0) | (ro[0] + s <= 0), 0, co[0])
-        m.d.comb += oldest.eq(Mux(running, (r0 * W + c0) * G, HWG))
+        # tables of G0's positions (combinational, registered in G1)
+        real1 = ~g0gl if (pix == 2 and (Ho * Wo) % 2 == 1) else Const(int(pix == 2))
+        t_ar = [rom(g0y[q], tb["ar"], range(DG), f"t_ar{q}") for q in range(pix)]
+        t_ac = [rom(g0x[q], tb["ac"], range(DG), f"t_ac{q}") for q in range(pix)]
+        t_acn = [rom(g0x[q], [v - DG for v in tb["ac"]], a_sh, f"t_acn{q}") for q in range(pix)]
+        t_rv = [rom(g0y[q], tb["rv"], K, f"t_rv{q}") for q in range(pix)]
+        t_cv = [rom(g0x[q], tb["cv"], K, f"t_cv{q}") for q in range(pix)]
+        t_nr = [rom(g0y[q], tb["nr"], need_sh, f"t_nr{q}") for q in range(pix)]
+        t_nc1 = [rom(g0x[q], tb["nc1"], need_sh, f"t_nc{q}") for q in range(pix)]
+        t_orow = rom(g0y[0], tb["orow"], need_sh, "t_orow")
+        t_ocol = rom(g0x[0], tb["ocol"], need_sh, "t_ocol")
+        t_omask = rom(g0y[0], tb["omask"], 1, "t_omask")
 
-        have = Signal()
-        m.d.comb += have.eq(running & (ahead | (wcount >= need)))
+        gpop = Signal()  # the C beat is the last of its group and moves on: every generator stage shifts
+        with m.If(gpop):
+            # G0: advance every pixel by ``pix`` raster positions, or restart the frame
+            with m.If(g0gl):
+                gbc = HWG % DG
+                m.d.sync += [g0pc.eq(0), g0gl.eq(int(NP == 1)),
+                             g0gb.eq(sel_mod(g0gb + gbc, g0gb + (gbc - DG)))]
+                for q in range(pix):
+                    y0, x0 = divmod(q, Wo)
+                    m.d.sync += [g0y[q].eq(y0), g0x[q].eq(x0)]
+            with m.Else():
+                m.d.sync += [g0pc.eq(g0pc + 1), g0gl.eq(g0pc == NP - 2)]
+                for q in range(pix):
+                    # row wraps from comparisons of x itself (in parallel with the adders, not after one)
+                    w1 = Const(1) if Wo - pix <= 0 else g0x[q] >= Wo - pix
+                    w2 = Const(1) if 2 * Wo - pix <= 0 else Const(0) if 2 * Wo - pix >= Wo else g0x[q] >= 2 * Wo - pix
+                    xq, yq = g0x[q], g0y[q]
+                    m.d.sync += [xq.eq(Mux(w2, xq + (pix - 2 * Wo), Mux(w1, xq + (pix - Wo), xq + pix))),
+                                 yq.eq(Mux(w2, yq + 2, Mux(w1, yq + 1, yq)))]
+            # G1: table lookups
+            for q in range(pix):
+                m.d.sync += [g1ar[q].eq(t_ar[q]), g1ac[q].eq(t_ac[q]), g1acn[q].eq(t_acn[q]),
+                             g1rv[q].eq(t_rv[q]), g1cv[q].eq(t_cv[q])]
+            m.d.sync += [
+                g1nr.eq(Mux(real1, t_nr[-1], t_nr[0])), g1nc1.eq(Mux(real1, t_nc1[-1], t_nc1[0])),
+                g1orow.eq(t_orow), g1ocol.eq(Mux(t_omask, t_ocol, 0)),
+                g1fend.eq(g0gl), g1p1.eq(real1), g1gb.eq(g0gb), g1gbn.eq(g0gb - DG),
+            ]
+            # G2: origin within the frame (mod DG), need, oldest
+            for q in range(pix):
+                m.d.sync += [g2arel[q].eq(sel_mod(g1ar[q] + g1ac[q], g1ar[q] + g1acn[q])),
+                             g2rv[q].eq(g1rv[q]), g2cv[q].eq(g1cv[q])]
+            m.d.sync += [g2need1.eq(g1nr + g1nc1), g2old.eq(g1orow + g1ocol), g2fend.eq(g1fend), g2p1.eq(g1p1),
+                         g2gb.eq(g1gb), g2gbn.eq(g1gbn)]
+            # G3: buffer origin (+ frame base, mod DG)
+            for q in range(pix):
+                m.d.sync += [g3aorg[q].eq(sel_mod(g2arel[q] + g2gb, g2arel[q] + g2gbn)),
+                             g3rv[q].eq(g2rv[q]), g3cv[q].eq(g2cv[q])]
+            m.d.sync += [g3need1.eq(g2need1), g3old.eq(g2old), g3fend.eq(g2fend), g3p1.eq(g2p1)]
+            # G4: origin - DG (the read address adders' second operand), oldest + 1
+            for q in range(pix):
+                m.d.sync += [g4aorg[q].eq(g3aorg[q]), g4aorgn[q].eq(g3aorg[q] - DG),
+                             g4rv[q].eq(g3rv[q]), g4cv[q].eq(g3cv[q])]
+            m.d.sync += [g4need1.eq(g3need1), g4old.eq(g3old), g4old1.eq(g3old + 1), g4fend.eq(g3fend),
+                         g4p1.eq(g3p1)]
+            # cur
+            nxt_old = Mux(g4fend, HWG, g3old)
+            for q in range(pix):
+                m.d.sync += [caorg[q].eq(g4aorg[q]), caorgn[q].eq(g4aorgn[q]), crv[q].eq(g4rv[q]),
+                             ccv[q].eq(g4cv[q])]
+            m.d.sync += [cneed1.eq(g4need1), cdold.eq(nxt_old - g4old), cdolm.eq(nxt_old - g4old1),
+                         cfend.eq(g4fend), cp1.eq(g4p1)]
 
-        # output register stage (the memory read register)
-        ov = Signal()
-        c_ok = Signal()
-        adv = Signal()
-        m.d.comb += adv.eq(~ov | (self.o.ready & c_ok))
-        issue = Signal()
-        m.d.comb += issue.eq(have & adv)
-        for q in range(pix):
-            for j in range(T):
-                m.d.comb += [rps[q][j].addr.eq(acur[q][j]), rps[q][j].en.eq(adv)]
-
-        g_last = g == G - 1
-        kx_last = kx == K - 1
-        ky_last = ky == K - 1
-        r_last = r == R - 1
-        n_c = (K * K) // 2  # centre tap
-        tg_c, j_c = divmod(n_c, T)
+        # ---- C: counters of the beat after the next one ----
+        g = sig(range(max(G, 2)), "c_g", b1["g"])
+        r = sig(range(max(R, 2)), "c_r", b1["r"])
+        gl = sig(1, "c_glast", int(b1["g"] == G - 1))
+        rl = sig(1, "c_rlast", int(b1["r"] == R - 1))
         if T == 1:
-            win_end = g_last & kx_last & ky_last
+            kx = sig(range(max(K, 2)), "c_kx", b1["kx"])
+            ky = sig(range(max(K, 2)), "c_ky", b1["ky"])
+            kxl = sig(1, "c_kxlast", int(b1["kx"] == K - 1))
+            kyl = sig(1, "c_kylast", int(b1["ky"] == K - 1))
+            win_end = gl & kxl & kyl
             is_first = (g == 0) & (kx == 0) & (ky == 0)
             is_centre = (r == 0) & (ky == K // 2) & (kx == K // 2)
         else:
-            tg_last = tg == NTG - 1
-            win_end = g_last & tg_last
+            tg = sig(range(max(NTG, 2)), "c_tg", b1["tg"])
+            tl = sig(1, "c_tlast", int(b1["tg"] == NTG - 1))
+            win_end = gl & tl
             is_first = (g == 0) & (tg == 0)
-            is_centre = (r == 0) & (tg == tg_c)
-        grp_end = win_end & r_last
-        frame_end = grp_end & (pc == NP - 1)
+            is_centre = (r == 0) & (tg == ((K * K) // 2) // T)
+        grp_end = win_end & rl
+        if T > 1:
+            # offset step from the last channel group of tap group t to the first of t+1 (negative for dummies)
+            t_delta = []
+            for j in range(T):
+                deltas = [off[(t + 1) * T + j] - off[t * T + j] - (G - 1) for t in range(NTG - 1)] or [0]
+                dsh = signed(_sbits(min(deltas + [0]), max(deltas + [1])))
+                t_delta.append(rom(tg, deltas, dsh, f"t_delta{j}"))
+        offc = [sig(range(DG), f"c_off{j}", b1["offc"][j]) for j in range(T)]
 
-        pad_r = [[Signal(name=f"pad{q}" if T == 1 else f"pad{q}_{j}") for j in range(T)] for q in range(pix)]
+        # ---- P: the next beat to issue (resolved) ----
+        b0 = self._beat(0)
+        paddr = [[sig(range(DG), f"p_addr{q}_{j}", b0["addr"][q][j]) for j in range(T)] for q in range(pix)]
+        ppad = [[sig(1, f"p_pad{q}_{j}", b0["pad"][q][j]) for j in range(T)] for q in range(pix)]
+        pf = {n: sig(1, f"p_{n}", b0[n]) for n in ("first", "wlast", "pfirst", "plast", "flast", "p1", "centre")}
+        pneed1 = sig(need_sh, "p_need1", b0["need1"])
+        pdold = sig(dold_sh, "p_dold", b0["dold"])
+        pdolm = sig(dold_sh, "p_dolm", b0["dold"] - 1)
+
+        # ---- issue, have, running, room ----
+        running = Signal(init=1)
+        have = Signal()  # registered: running & (ahead | wcount >= need of the P beat)
+        ov = Signal()
+        c_ok = Signal()
+        adv = Signal()
+        issue = Signal()
+        m.d.comb += [adv.eq(~ov | (self.o.ready & c_ok)), issue.eq(have & adv), gpop.eq(issue & grp_end)]
+        restart = ~running & ahead
+        running_n = restart | (running & ~(issue & pf["flast"]))
+        ahead_n = (ahead & ~restart) | (wfire & wp_end)
+        cmp_n = Mux(issue, Mux(wfire, wcount >= cneed1, wcount > cneed1),
+                    Mux(wfire, wcount >= pneed1, wcount > pneed1))
+        m.d.sync += [have.eq(running_n & (ahead_n | cmp_n)), running.eq(running_n), ahead.eq(ahead_n)]
+        rpop = issue & pf["plast"]  # the reader leaves a pixel group: its oldest needed beat moves on
+        room_pd, room_pm = room + pdold, room + pdolm
+        m.d.sync += [
+            room.eq(Mux(rpop, Mux(wfire, room_pm, room_pd), Mux(wfire, room - 1, room))),
+            room_nz.eq(Mux(rpop, Mux(wfire, room_pm != 0, room_pd != 0), Mux(wfire, room != 1, room_nz))),
+        ]
+
+        if T == 1:  # the C beat's row / column validity (K:1 multiplexers of the group's masks)
+            rv_sel = [rom(ky, [crv[q][kk] for kk in range(K)], 1, f"rv_sel{q}") for q in range(pix)]
+            cv_sel = [rom(kx, [ccv[q][kk] for kk in range(K)], 1, f"cv_sel{q}") for q in range(pix)]
+
+        # ---- issue: P <- resolved C beat, C advances ----
+        with m.If(issue):
+            for q in range(pix):
+                for j in range(T):
+                    m.d.sync += paddr[q][j].eq(sel_mod(caorg[q] + offc[j], caorgn[q] + offc[j]))
+            if T == 1:
+                for q in range(pix):
+                    m.d.sync += ppad[q][0].eq(~(rv_sel[q] & cv_sel[q]))
+            else:
+                with m.Switch(tg):
+                    for t in range(NTG):
+                        with (m.Case(t) if t < NTG - 1 else m.Default()):
+                            for q in range(pix):
+                                for j in range(T):
+                                    _, _, _, dy, dx = slots[t * T + j]
+                                    v = 1 if dy is None else ~(crv[q][dy] & ccv[q][dx])
+                                    m.d.sync += ppad[q][j].eq(v)
+            m.d.sync += [
+                pf["first"].eq(is_first), pf["wlast"].eq(win_end), pf["pfirst"].eq(is_first & (r == 0)),
+                pf["plast"].eq(grp_end), pf["flast"].eq(grp_end & cfend), pf["p1"].eq(cp1 if pix == 2 else 0),
+                pf["centre"].eq(is_centre), pneed1.eq(cneed1), pdold.eq(cdold), pdolm.eq(cdolm),
+            ]
+            # counters
+            m.d.sync += [g.eq(Mux(gl, 0, g + 1)), gl.eq(Mux(gl, int(G == 1), g == G - 2))]
+            with m.If(win_end):
+                m.d.sync += [r.eq(Mux(rl, 0, r + 1)), rl.eq(Mux(rl, int(R == 1), r == R - 2))]
+            if T == 1:
+                with m.If(gl):
+                    m.d.sync += [kx.eq(Mux(kxl, 0, kx + 1)), kxl.eq(Mux(kxl, int(K == 1), kx == K - 2))]
+                    with m.If(kxl):
+                        m.d.sync += [ky.eq(Mux(kyl, 0, ky + 1)), kyl.eq(Mux(kyl, int(K == 1), ky == K - 2))]
+                rowstep = 1 + (W - K) * G
+                m.d.sync += offc[0].eq(Mux(win_end, 0, Mux(gl & kxl, offc[0] + rowstep, offc[0] + 1)))
+            else:
+                with m.If(gl):
+                    m.d.sync += [tg.eq(Mux(tl, 0, tg + 1)), tl.eq(Mux(tl, int(NTG == 1), tg == NTG - 2))]
+                for j in range(T):
+                    m.d.sync += offc[j].eq(Mux(win_end, off[j], Mux(gl, offc[j] + t_delta[j], offc[j] + 1)))
+
+        # ---- memory read (at issue) and output register stage ----
+        pad_r = [[Signal(name=f"pad{q}_{j}") for j in range(T)] for q in range(pix)]
         f_first, f_wlast, f_pfirst, f_plast, f_flast, f_p1, f_centre = (
             Signal(name=n) for n in ("f_first", "f_wlast", "f_pfirst", "f_plast", "f_flast", "f_p1", "f_centre"))
+        for q in range(pix):
+            for j in range(T):
+                m.d.comb += [rps[q][j].addr.eq(paddr[q][j]), rps[q][j].en.eq(adv)]
         with m.If(adv):
             m.d.sync += [
                 ov.eq(issue),
-                f_first.eq(is_first), f_wlast.eq(win_end), f_pfirst.eq(is_first & (r == 0)),
-                f_plast.eq(grp_end), f_flast.eq(frame_end), f_p1.eq(p1v if pix == 2 else 0),
-                f_centre.eq(is_centre),
+                f_first.eq(pf["first"]), f_wlast.eq(pf["wlast"]), f_pfirst.eq(pf["pfirst"]),
+                f_plast.eq(pf["plast"]), f_flast.eq(pf["flast"]), f_p1.eq(pf["p1"]), f_centre.eq(pf["centre"]),
             ]
             for q in range(pix):
-                if T == 1:
-                    yy = ro[q] + ky
-                    xx = co[q] + kx
-                    m.d.sync += pad_r[q][0].eq((yy < 0) | (yy >= H) | (xx < 0) | (xx >= W))
-                    continue
                 for j in range(T):
-                    sl = [slots[t * T + j] for t in range(NTG)]
-                    if all(e[3] is None for e in sl):
-                        m.d.sync += pad_r[q][j].eq(1)
-                        continue
-                    dy = _select(tg, [e[3] if e[3] is not None else 0 for e in sl], range(K))
-                    dx = _select(tg, [e[4] if e[4] is not None else 0 for e in sl], range(K))
-                    dummy = _select(tg, [int(e[3] is None) for e in sl], 1)
-                    yy = ro[q] + dy
-                    xx = co[q] + dx
-                    m.d.sync += pad_r[q][j].eq(dummy | (yy < 0) | (yy >= H) | (xx < 0) | (xx >= W))
+                    m.d.sync += pad_r[q][j].eq(ppad[q][j])
 
         padword = Const(int.from_bytes(bytes([self.pad_value] * P), "little"), unsigned(P * 8))
         dqs = [[Mux(pad_r[q][j], padword, rps[q][j].data) for j in range(T)] for q in range(pix)]
+        j_c = ((K * K) // 2) % T
         dq = [dqs[q][j_c] for q in range(pix)]  # the centre tap's slot (centre forwarding)
         m.d.comb += [
             self.o.valid.eq(ov & c_ok),
@@ -427,80 +715,7 @@ class WindowGen(wiring.Component):
             self.o.payload.flast.eq(f_flast),
             self.o.payload.p1.eq(f_p1),
         ]
-
-        self._dbg = dict(need=need, wcount=wcount, ahead=ahead, oldest=oldest, running=running, pc=pc,
-                         acur0=acur[0][0], aorg0=aorg[0], ro0=ro[0], co0=co[0], x0=xq[0], waddr=waddr,
-                         acur1=acur[-1][0], aorg1=aorg[-1], ro1=ro[-1], co1=co[-1], x1=xq[-1])
-        # reader counters
-        rowstep = 1 + (W - K) * G
-        with m.If(issue):
-            m.d.sync += g.eq(Mux(g_last, 0, g + 1))
-            with m.If(g_last):
-                if T == 1:
-                    m.d.sync += kx.eq(Mux(kx_last, 0, kx + 1))
-                    with m.If(kx_last):
-                        m.d.sync += ky.eq(Mux(ky_last, 0, ky + 1))
-                else:
-                    m.d.sync += tg.eq(Mux(tg_last, 0, tg + 1))
-            with m.If(win_end):
-                m.d.sync += r.eq(Mux(r_last, 0, r + 1))
-            for q in range(pix):
-                if T == 1:
-                    with m.If(~win_end):
-                        m.d.sync += acur[q][0].eq(modadd(acur[q][0], rowstep))
-                        with m.If(~(g_last & kx_last)):
-                            m.d.sync += acur[q][0].eq(modadd(acur[q][0], 1))
-                    with m.Elif(~r_last):
-                        m.d.sync += acur[q][0].eq(aorg[q])
-                    continue
-                for j in range(T):
-                    # from the last channel group of tap group t to the first of t+1 (mod DG, always >= 0)
-                    deltas = [(off[(t + 1) * T + j] - off[t * T + j] - (G - 1)) % DG for t in range(NTG - 1)] or [0]
-                    delta = _select(tg, deltas, range(DG))
-                    with m.If(~win_end):
-                        with m.If(g_last):
-                            m.d.sync += acur[q][j].eq(modadd(acur[q][j], delta))
-                        with m.Else():
-                            m.d.sync += acur[q][j].eq(modadd(acur[q][j], 1))
-                    with m.Elif(~r_last):
-                        m.d.sync += acur[q][j].eq(modadd(aorg[q], off[j]))
-            with m.If(grp_end):
-                m.d.sync += pc.eq(Mux(pc == NP - 1, 0, pc + 1))
-                # advance every pixel generator by ``pix`` raster positions
-                for q in range(pix):
-                    xn = xq[q] + pix
-                    w1 = xn >= Wo
-                    w2 = xn >= 2 * Wo
-                    d = [((pix * s - w * Wo * s) + w * s * W) * G for w in range(3)]
-                    an = [modadd(aorg[q], d[w]) for w in range(3)]
-                    anew = Mux(w2, an[2], Mux(w1, an[1], an[0]))
-                    m.d.sync += [
-                        xq[q].eq(Mux(w2, xn - 2 * Wo, Mux(w1, xn - Wo, xn))),
-                        ro[q].eq(ro[q] + Mux(w2, 2 * s, Mux(w1, s, 0))),
-                        co[q].eq(co[q] + pix * s - Mux(w2, 2 * Wo * s, Mux(w1, Wo * s, 0))),
-                        aorg[q].eq(anew),
-                    ]
-                    if T == 1:
-                        m.d.sync += acur[q][0].eq(anew)
-                    else:  # the slots' first taps, from the new origin (one constant offset each)
-                        for j in range(T):
-                            m.d.sync += acur[q][j].eq(Mux(w2, modadd(an[2], off[j]), Mux(w1, modadd(an[1], off[j]),
-                                                                                       modadd(an[0], off[j]))))
-                with m.If(pc == NP - 1):
-                    m.d.sync += running.eq(0)
-
-        # frame change: wait until the writer has finished this frame, then restart at the next frame's base
-        with m.If(~running & ahead):
-            m.d.comb += clear_ahead.eq(1)
-            nb = modadd(base, HWG)
-            m.d.sync += [running.eq(1), base.eq(nb)]
-            for q in range(pix):
-                a0 = Signal(range(DG), name=f"a0_{q}")
-                m.d.comb += a0.eq(modadd(nb, (init_pos[q][0] * W + init_pos[q][1]) * G))
-                m.d.sync += [ro[q].eq(init_pos[q][0]), co[q].eq(init_pos[q][1]), xq[q].eq(init_pos[q][2]),
-                             aorg[q].eq(a0)]
-                for j in range(T):
-                    m.d.sync += acur[q][j].eq(a0 if T == 1 else modadd(a0, off[j]))
+        self._dbg = dict(wcount=wcount, ahead=ahead, running=running, room=room, have=have, waddr=waddr)
 
         # ---- centre forwarding ----
         if self.centre_out:

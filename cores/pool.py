@@ -17,8 +17,10 @@ Stream contract (:class:`PoolCore`)
   one): storage ``ceil(kh / sh) * Wo * C`` partial sums, never whole input rows.
 * Windows that end in the right / bottom padding are closed by "virtual" padding columns / rows the reducers step
   through by themselves (no input consumed).
-* Latency: 2 cycles (3 for average pooling) from the beat that completes a window; throughput: one input beat per
-  cycle. Cycles per frame: :meth:`PoolCore.cycles_per_frame`.
+* Latency: :attr:`PoolCore.latency` from the beat that completes a window (the reducers, then an output skid
+  buffer for max pooling, or the pipelined requant -- product, rounding, clamp in their own register stages -- and
+  its output FIFO for average pooling); throughput: one input beat per cycle. ``o.ready`` reaches the reducers only
+  through a register (the skid buffer's ``i.ready`` or the requant's credit flag). Cycles per frame: :meth:`PoolCore.cycles_per_frame`.
 * Frame boundary: ``i.last`` (the first reducer counts positions and realigns on it). A short frame (``last`` before
   beat ``H*W*ceil(C/lanes) - 1``) is completed as if its missing beats held the input zero point ``zp_in`` in every
   lane (one beat per cycle, ``i.ready`` low meanwhile); a long frame's excess beats are taken and dropped up to and
@@ -30,12 +32,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .add import clog2, lane, normalize_requant, requant_value
+from .arith import (REQUANT_PIPE_STAGES, clog2, const_mul, count_beats, credit_fifo, delay, lane, normalize_requant,
+                    requant_pipe)
+from .fifo import SkidBuffer
+from .interface import LayerCore
 from .stream import act_signature, beats_per_pixel
 
 __all__ = ["PoolCore", "Reducer"]
@@ -222,8 +226,35 @@ class Reducer(wiring.Component):
         return r
 
 
-class PoolCore(wiring.Component):
-    """Max / average pooling (windowed or global) of one ``H x W x C`` stream; see the module docstring."""
+class PoolCore(LayerCore, wiring.Component):
+    """Max / average pooling (windowed or global) of one ``H x W x C`` stream; see the module docstring.
+
+    Parameters
+    ----------
+    shape : (H, W, C)
+        Input frame.
+    lanes : int
+        Channels per beat.
+    mode : str
+        ``max`` or ``avg``.
+    kernel, stride, pads :
+        Window, stride and padding ``(top, left, bottom, right)``.
+    is_global : bool
+        One window over the whole frame.
+    in_signed, zp_in :
+        int8 (else uint8) input and its zero point (the padding value).
+    requant : tuple or None
+        ``(m, sh, zp_out, lo, hi[, rounding])`` of an average (sum times ``1/n``); None for max.
+    pad_fill : bool
+        Build the padding multiplexer.
+
+    Members
+    -------
+    i : ``In(act_signature(lanes))``
+        Input activations.
+    o : ``Out(act_signature(lanes))``
+        Pooled activations.
+    """
 
     def __init__(self, shape, lanes: int, mode: str = "max", kernel=(2, 2), stride=(2, 2), pads=(0, 0, 0, 0),
                  is_global: bool = False, in_signed: bool = True, zp_in: int = 0, requant=None, pad_fill: bool = True):
@@ -290,8 +321,22 @@ class PoolCore(wiring.Component):
         return h.steps_per_frame() + max(0, v.nv * v.inner - t_emit * h.inner)
 
     @property
+    def _avg_mult(self) -> bool:
+        """The average's multipliers are real multipliers (not all the same power of two): a P register stage."""
+        if self.mode != "avg":
+            return False
+        mm, _ = normalize_requant(self.requant[0], self.requant[1], self.shape[2])
+        return len(set(mm)) > 1 or bool(mm[0] & (mm[0] - 1))
+
+    @property
+    def avg_pipe_depth(self) -> int:
+        """Average pooling's requant pipeline: window sum (+ multiplier select), product [+ P], rounding, clamp."""
+        return 2 + int(self._avg_mult) + REQUANT_PIPE_STAGES
+
+    @property
     def latency(self) -> int:
-        return len(self.reducers) + (1 if self.mode == "avg" else 0)
+        """Reducers, then the output skid buffer (max) or the requant pipeline and its output FIFO (avg)."""
+        return len(self.reducers) + (self.avg_pipe_depth + 2 if self.mode == "avg" else 1)
 
     def elaborate(self, platform):
         m = Module()
@@ -315,46 +360,51 @@ class PoolCore(wiring.Component):
             wiring.connect(m, a.o, b.i)
         wa = lastr.w_acc
         if self.mode == "max":
+            # output skid buffer: ``o.ready`` reaches the reducers only through its registered ``i.ready``
+            m.submodules.out = sk = SkidBuffer(lanes=L, width=8)
             m.d.comb += [
-                self.o.valid.eq(lastr.o.valid),
-                lastr.o.ready.eq(self.o.ready),
-                self.o.payload.data.eq(Cat(*(lastr.o.payload.data[i * wa : i * wa + 8] for i in range(L)))),
-                self.o.payload.last.eq(lastr.o.payload.last),
+                sk.i.valid.eq(lastr.o.valid),
+                lastr.o.ready.eq(sk.i.ready),
+                sk.i.payload.data.eq(Cat(*(lastr.o.payload.data[i * wa : i * wa + 8] for i in range(L)))),
+                sk.i.payload.last.eq(lastr.o.payload.last),
             ]
+            wiring.connect(m, sk.o, wiring.flipped(self.o))
             return m
 
-        # average: requantize the window sums (per-channel multipliers via the beat index inside the pixel)
+        # average: requantize the window sums (per-channel multipliers via the beat index inside the pixel) in a
+        # free-running pipeline; a credit counter and an output FIFO give the reducer a registered ready
         mq, shq, zp_out, lo, hi = self.requant[:5]
         rounding = self.requant[5] if len(self.requant) > 5 else "half_even"
         mm, S = normalize_requant(mq, shq, C)
         bpp = self.bpp
         pb = Signal(range(max(bpp, 2)))
-        en = ~self.o.valid | self.o.ready
-        m.d.comb += lastr.o.ready.eq(en)
-        fire = lastr.o.valid & en
-        with m.If(fire):
-            with m.If((pb == bpp - 1) | lastr.o.payload.last):
-                m.d.sync += pb.eq(0)
-            with m.Else():
-                m.d.sync += pb.eq(pb + 1)
+        ok = Signal()
+        m.d.comb += lastr.o.ready.eq(ok)
+        fire = lastr.o.valid & ok
+        count_beats(m, pb, fire, lastr.o.payload.last, bpp)
+        v1, last1, tail1 = Signal(name="v1"), Signal(name="last1"), Signal(name="tail1")
+        m.d.sync += [v1.eq(fire), last1.eq(lastr.o.payload.last), tail1.eq(pb == bpp - 1)]
         outs = []
         for i in range(L):
             ms = [mm[c] if c < C else 1 for c in (b * L + i for b in range(bpp))]
+            x1 = Signal(signed(wa), name=f"sum1_{i}")
+            m.d.sync += x1.eq(lastr.o.payload.data[i * wa : (i + 1) * wa].as_signed())
             if len(set(ms)) == 1:
-                mult = ms[0]
+                pe = const_mul(x1, ms[0])
             else:
                 mw = max(x.bit_length() for x in ms)
-                mult = Array(Const(x, unsigned(mw)) for x in ms)[pb]
-            v = lastr.o.payload.data[i * wa : (i + 1) * wa].as_signed()
-            r = requant_value(v, mult, S, zp_out, lo, hi, rounding)
-            o = Signal(8, name=f"out{i}")
-            tail_lane = (bpp - 1) * L + i >= C  # this lane is past C on the pixel's tail beat: must stay zero
-            m.d.comb += o.eq(Mux(pb == bpp - 1, 0, r[:8]) if tail_lane else r[:8])
+                m1 = Signal(unsigned(mw), name=f"mult1_{i}")
+                m.d.sync += m1.eq(Array(Const(x, unsigned(mw)) for x in ms)[pb])
+                pe = x1 * m1
+            p2 = Signal(pe.shape(), name=f"prod2_{i}")
+            m.d.sync += p2.eq(pe)
+            if self._avg_mult:
+                p2 = delay(m, p2, 1, p2.name)
+            o = requant_pipe(m, p2, S, zp_out, lo, hi, rounding, f"rq{i}")
             outs.append(o)
-        with m.If(en):
-            m.d.sync += [
-                self.o.valid.eq(lastr.o.valid),
-                self.o.payload.data.eq(Cat(*outs)),
-                self.o.payload.last.eq(lastr.o.payload.last),
-            ]
+        D = self.avg_pipe_depth
+        vD, lastD, tailD = (delay(m, x, D - 1, x.name) for x in (v1, last1, tail1))
+        # lanes past C on the pixel's tail beat stay zero
+        outs = [Mux(tailD, 0, o) if (bpp - 1) * L + i >= C else o for i, o in enumerate(outs)]
+        m.d.comb += ok.eq(credit_fifo(m, "out", fire, self.o, vD, Cat(*outs), lastD, D))
         return m

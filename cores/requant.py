@@ -2,10 +2,9 @@
 
 Building blocks
 ---------------
-* :func:`rshift_round_expr` -- ``round(v / 2**sh)`` exactly as :func:`rtlgen.quant.rshift_round`: one add and one
-  arithmetic shift, ``(v + offset) >> sh`` (half-even: ``offset = 2**(sh-1) - 1 + bit_sh(v)``; other modes see
-  :mod:`rtlgen.quant`). ``sh`` is a Python int (constant: free wiring) or a Signal (per-channel shift read from a
-  small parameter ROM: a barrel shifter).
+* rounding: ``round(v / 2**sh)`` exactly as :func:`rtlgen.quant.rshift_round`, one add and one arithmetic shift,
+  ``(v + offset) >> sh`` (:func:`rtlgen.cores.arith.round_offset_expr`); ``sh`` is a Python int (constant: free
+  wiring) or a Signal (per-channel shift read from a small parameter ROM: a barrel shifter).
 * :class:`RequantStage` -- the post-processing stage of the convolution engine (also usable after any MAC array):
   per output channel ``o``::
 
@@ -25,7 +24,12 @@ Stream contract of :class:`RequantStage`
   ``skip`` is consumed together with beat ``n`` of ``i``.
 * ``o``: activation stream, ``lanes`` x 8 bits, ``last`` on beat ``beats_per_frame - 1`` of every frame; lanes past
   the channel count in the tail beat are zero.
-* Throughput one beat per cycle, latency 4 cycles (``LATENCY``); backpressure stalls the whole pipeline.
+* Throughput one beat per cycle; latency :attr:`RequantStage.latency` cycles (7 for shifts, more with multipliers:
+  every adder, each DSP-sized partial product's M and P registers and their registered sum, the rounding add and
+  the clamp in their own register stage, then a 2-cycle output FIFO).
+* Flow control: the arithmetic pipeline runs free; a credit counter (beats taken and not yet read from the output
+  FIFO, which has room for all of them) drives a registered ``ok``, so ``i.ready`` (``ok`` and ``skip.valid``) never
+  depends on ``o.ready`` in the same cycle.
 """
 
 from __future__ import annotations
@@ -34,95 +38,19 @@ import math
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtlgen.quant import bits_signed
 
+from .arith import credit_counter, delay, logic_rom, pmul, pmul_stages, round_offset_expr
 from .stream import act_signature
 
-__all__ = ["rshift_round_expr", "clamp_expr", "RequantStage", "acc_layout", "logic_rom"]
+__all__ = ["RequantStage", "acc_layout"]
 
 
 def _ubits(n: int) -> int:
     return max(1, int(n).bit_length())
-
-
-def rshift_round_expr(v, sh, mode: str = "half_even", max_sh: int | None = None):
-    """Amaranth expression for ``rtlgen.quant.rshift_round(v, sh, mode)`` with ``v`` signed and ``sh >= 0``.
-
-    ``sh``: a Python int or an unsigned Value (``max_sh`` bounds it, for the offset width).
-    """
-    v = v.as_signed()
-    if isinstance(sh, int):
-        if sh < 0:
-            raise ValueError("rshift_round_expr: negative constant shift")
-        if sh == 0:
-            return v
-        if len(v) < sh + 2:  # sign-extend so that bit ``sh`` exists
-            v = Cat(v, v[-1].replicate(sh + 2 - len(v))).as_signed()
-        one = 1
-        half = 1 << (sh - 1)
-        if mode == "half_even":
-            off = (half - 1) + v[sh]
-        elif mode == "half_up":
-            off = Const(half, unsigned(sh))
-        elif mode == "half_down":
-            off = Const(half - 1, unsigned(sh))
-        elif mode == "floor":
-            return v >> sh
-        elif mode == "ceil":
-            off = Const((one << sh) - 1, unsigned(sh))
-        elif mode == "to_zero":
-            off = Mux(v[-1], (one << sh) - 1, 0)
-        else:
-            raise ValueError(f"unknown rounding mode {mode!r}")
-        return ((v + off) >> sh).as_signed()
-    # variable shift
-    max_sh = max_sh if max_sh is not None else (1 << len(sh)) - 1
-    w = max_sh + 1
-    one = Const(1, unsigned(w + 1))
-    full = ((one << sh) - 1)[:w]  # 2**sh - 1
-    half_m1 = (full >> 1)  # 2**(sh-1) - 1 (0 when sh == 0)
-    nz = sh != 0
-    lsb = (v >> sh)[0]
-    if mode == "half_even":
-        off = Mux(nz, half_m1 + lsb, 0)
-    elif mode == "half_up":
-        off = Mux(nz, half_m1 + 1, 0)
-    elif mode == "half_down":
-        off = half_m1
-    elif mode == "floor":
-        return (v >> sh).as_signed()
-    elif mode == "ceil":
-        off = full
-    elif mode == "to_zero":
-        off = Mux(v[-1], full, 0)
-    else:
-        raise ValueError(f"unknown rounding mode {mode!r}")
-    return ((v + off) >> sh).as_signed()
-
-
-def clamp_expr(v, lo: int, hi: int):
-    v = v.as_signed()
-    return Mux(v < lo, lo, Mux(v > hi, hi, v))
-
-
-def logic_rom(m: Module, name: str, words: list[int], width: int, addr, en):
-    """A ROM built from logic (a case statement on ``addr``, registered when ``en``): one-cycle read latency like
-    a synchronous memory read port. Synthesizers may still infer a ROM from a large case statement (yosys' ``proc_rom``,
-    Vivado's ROM extraction) and put it in block RAM: the output register carries ``rom_style = "distributed"`` for
-    Vivado, and :mod:`rtlgen.synth` runs ``proc -norom`` first so that yosys keeps it in LUTs too."""
-    # rom_style: Vivado infers a ROM from a large case statement and may put it in block RAM without it
-    out = Signal(unsigned(max(width, 1)), name=f"{name}_data", attrs={"rom_style": "distributed"})
-    with m.If(en):
-        with m.Switch(addr):
-            for k, w in enumerate(words):
-                with m.Case(k):
-                    m.d.sync += out.eq(w)
-            with m.Default():
-                m.d.sync += out.eq(0)
-    return out
 
 
 def acc_layout(lanes: int, acc_bits: int) -> data.StructLayout:
@@ -145,12 +73,30 @@ class _Field:
 class RequantStage(wiring.Component):
     """Pipelined per-channel requant (+ bias, + merged residual) of ``lanes`` accumulators per beat.
 
-    Parameters: ``bias``, ``m``, ``sh`` (and ``res_m``) are length-``C`` integer arrays (``C`` output channels),
-    ``acc_range`` the inclusive range of the incoming accumulators (sizes every adder), ``skip_signed`` whether the
-    skip stream carries int8 (else uint8).
-    """
+    Parameters
+    ----------
+    lanes, channels : int
+        Accumulators per beat; output channels ``C``.
+    acc_range : (int, int)
+        Inclusive range of the incoming accumulators (sizes every adder).
+    bias, m, sh : int arrays
+        Length-``C`` bias, multiplier and shift.
+    zp_out, lo, hi, rounding :
+        Output zero point, clamp range, rounding mode.
+    beats_per_frame : int
+        Beats per frame (the stage counts them itself for ``last``).
+    res_m, res_zp, skip_signed :
+        Merged residual: length-``C`` multipliers, the skip's zero point and signedness (None: no residual).
 
-    LATENCY = 4
+    Members
+    -------
+    i : ``In(stream.Signature(acc_layout(lanes, acc_bits)))``
+        Accumulators.
+    skip : ``In(act_signature(lanes))``
+        Only with a residual: the skip stream, beat ``n`` with accumulator beat ``n``.
+    o : ``Out(act_signature(lanes))``
+        Requantized activations, ``last`` on each frame's final beat.
+    """
 
     def __init__(self, *, lanes: int, channels: int, acc_range: tuple[int, int], bias, m, sh, zp_out: int,
                  lo: int, hi: int, rounding: str = "half_even", beats_per_frame: int,
@@ -223,62 +169,9 @@ class RequantStage(wiring.Component):
             words.append(w)
         return words, pos
 
-    def elaborate(self, platform):
-        m = Module()
-        L = self.lanes
-        ab = self.acc_bits
-        stall = Signal()
-        en = ~stall
-        # stage valid bits
-        v1, v2, v3, v4 = (Signal(name=f"v{k}") for k in range(1, 5))
-        m.d.comb += stall.eq(v4 & ~self.o.ready)
-        skip_ok = self.skip.valid if self.residual else 1
-        take = Signal()
-        m.d.comb += take.eq(en & self.i.valid & skip_ok)
-        m.d.comb += self.i.ready.eq(en & skip_ok)
-        if self.residual:
-            m.d.comb += self.skip.ready.eq(en & self.i.valid)
-
-        # group counter (ROM address) and frame beat counter
-        grp = Signal(range(max(self.groups, 2)))
-        beat = Signal(range(max(self.beats_per_frame, 2)))
-        last0 = beat == self.beats_per_frame - 1
-        with m.If(take):
-            m.d.sync += grp.eq(Mux(grp == self.groups - 1, 0, grp + 1))
-            m.d.sync += beat.eq(Mux(last0, 0, beat + 1))
-
-        # parameter ROM (non-uniform fields only)
-        romf = self._rom_fields()
-        par = {}
-        if romf:
-            words, width = self._rom_init()
-            data_ = logic_rom(m, "params", words, width, grp, en)
-            pos = 0
-            for lane in range(L):
-                for f in romf:
-                    s = Signal(f.shape, name=f"p_{f.name}_{lane}")
-                    m.d.comb += s.eq(data_[pos:pos + f.bits])
-                    par[(f.name, lane)] = s
-                    pos += f.bits
-
-        def param(name, lane):
-            f = self.f[name]
-            if f.uniform:
-                return int(f.values[0])
-            return par[(name, lane)]
-
-        # stage 1: register inputs
-        acc1 = [Signal(signed(ab), name=f"acc1_{k}") for k in range(L)]
-        skp1 = [Signal(unsigned(8), name=f"skip1_{k}") for k in range(L)]
-        last1 = Signal()
-        with m.If(en):
-            m.d.sync += [v1.eq(take), last1.eq(last0)]
-            for k in range(L):
-                m.d.sync += acc1[k].eq(self.i.payload.data[k * ab:(k + 1) * ab])
-                if self.residual:
-                    m.d.sync += skp1[k].eq(self.skip.payload.data[k * 8:(k + 1) * 8])
-
-        # ranges per lane for sizing
+    # -- pipeline geometry ------------------------------------------------------------------------------------------
+    def _shapes(self):
+        """(t_shape, v_shape): the bias sum and the full product (+ residual) widths, from the value ranges."""
         b_lo, b_hi = int(self.bias.min()), int(self.bias.max())
         t_lo, t_hi = self.acc_lo + b_lo, self.acc_hi + b_hi
         t_shape = signed(bits_signed(t_lo, t_hi))
@@ -291,75 +184,155 @@ class RequantStage(wiring.Component):
             r_lo, r_hi = min(u_lo * rmax, u_lo, 0), max(u_hi * rmax, u_hi, 0)
         else:
             r_lo = r_hi = 0
-        v_shape = signed(bits_signed(p_lo + r_lo, p_hi + r_hi) + 1)
+        return t_shape, signed(bits_signed(p_lo + r_lo, p_hi + r_hi) + 1)
 
-        # stage 2: products / shifts
-        prod2 = [Signal(v_shape, name=f"prod2_{k}") for k in range(L)]
-        res2 = [Signal(v_shape, name=f"res2_{k}") for k in range(L)]
-        last2 = Signal()
-        with m.If(en):
-            m.d.sync += [v2.eq(v1), last2.eq(last1)]
-            for k in range(L):
-                t = Signal(t_shape, name=f"t1_{k}")
-                m.d.comb += t.eq(acc1[k] + param("bias", k))
-                if self.m_shift:
-                    m.d.sync += prod2[k].eq(t << param("ma", k))
-                else:
-                    m.d.sync += prod2[k].eq(t * param("m", k))
-                if self.residual:
-                    sv = skp1[k].as_signed() if self.skip_signed else skp1[k]
-                    u = Signal(signed(10), name=f"u1_{k}")
-                    m.d.comb += u.eq(sv - self.res_zp)
-                    if self.r_shift:
-                        m.d.sync += res2[k].eq(u << param("ra", k))
-                    else:
-                        m.d.sync += res2[k].eq(u * param("rm", k))
-        # carry shift amounts to stage 2 when they come from the ROM
-        sh2 = {}
-        if not self.f["sh"].uniform:
-            for k in range(L):
-                s = Signal(self.f["sh"].shape, name=f"sh2_{k}")
-                with m.If(en):
-                    m.d.sync += s.eq(par[("sh", k)])
-                sh2[k] = s
+    @property
+    def mul_stages(self) -> int:
+        """Register stages of the products: 1 for shifts; a multiplier's DSP-sized partial products with their M and
+        P registers and their registered sum (:func:`~rtlgen.cores.arith.pmul_stages`)."""
+        t_shape, _ = self._shapes()
+        st = 1 if self.m_shift else pmul_stages(t_shape.width, self.f["m"].bits + 1)
+        if self.residual and not self.r_shift:
+            st = max(st, pmul_stages(10, self.f["rm"].bits + 1))
+        return st
 
-        # stage 3: sum and rounding shift
-        q_shape = signed(v_shape.width)
-        q3 = [Signal(q_shape, name=f"q3_{k}") for k in range(L)]
-        last3 = Signal()
-        with m.If(en):
-            m.d.sync += [v3.eq(v2), last3.eq(last2)]
-            for k in range(L):
-                vsum = Signal(v_shape, name=f"v2_{k}")
-                m.d.comb += vsum.eq(prod2[k] + res2[k] if self.residual else prod2[k])
-                sh = int(self.f["sh"].values[0]) if self.f["sh"].uniform else sh2[k]
-                m.d.sync += q3[k].eq(rshift_round_expr(vsum, sh, self.rounding, max_sh=self.f["sh"].max))
+    @property
+    def pipe_depth(self) -> int:
+        """Register stages from taking an input beat to the output register: input (+ parameter ROM), bias add,
+        products (:attr:`mul_stages`), [residual sum], rounding add, shift + zero point + clamp."""
+        return 4 + self.mul_stages + int(self.residual)
 
-        # stage 4: zero point, clamp, output register
-        out4 = [Signal(8, name=f"out4_{k}") for k in range(L)]
-        last4 = Signal()
-        with m.If(en):
-            m.d.sync += [v4.eq(v3), last4.eq(last3)]
+    @property
+    def out_depth(self) -> int:
+        """Output FIFO entries: every beat taken (counted by the credit counter) finds room."""
+        return self.pipe_depth + 4
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a beat on ``i`` (taken) to it on ``o`` (output FIFO: 2 cycles)."""
+        return self.pipe_depth + 2
+
+    def elaborate(self, platform):
+        m = Module()
+        L = self.lanes
+        ab = self.acc_bits
+        D, F = self.pipe_depth, self.out_depth
+        # flow control: a credit counter (beats taken, not yet read from the output FIFO) and a registered ``ok``;
+        # the arithmetic pipeline runs free, ``i.ready`` never depends on ``o.ready`` in the same cycle
+        ok = Signal(init=1, name="credit_ok")
+        skip_ok = self.skip.valid if self.residual else 1
+        take = Signal()
+        m.d.comb += take.eq(ok & self.i.valid & skip_ok)
+        m.d.comb += self.i.ready.eq(ok & skip_ok)
+        if self.residual:
+            m.d.comb += self.skip.ready.eq(ok & self.i.valid)
+
+        # group counter (ROM address) and frame beat counter
+        grp = Signal(range(max(self.groups, 2)))
+        beat = Signal(range(max(self.beats_per_frame, 2)))
+        last0 = beat == self.beats_per_frame - 1
+        with m.If(take):
+            m.d.sync += grp.eq(Mux(grp == self.groups - 1, 0, grp + 1))
+            m.d.sync += beat.eq(Mux(last0, 0, beat + 1))
+
+        # parameter ROM (non-uniform fields only), read with the input register
+        romf = self._rom_fields()
+        par = {}
+        if romf:
+            words, width = self._rom_init()
+            data_ = logic_rom(m, "params", words, width, grp, 1)
+            pos = 0
+            for lane in range(L):
+                for f in romf:
+                    s = Signal(f.shape, name=f"p_{f.name}_{lane}")
+                    m.d.comb += s.eq(data_[pos:pos + f.bits])
+                    par[(f.name, lane)] = s
+                    pos += f.bits
+
+        def param(name, lane, stage):
+            """Field ``name`` of ``lane`` at pipeline stage ``stage`` (the ROM word arrives at stage 1)."""
+            f = self.f[name]
+            if f.uniform:
+                return int(f.values[0])
+            return delay(m, par[(name, lane)], stage - 1, f"p_{name}_{lane}")
+
+        # stage 1: register inputs
+        acc1 = [Signal(signed(ab), name=f"acc1_{k}") for k in range(L)]
+        skp1 = [Signal(unsigned(8), name=f"skip1_{k}") for k in range(L)]
+        v1, last1 = Signal(name="v1"), Signal(name="last1")
+        m.d.sync += [v1.eq(take), last1.eq(last0)]
+        for k in range(L):
+            m.d.sync += acc1[k].eq(self.i.payload.data[k * ab:(k + 1) * ab])
+            if self.residual:
+                m.d.sync += skp1[k].eq(self.skip.payload.data[k * 8:(k + 1) * 8])
+
+        t_shape, v_shape = self._shapes()
+
+        # stage 2: bias add (and the skip's zero point)
+        t2 = [Signal(t_shape, name=f"t2_{k}") for k in range(L)]
+        u2 = [Signal(signed(10), name=f"u2_{k}") for k in range(L)]
+        for k in range(L):
+            m.d.sync += t2[k].eq(acc1[k] + param("bias", k, 1))
+            if self.residual:
+                sv = skp1[k].as_signed() if self.skip_signed else skp1[k]
+                m.d.sync += u2[k].eq(sv - self.res_zp)
+
+        # stages 3..: products (shifts: 1 stage; multipliers: DSP-sized partial products with M and P registers and
+        # their registered sum), padded to :attr:`mul_stages`
+        S = self.mul_stages
+        prod, res = [], []
+
+        def product(v, fshift, fmul, k, name):
+            if fshift is not None:
+                r = Signal(v_shape, name=f"{name}_{k}")
+                m.d.sync += r.eq(v << param(fshift, k, 2))
+                return delay(m, r, S - 1, r.name)
+            f = self.f[fmul]
+            mv = param(fmul, k, 2)
+            if isinstance(mv, int):
+                mv = Const(mv, unsigned(max(1, mv.bit_length())))
+            st = pmul_stages(len(v) if v.shape().signed else len(v) + 1, f.bits + 1)
+            return delay(m, pmul(m, v, mv, f"{name}_{k}"), S - st, f"{name}_{k}")
+
+        for k in range(L):
+            prod.append(product(t2[k], "ma" if self.m_shift else None, "m", k, "prod"))
+            if self.residual:
+                res.append(product(u2[k], "ra" if self.r_shift else None, "rm", k, "res"))
+        e = 2 + S
+        # stage 5 (residual): the sum
+        vs = prod
+        if self.residual:
+            vs = []
             for k in range(L):
-                y = clamp_expr(q3[k] + self.zp_out, self.lo, self.hi)
-                m.d.sync += out4[k].eq(y[:8])
-        # zero the tail lanes of the last group
-        tail = self.channels - (self.groups - 1) * L
-        grp4 = None
-        if tail < L:
-            g1, g2, g3, g4 = (Signal(range(max(self.groups, 2)), name=f"grp{k}") for k in range(1, 5))
-            with m.If(en):
-                m.d.sync += [g1.eq(grp), g2.eq(g1), g3.eq(g2), g4.eq(g3)]
-            grp4 = g4
+                s = Signal(v_shape, name=f"vsum_{k}")
+                m.d.sync += s.eq(prod[k] + res[k])
+                vs.append(s)
+            e += 1
+        # rounding add, then shift, zero point and clamp (the zero point added beside the clamp compares)
+        sh_max = self.f["sh"].max
         outs = []
         for k in range(L):
-            if grp4 is not None and k >= tail:
-                outs.append(Mux(grp4 == self.groups - 1, 0, out4[k]))
-            else:
-                outs.append(out4[k])
-        m.d.comb += [
-            self.o.valid.eq(v4),
-            self.o.payload.data.eq(Cat(*outs)),
-            self.o.payload.last.eq(last4),
-        ]
+            sh = param("sh", k, e)
+            off = round_offset_expr(vs[k], sh, self.rounding, max_sh=sh_max)
+            r = Signal(signed(v_shape.width + 1), name=f"rnd_{k}")
+            m.d.sync += r.eq(vs[k] if off is None else vs[k] + off)
+            sh = param("sh", k, e + 1)
+            q = Signal(signed(v_shape.width + 1), name=f"q_{k}")
+            m.d.comb += q.eq(r >> sh)
+            y = Mux(q < self.lo - self.zp_out, self.lo, Mux(q > self.hi - self.zp_out, self.hi, q + self.zp_out))
+            o = Signal(8, name=f"out_{k}")
+            m.d.sync += o.eq(y[:8])
+            outs.append(o)
+        vD, lastD = delay(m, v1, D - 1, "v"), delay(m, last1, D - 1, "last")
+        # zero the tail lanes of the last group
+        tail = self.channels - (self.groups - 1) * L
+        if tail < L:
+            grpD = delay(m, grp, D, "grp")
+            outs = [Mux(grpD == self.groups - 1, 0, o) if k >= tail else o for k, o in enumerate(outs)]
+
+        # output FIFO: always has room for the beats in flight (credit counter)
+        m.submodules.out = of = fifo.SyncFIFOBuffered(width=8 * L + 1, depth=F)
+        m.d.comb += [of.w_data.eq(Cat(*outs, lastD)), of.w_en.eq(vD),
+                     self.o.valid.eq(of.r_rdy), self.o.payload.eq(of.r_data), of.r_en.eq(self.o.ready)]
+        m.d.sync += ok.eq(credit_counter(m, "inflight", F, take, of.r_rdy & self.o.ready))
         return m

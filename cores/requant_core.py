@@ -7,8 +7,10 @@ Stream contract
 ---------------
 * ``i``/``o``: activation streams (:mod:`rtlgen.cores.stream`), ``lanes`` x 8 bits, same frame shape in and out;
   ``last`` passes through. Tail lanes past ``C`` come out zero.
-* Latency 2 cycles (one register for the product, one for the rounded, clamped value); one beat per cycle;
-  cycles per frame ``H*W*ceil(C/lanes)``.
+* Latency :attr:`RequantCore.latency` (7 or 8 cycles: input, zero point, product [+ P register], rounding, clamp,
+  each in its own register stage, then a 2-cycle output FIFO); one beat per cycle; cycles per frame
+  ``H*W*ceil(C/lanes)``. ``i.ready`` is a registered credit flag: it never depends on ``o.ready`` in the same
+  cycle.
 """
 
 from __future__ import annotations
@@ -17,13 +19,37 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .add import lane, requant_value
+from .arith import REQUANT_PIPE_STAGES, const_mul, count_beats, credit_fifo, delay, lane, requant_pipe
+from .interface import FrameStreamCore
 from .stream import act_signature, beats_per_pixel
 
 __all__ = ["RequantCore"]
 
 
-class RequantCore(wiring.Component):
+class RequantCore(FrameStreamCore, wiring.Component):
+    """Standalone requantization ``clamp(rshift_round((x - zp_in) * m, sh) + zp_out, lo, hi)`` of one stream.
+
+    Parameters
+    ----------
+    shape : (H, W, C)
+        Frame shape.
+    lanes : int
+        Channels per beat.
+    zp_in, m, sh, zp_out, lo, hi : int
+        Input zero point, multiplier, rounding shift, output zero point, clamp range.
+    in_signed : bool
+        int8 (else uint8) input.
+    rounding : str
+        A mode of :data:`rtlgen.quant.ROUNDING_MODES`.
+
+    Members
+    -------
+    i : ``In(act_signature(lanes))``
+        Input codes.
+    o : ``Out(act_signature(lanes))``
+        Requantized codes.
+    """
+
     def __init__(self, shape, lanes: int, zp_in: int, m: int, sh: int, zp_out: int, lo: int, hi: int,
                  in_signed: bool = True, rounding: str = "half_even"):
         self.shape = tuple(int(v) for v in shape)
@@ -39,41 +65,37 @@ class RequantCore(wiring.Component):
         return cls(layer.in_shape, lanes, layer.in_q.zero_point, layer.m, layer.sh, q.zero_point, q.lo, q.hi,
                    layer.in_q.signed, layer.rounding)
 
-    def cycles_per_frame(self) -> int:
-        H, W, C = self.shape
-        return H * W * beats_per_pixel(C, self.lanes)
-
-    latency = 2
+    @property
+    def pipe_depth(self) -> int:
+        """Input register, zero point, product (M [+ P] register), rounding, clamp."""
+        return 3 + int(bool(self.m & (self.m - 1))) + REQUANT_PIPE_STAGES
 
     def elaborate(self, platform):
         m = Module()
         L = self.lanes
         C = self.shape[2]
         bpp = beats_per_pixel(C, L)
-        en = Signal()
-        v1, v2, last1, last2, tail1 = Signal(), Signal(), Signal(), Signal(), Signal()
+        ok = Signal()
+        v1, last1, tail1 = Signal(name="v1"), Signal(name="last1"), Signal(name="tail1")
         bb = Signal(range(max(bpp, 2)))
-        m.d.comb += [en.eq(~v2 | self.o.ready), self.i.ready.eq(en)]
-        fire = self.i.valid & en
-        with m.If(fire):
-            with m.If((bb == bpp - 1) | self.i.payload.last):
-                m.d.sync += bb.eq(0)
-            with m.Else():
-                m.d.sync += bb.eq(bb + 1)
-        prods, outs = [], []
+        m.d.comb += self.i.ready.eq(ok)
+        fire = self.i.valid & ok
+        count_beats(m, bb, fire, self.i.payload.last, bpp)
+        m.d.sync += [v1.eq(fire), last1.eq(self.i.payload.last), tail1.eq(bb == bpp - 1)]
+        outs = []
         for k in range(L):
-            x = lane(self.i.payload.data, k, 8, self.in_signed)
-            p = Signal(signed(len(x) + 2 + max(self.m, 1).bit_length()), name=f"prod{k}")
-            with m.If(en):
-                m.d.sync += p.eq((x - self.zp_in) * self.m)
-            prods.append(p)
-        for k, p in enumerate(prods):
-            r = requant_value(p, 1, self.sh, self.zp_out, self.lo, self.hi, self.rounding)
-            o = Signal(8, name=f"out{k}")
-            with m.If(en):
-                m.d.sync += o.eq(Mux(tail1, 0, r[:8]) if (bpp - 1) * L + k >= C else r[:8])
-            outs.append(o)
-        with m.If(en):
-            m.d.sync += [v1.eq(fire), last1.eq(self.i.payload.last), tail1.eq(bb == bpp - 1), v2.eq(v1), last2.eq(last1)]
-        m.d.comb += [self.o.valid.eq(v2), self.o.payload.data.eq(Cat(*outs)), self.o.payload.last.eq(last2)]
+            x1 = Signal(signed(9), name=f"x1_{k}")
+            m.d.sync += x1.eq(lane(self.i.payload.data, k, 8, self.in_signed))
+            d = Signal(signed(10), name=f"d_{k}")
+            m.d.sync += d.eq(x1 - self.zp_in)
+            pe = const_mul(d, self.m)
+            p = Signal(pe.shape(), name=f"prod{k}")
+            m.d.sync += p.eq(pe)
+            if self.m & (self.m - 1):
+                p = delay(m, p, 1, p.name)
+            outs.append(requant_pipe(m, p, self.sh, self.zp_out, self.lo, self.hi, self.rounding, f"rq{k}"))
+        D = self.pipe_depth
+        vD, lastD, tailD = (delay(m, x, D - 1, x.name) for x in (v1, last1, tail1))
+        outs = [Mux(tailD, 0, o) if (bpp - 1) * L + k >= C else o for k, o in enumerate(outs)]
+        m.d.comb += ok.eq(credit_fifo(m, "out", fire, self.o, vD, Cat(*outs), lastD, D))
         return m

@@ -28,12 +28,34 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .adapters import Packer, packer_cycles, value_counts
+from .interface import LayerCore
 from .stream import act_signature, beats_per_pixel
 
 __all__ = ["ShortcutACore"]
 
 
-class ShortcutACore(wiring.Component):
+class ShortcutACore(LayerCore, wiring.Component):
+    """Option-A shortcut: stride-``s`` spatial subsample plus zero-point channel padding.
+
+    Parameters
+    ----------
+    in_shape : (H, W, C)
+        Input frame.
+    stride : int
+        Subsampling stride (rows and columns).
+    pad_before, pad_after, pad_value : int
+        Channels added before / after the input's, filled with ``pad_value`` (the zero point).
+    lanes_in, lanes_out : int
+        Channels per input / output beat.
+
+    Members
+    -------
+    i : ``In(act_signature(lanes_in))``
+        The block input.
+    o : ``Out(act_signature(lanes_out))``
+        The subsampled, padded frame.
+    """
+
     def __init__(self, in_shape, stride: int = 2, pad_before: int = 0, pad_after: int = 0, pad_value: int = 0,
                  lanes_in: int = 1, lanes_out: int = 1):
         self.in_shape = tuple(int(x) for x in in_shape)
@@ -47,6 +69,10 @@ class ShortcutACore(wiring.Component):
     def from_layer(cls, layer, lanes_in: int = 1, lanes_out: int = 1):
         return cls(layer.in_shape, layer.stride, layer.pad_before, layer.pad_after, layer.pad_value, lanes_in,
                    lanes_out)
+
+    @classmethod
+    def plan_knobs(cls, layer, lp, ctx=None) -> dict:
+        return {"lanes_in": lp.lanes_out, "lanes_out": lp.lanes_out}
 
     def cycles_per_frame(self) -> int:
         """Steady-state cycles per frame without stalls: a beat-level model of the sequencer and the value packer
@@ -73,7 +99,8 @@ class ShortcutACore(wiring.Component):
         H, W, C = self.in_shape
         Ho, Wo, Co = self.out_shape
         M, s = self.lanes_in, self.s
-        m.submodules.packer = pk = Packer(M, self.lanes_out, Co)
+        ks = value_counts(self.pb, M) + value_counts(C, M) + value_counts(self.pa, M)  # what the sequencer pushes
+        m.submodules.packer = pk = Packer(M, self.lanes_out, Co, k_values=ks)
         wiring.connect(m, pk.o, wiring.flipped(self.o))
 
         bpp = beats_per_pixel(C, M)

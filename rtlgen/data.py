@@ -12,13 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RtlgenError
+from .errors import DatasetError
 
 ENV_VAR = "RTLGEN_CIFAR10"
-
-
-class DatasetError(RtlgenError):
-    """The dataset folder is missing or malformed (message is one line naming the path)."""
 
 
 def dataset_dir(path: str | os.PathLike | None = None) -> Path:

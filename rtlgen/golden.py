@@ -9,6 +9,11 @@ bound is below 2**24 a float32 GEMM represents every intermediate integer exactl
 accumulator). The requantization ``round(v * m / 2**sh)`` is evaluated in float64 when a per-layer bound proves
 ``|v * m| < 2**53`` (then the product, the power-of-two scaling and ``np.round``'s half-to-even are all exact),
 and in int64 with :func:`rtlgen.quant.rshift_round` otherwise.
+
+Speed: a convolution whose accumulators and requantization inputs are proven below 2**24 runs fused in float32, a few
+images at a time (:func:`_conv_fused`: im2col, GEMM straight into the output, bias and requantization while the
+chunk is in cache), and :func:`predict` spreads its batches over worker threads with a single-threaded BLAS each.
+10,000 CIFAR-10 images through ResNet20 take about 26 CPU seconds (BENCHMARKS.md, golden model).
 """
 
 from __future__ import annotations
@@ -71,7 +76,105 @@ def conv_acc(x: np.ndarray, weights: np.ndarray, bias: np.ndarray, stride, pads,
     return out
 
 
+def grouped_conv_acc(x: np.ndarray, weights: np.ndarray, bias: np.ndarray, stride, pads, pad_value, in_q,
+                     group: int) -> np.ndarray:
+    """Grouped convolution accumulator (``weights`` [O, Kh, Kw, C/group]); depthwise (C/group == 1) as one
+    multiply-add per tap over all channels at once, other groups as one :func:`conv_acc` each. Exact: every product
+    and partial sum is an integer below 2**31 (checked at import), computed in float64."""
+    O, kh, kw, Cg = weights.shape
+    Og = O // group
+    if Cg == 1:
+        xp = pad_nhwc(np.asarray(x, np.float64), pads, pad_value)
+        Ho = (xp.shape[1] - kh) // stride[0] + 1
+        Wo = (xp.shape[2] - kw) // stride[1] + 1
+        w = weights[:, :, :, 0].astype(np.float64)  # O, kh, kw; output o reads channel o // Og
+        chan = np.arange(O) // Og
+        out = np.zeros((xp.shape[0], Ho, Wo, O), dtype=np.float64)
+        for i in range(kh):
+            for j in range(kw):
+                tap = xp[:, i: i + (Ho - 1) * stride[0] + 1: stride[0], j: j + (Wo - 1) * stride[1] + 1: stride[1], :]
+                out += tap[..., chan] * w[:, i, j]
+        return out + bias.astype(np.float64)
+    parts = [conv_acc(x[..., g * Cg:(g + 1) * Cg], weights[g * Og:(g + 1) * Og], bias[g * Og:(g + 1) * Og], stride,
+                      pads, pad_value, in_q) for g in range(group)]
+    return np.concatenate(parts, axis=-1)
+
+
+#: im2col chunk size of the fused float32 convolution: small enough that the columns, the GEMM output and the
+#: requantization temporaries stay in the L2/L3 caches (a 100-image batch of ResNet20's first stage is 59 MB of
+#: columns; fresh pages of that size cost more than the GEMM)
+_FUSED_COLS_BYTES = 2 << 20
+
+
+def _conv_fused(layer: ir.Conv, x: np.ndarray, skip: np.ndarray | None) -> np.ndarray | None:
+    """:func:`conv_acc` + :func:`conv_post` in float32, a few images at a time (columns, accumulators and the
+    requantization stay in cache), or ``None`` where float32 is not proven exact for this layer.
+
+    Exact when every accumulator (bias included, :meth:`ir.Conv.acc_range`) and every requantization input
+    ``acc * m [+ (skip - res_zp) * res_m]`` (:meth:`ir.Conv.post_range`) is an integer below 2**24 in magnitude,
+    and the GEMM's partial sums too (:func:`_gemm_dtype`): then every product, sum and power-of-two scaling below is
+    an exactly representable float32 integer (or such an integer times a power of two), the same argument as
+    :func:`_exact_requant`'s, which this reproduces operation for operation.
+    """
+    O, kh, kw, C = layer.weights.shape
+    w2d = layer.weights.reshape(O, -1)
+    if _gemm_dtype(w2d, layer.in_q) is not np.float32:
+        return None
+    alo, ahi = layer.acc_range()
+    plo, phi = layer.post_range()
+    rq = layer.requant
+    if max(abs(alo), abs(ahi), abs(plo), abs(phi)) >= _F32_EXACT or int(np.abs(rq.m).max()) >= _F32_EXACT:
+        return None
+    f32 = np.float32
+    wt = np.ascontiguousarray(w2d.T.astype(f32))
+    bias = np.asarray(layer.bias, dtype=f32)
+    sh = np.exp2(-np.asarray(rq.sh, dtype=np.float64))
+    if layer.residual is None:
+        mul, scale = None, (np.asarray(rq.m, dtype=np.float64) * sh).astype(f32)  # as _exact_requant(acc, m, sh)
+    else:
+        if int(np.abs(layer.res_m).max()) >= _F32_EXACT:
+            return None
+        mul, scale = np.asarray(rq.m, dtype=f32), np.broadcast_to(sh, (O,)).astype(f32)
+        res_m = np.asarray(layer.res_m, dtype=f32)
+    xp = pad_nhwc(np.asarray(x, dtype=f32), layer.pads, layer.pad_value)
+    N = xp.shape[0]
+    Ho = (xp.shape[1] - kh) // layer.stride[0] + 1
+    Wo = (xp.shape[2] - kw) // layer.stride[1] + 1
+    K = kh * kw * C
+    out = np.empty((N, Ho, Wo, O), dtype=f32)
+    chunk = max(1, _FUSED_COLS_BYTES // (Ho * Wo * K * 4))
+    zp, lo, hi = f32(rq.zp_out), rq.lo, rq.hi
+    for n0 in range(0, N, chunk):
+        xs = xp[n0:n0 + chunk]
+        n = xs.shape[0]
+        if (kh, kw) == (1, 1):
+            cols = np.ascontiguousarray(xs[:, ::layer.stride[0], ::layer.stride[1]][:, :Ho, :Wo]).reshape(-1, K)
+        else:
+            cols = np.ascontiguousarray(windows(xs, (kh, kw), layer.stride)[:, :Ho, :Wo]).reshape(-1, K)
+        a = out[n0:n0 + n].reshape(-1, O)
+        np.matmul(cols, wt, out=a)
+        a += bias
+        if mul is not None:
+            a *= mul
+            r = np.asarray(skip[n0:n0 + n], dtype=f32).reshape(-1, O) - f32(layer.res_zp)
+            r *= res_m
+            a += r
+        a *= scale
+        round_array(a, rq.rounding, out=a)
+        a += zp
+        np.clip(a, lo, hi, out=a)
+    return out
+
+
 def run_conv(layer: ir.Conv, x: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
+    if layer.group == 1:
+        out = _conv_fused(layer, x, skip)
+        if out is not None:
+            return out
+    if layer.group != 1:
+        acc = grouped_conv_acc(x, layer.weights, layer.bias, layer.stride, layer.pads, layer.pad_value, layer.in_q,
+                               layer.group)
+        return conv_post(layer, acc, skip)
     acc = conv_acc(x, layer.weights, layer.bias, layer.stride, layer.pads, layer.pad_value, layer.in_q)
     return conv_post(layer, acc, skip)
 
@@ -197,11 +300,28 @@ def run(net: ir.Network, pixels: np.ndarray, return_all: bool = False):
     Returns the output layer's integers ([N, classes] int64), or a dict of every layer's NHWC output when
     ``return_all``.
     """
+    return _forward(net, run_input(net.input, pixels), return_all)
+
+
+def run_codes(net: ir.Network, codes: np.ndarray, return_all: bool = False):
+    """Run the integer network from the input stage's *output*: ``codes`` [N, H, W, C] are the first quantized
+    tensor's integers (the graph input quantized by the model's own first quantizer, or an integer graph input as
+    given; see :mod:`rtlgen.userdata`). Same results as :func:`run` on pixels the input stage maps onto ``codes``."""
+    q = net.input.out_q
+    c = np.asarray(codes)
+    if c.ndim != 4 or tuple(c.shape[1:]) != tuple(net.input.out_shape):
+        raise ValueError(f"input codes of shape {c.shape}: expected [N, {', '.join(map(str, net.input.out_shape))}]")
+    if c.size and (c.min() < q.lo or c.max() > q.hi):
+        raise ValueError(f"input codes outside [{q.lo}, {q.hi}]")
+    return _forward(net, c.astype(np.float32), return_all)
+
+
+def _forward(net: ir.Network, first: np.ndarray, return_all: bool):
     vals: dict[str, np.ndarray] = {}
     remaining = {layer.name: len(net.consumers(layer.name)) for layer in net.layers}
     for layer in net.layers:
         if isinstance(layer, ir.InputStage):
-            vals[layer.name] = run_input(layer, pixels)
+            vals[layer.name] = first
             continue
         args = [vals[i] for i in layer.inputs]
         vals[layer.name] = _compact(run_layer(layer, args))
@@ -231,12 +351,78 @@ def logits(net: ir.Network, q: np.ndarray) -> np.ndarray:
     return (q.astype(np.float64) - net.output_zero_point) * scale
 
 
-def predict(net: ir.Network, pixels: np.ndarray, batch: int = 100, progress=None) -> np.ndarray:
-    """Top-1 class per image, in batches (``progress``: optional callable taking the number of images done)."""
-    preds = []
-    for i in range(0, len(pixels), batch):
-        q = run(net, pixels[i : i + batch])
-        preds.append(np.argmax(logits(net, q), axis=1))
-        if progress:
-            progress(len(preds[-1]))
-    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+def _blas_set_threads_local():
+    """OpenBLAS's ``openblas_set_num_threads_local`` (per calling thread, OpenBLAS >= 0.3.27) from the BLAS library
+    NumPy loaded, or ``None`` (another BLAS, another OS): found through /proc/self/maps, no extra dependency."""
+    global _BLAS_LOCAL
+    if _BLAS_LOCAL is False:
+        import ctypes
+
+        _BLAS_LOCAL = None
+        try:
+            with open("/proc/self/maps") as f:
+                paths = {ln.split()[-1] for ln in f if "openblas" in ln.lower() and ".so" in ln}
+            for path in sorted(paths):
+                fn = getattr(ctypes.CDLL(path), "openblas_set_num_threads_local", None)
+                if fn is not None:
+                    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+                    _BLAS_LOCAL = fn
+                    break
+        except OSError:
+            pass
+    return _BLAS_LOCAL
+
+
+_BLAS_LOCAL = False
+
+
+def workers() -> int:
+    """Threads :func:`predict` uses: the CPUs this process may run on (``$RTLGEN_GOLDEN_THREADS`` overrides)."""
+    import os
+
+    env = os.environ.get("RTLGEN_GOLDEN_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def predict(net: ir.Network, pixels: np.ndarray, batch: int = 100, progress=None,
+            threads: int | None = None) -> np.ndarray:
+    """Top-1 class per image, in batches (``progress``: optional callable taking the number of images done).
+
+    Batches run on ``threads`` worker threads (default :func:`workers`; one worker thread too, so that the BLAS
+    setting stays there), each with a single-threaded BLAS where NumPy's BLAS is OpenBLAS: NumPy releases the GIL in its GEMMs, copies and ufuncs, so one batch per core beats a
+    multithreaded GEMM (whose threads spin between the small matrix products: twice the CPU time for little gain)
+    and leaves the copies and the requantization single-threaded. Results do not depend on the thread count (every
+    operation is exact).
+    """
+    starts = list(range(0, len(pixels), batch))
+    if not starts:
+        return np.zeros(0, dtype=np.int64)
+    threads = min(threads or workers(), len(starts))
+    local = _blas_set_threads_local()
+
+    def one(i: int) -> np.ndarray:
+        if local is not None:
+            local(1)
+        return np.argmax(logits(net, run(net, pixels[i : i + batch])), axis=1)
+
+    if threads == 1 and local is None:
+        preds = []
+        for i in starts:
+            preds.append(one(i))
+            if progress:
+                progress(len(preds[-1]))
+        return np.concatenate(preds)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="rtlgen-golden") as ex:
+        preds = []
+        for p in ex.map(one, starts):  # in order; at most ~threads batches ahead of the progress bar
+            preds.append(p)
+            if progress:
+                progress(len(p))
+    return np.concatenate(preds)

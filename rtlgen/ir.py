@@ -5,8 +5,9 @@ Conventions
 * Activations are integer tensors laid out NHWC (raster order, channels innermost: the order the hardware
   streams them). Each activation carries a :class:`QType` (``real = scale * (q - zero_point)``), 8 bits,
   signed (int8) or unsigned (uint8), with an inclusive clamp range ``[lo, hi]``.
-* Weights are int8 with zero point 0, stored ``[O, Kh, Kw, C]`` (conv) or ``[O, C]`` (dense, input in NHWC
-  flatten order). Biases are integers at the accumulator scale ``s_in * s_w[o]``; the input zero point is
+* Weights are int8 with zero point 0, stored ``[O, Kh, Kw, C]`` (conv; ``[O, Kh, Kw, C/group]`` for a grouped or
+  depthwise conv, output channel ``o`` reading input channels of group ``o // (O/group)``) or ``[O, C]`` (dense, input
+  in NHWC flatten order). Biases are integers at the accumulator scale ``s_in * s_w[o]``; the input zero point is
   folded into them (``bias - zp_in * sum(w[o])``) so the MAC array multiplies raw activations and pads with
   the input zero point.
 * Every requantization is ``clamp(rshift_round(v * m[o], sh[o]) + zp_out, lo, hi)`` (see :mod:`rtlgen.quant`);
@@ -137,8 +138,13 @@ class Conv(Layer):
     res_zp: int = 0
     res_q: QType | None = None
     relu: bool = False
+    group: int = 1  # grouped convolution: weights [O, Kh, Kw, C/group]; group == C is depthwise (O = C * multiplier)
 
     kind = "conv"
+
+    @property
+    def depthwise(self) -> bool:
+        return self.group > 1 and self.group == self.in_shape[2]
 
     @property
     def kernel(self):
@@ -189,6 +195,8 @@ class Conv(Layer):
             w_scale=[float(s) for s in self.w_scale],
             in_scale=self.in_q.scale,
         )
+        if self.group != 1:
+            d["group"] = self.group
         return d
 
 

@@ -30,7 +30,9 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 
-from rtlgen.simulate import run_cocotb, sim_config, write_verilog
+from rtlgen.verify.runner import run_cocotb, sim_config
+
+from rtlgen.emit.verilog import write_verilog
 
 
 async def _start(dut):

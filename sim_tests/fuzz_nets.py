@@ -5,11 +5,11 @@ from ``sim_tests/regressions/*.json``) and built deterministically from it:
 
 * :func:`onnx_model` writes a QDQ ONNX graph with ``onnx.helper`` (float NCHW input -> QuantizeLinear, int8 weights
   behind DequantizeLinear, int32 biases, Conv / residual Add / Relu / MaxPool / AveragePool / GlobalAveragePool /
-  option-A Slice+Pad / Flatten+Gemm, QuantizeLinear after every MAC layer), which :func:`rtlgen.importer.load_model`
+  option-A Slice+Pad / Flatten+Gemm, QuantizeLinear after every MAC layer), which :func:`rtlgen.frontend.load_model`
   turns into the integer IR. Scales are all powers of two (``spec["scales"] == "pow2"``: pure shift requants) or
   arbitrary floats with per-channel weight scales (``"float"``: 24-bit fixed-point multipliers).
 * :func:`random_plan` then gives every conv/dense layer a random legal configuration (``och_par``, ``ich_par``,
-  ``pix_par``, ``packing``, ``storage``, ``mult``, ``fifo_depth``), re-costed with :func:`rtlgen.build.recost`,
+  ``pix_par``, ``packing``, ``storage``, ``mult``, ``fifo_depth``), re-costed with :func:`rtlgen.plan.search.recost`,
   redrawn (towards more parallelism) while the predicted cycles per frame exceed a bound so simulations stay short.
 
 Blocks (``spec["blocks"]``), each on the current activation ``x`` (``C`` channels, ``H x W``):
@@ -354,7 +354,7 @@ def onnx_model(spec: dict):
 
 
 def import_net(spec: dict, name: str):
-    from rtlgen.importer import load_model
+    from rtlgen.frontend import load_model
 
     return load_model(onnx_model(spec), name=name)
 
@@ -366,17 +366,18 @@ def import_net(spec: dict, name: str):
 
 
 def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None = None, uram: bool = True):
-    """A random legal plan (every conv/dense layer's configuration drawn at random), re-costed by rtlgen.build.recost;
+    """A random legal plan (every conv/dense layer's configuration drawn at random), re-costed by rtlgen.plan.search.recost;
     redrawn with more parallelism while the predicted cycles per frame exceed ``max_cycles``. ``overrides``
     ({layer: {field: value}}) are applied last (regression cases)."""
-    from rtlgen import ir, planner
-    from rtlgen.build import recost
+    from rtlgen import ir
+    from rtlgen.cores.registry import core_cycles
+    from rtlgen.plan import geometry, search
 
     rng = np.random.default_rng(seed)
     # tap parallelism is drawn from its own stream, so the other draws (and every plan of the earlier opt-in runs
     # apart from its tap_par) stay what they were
     trng = np.random.default_rng([seed, 0x7A9])
-    plan = planner.plan_network(net, "kv260")
+    plan = search.plan_network(net, "kv260")
     bias = 0.0  # grows: favours higher parallelism
     for _attempt in range(12):
         for lay in net.layers:
@@ -384,7 +385,7 @@ def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None =
             lp.fifo_depth = int(rng.choice([1, 2, 3, 5, 16]))
             if not isinstance(lay, (ir.Conv, ir.Dense)):
                 continue
-            npix, O, C, KK, W, K = planner.conv_dims(lay)
+            npix, O, C, KK, W, K = geometry.conv_dims(lay)
             src = net[lay.inputs[0]]
             src_lanes = plan.layer(src.name).och_par if isinstance(src, (ir.Conv, ir.Dense)) else plan.layer(src.name).lanes_out
 
@@ -403,9 +404,9 @@ def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None =
             lp.och_par, lp.ich_par = par(O), par(C, src_lanes)
             # the weight word read per cycle has a size limit (found by the opt-in fuzz, s167: a flatten dense at
             # och_par 10 x ich_par 1520 = 121,600 bits); clamped without drawing, so other plans stay as they were
-            lp.tap_par = int(trng.choice(planner._par_candidates(KK))) if (isinstance(lay, ir.Conv) and KK > 1
+            lp.tap_par = int(trng.choice(search._par_candidates(KK))) if (isinstance(lay, ir.Conv) and KK > 1
                                                                           and trng.random() < 0.5) else 1
-            lp.ich_par = min(lp.ich_par, max(1, planner.MAX_SIGNAL_BITS // planner.weight_word_bits(lp.och_par, 1,
+            lp.ich_par = min(lp.ich_par, max(1, geometry.MAX_SIGNAL_BITS // geometry.weight_word_bits(lp.och_par, 1,
                                                                                                lp.tap_par)))
             if isinstance(lay, ir.Conv) and npix >= 2 and rng.random() < 0.5:
                 lp.pix_par = 2
@@ -416,7 +417,7 @@ def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None =
             if lp.storage == "uram" and not uram:
                 lp.storage = "bram"
             lp.mult = str(rng.choice(["dsp", "lut"]))
-        recost(net, plan)
+        search.recost(net, plan, exact_cycles=core_cycles)
         if plan.cycles_per_frame <= max_cycles:
             break
         bias += 0.2
@@ -424,7 +425,7 @@ def random_plan(net, seed: int, max_cycles: int = 6000, overrides: dict | None =
         for name, fields in overrides.items():
             for k, v in fields.items():
                 setattr(plan.layer(name), k, v)
-        recost(net, plan)
+        search.recost(net, plan, exact_cycles=core_cycles)
     return plan
 
 

@@ -2,7 +2,7 @@
 stress tests).
 
 :func:`prepare` turns ``(name, net, plan)`` triples into the bundle component and one job per network (input beats
-from :func:`rtlgen.sim.frame_beats`, expected output beats from the golden model and
+from :func:`rtlgen.verify.beats.frame_beats`, expected output beats from the golden model and
 :func:`rtlgen.cores.stream.frame_to_beats`).
 """
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from rtlgen import golden
-from rtlgen.compose import RtlgenTop
+from rtlgen.emit.compose import RtlgenTop
 from rtlgen.cores.stream import frame_to_beats
-from rtlgen.sim import frame_beats
+from rtlgen.verify.beats import frame_beats
 
 
 def pixels_for(net, n: int, seed: int) -> np.ndarray:
@@ -66,6 +66,6 @@ def bundle(parts: dict):
 
 
 def write_bundle(parts: dict, name: str, folder: Path) -> Path:
-    from rtlgen.simulate import write_verilog
+    from rtlgen.emit.verilog import write_verilog
 
     return write_verilog(bundle(parts), name, Path(folder) / f"{name}.v")

@@ -35,7 +35,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from rtlgen.simulate import sim_config
+from rtlgen.verify.runner import sim_config
 
 # URAM weight-load words of wide plans exceed Python's default 4,300-digit int <-> str limit in the jobs JSON
 sys.set_int_max_str_digits(0)
@@ -271,7 +271,8 @@ def run(verilog: Path, top: str, build_dir: Path, jobs: list[dict], tests=("stre
     seed; for the reset test also reset_partial, reset_clean, reset_expected) in one simulation of ``verilog``.
     Returns the results dict {test: {cycles, jobs: {name: result}}}. Simulation failures other than the checks
     (e.g. a crash) raise."""
-    from rtlgen.simulate import SimulationError, run_cocotb
+    from rtlgen.errors import SimulationError
+    from rtlgen.verify.runner import run_cocotb
 
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def _expected(net, images):
 def test_axi_top_bench(small_design, tmp_path, width):
     import zoo
     from boards.top import build_hash, verilog
-    from rtlgen.simulate import run_cocotb
+    from rtlgen.verify.runner import run_cocotb
 
     d, out = small_design
     man = json.loads((out / "rtl" / "manifest.json").read_text())
@@ -100,7 +100,7 @@ def uram_design(tmp_path_factory):
 
 def test_axi_top_uram_weights(uram_design, tmp_path):
     import zoo
-    from rtlgen.simulate import run_cocotb
+    from rtlgen.verify.runner import run_cocotb
 
     d, out = uram_design
     man = json.loads((out / "rtl" / "manifest.json").read_text())
@@ -255,7 +255,7 @@ def _setup(dut):
     from cocotb.clock import Clock
     from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink, AxiStreamSource
 
-    from rtlgen.simulate import sim_config
+    from rtlgen.verify.runner import sim_config
 
     cfg = sim_config()
     cocotb.start_soon(Clock(dut.aclk, 4, unit="ns").start())
@@ -500,7 +500,7 @@ def test_emit_on_real_build(small_design):
 
     from rtlgen import toolchain
     from rtlgen.boards import emit, tclcheck
-    from rtlgen.lint import WAIVERS
+    from rtlgen.verify.lint import WAIVERS
 
     d, out = small_design
     man = json.loads((out / "rtl" / "manifest.json").read_text())

@@ -4,17 +4,17 @@ a plain CNN without skips, each in both quantization styles.
 Networks (``NETS``):
 
 * bundled ``resnet20a`` (option-A shortcuts) and ``resnet20`` (1x1 projections): Brevitas, power-of-two scales;
-* He et al. CIFAR ResNet-32 / ResNet-56 and a VGG-like plain CNN built in ``tests/zoo.py`` with random He weights,
+* He et al. CIFAR ResNet-32 / ResNet-56 and a VGG-like plain CNN built in ``tests/zoo_deep.py`` with random He weights,
   calibrated on random images, either as Brevitas QONNX with power-of-two scales (``pow2``) or as a float BN model
   quantized by onnxruntime ``quantize_static`` (``qdq``: float per-channel weight scales, uint8 activations with
   non-zero zero points);
 
 For each: ``Design.load -> plan -> build`` under a small ``generic`` budget (so the Verilog compiles in minutes), then
-``rtlgen.sim.run_sim`` streams ``FRAMES`` random frames with random input/output stalls (p = ``STALL``) and asserts
+``rtlgen.verify.sim.run_sim`` streams ``FRAMES`` random frames with random input/output stalls (p = ``STALL``) and asserts
 0 mismatches against the golden model, golden outputs that differ between frames (a dead network proves nothing)
 and measured steady-state cycles per frame within 3 % of the planner's prediction.
 
-Regression (found here, fixed in ``rtlgen/compose.py::_generic_skip_entries``): Brevitas option-A networks (the add
+Regression (found here, fixed in ``rtlgen/plan/topology.py::_generic_skip_entries``): Brevitas option-A networks (the add
 merged into conv2) deadlocked in RTL because the merged option-A skip FIFO was sized without the stride-2 conv1's
 delay; ``test_option_a_skip_fifo_holds_the_conv1_delay`` checks the sizing in seconds without RTL.
 
@@ -39,12 +39,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from rtlgen import golden  # noqa: E402
-from rtlgen.build import Design  # noqa: E402
-from rtlgen.sim import load_design, run_sim  # noqa: E402
+from rtlgen.flow import Design  # noqa: E402
+from rtlgen.verify.sim import load_design, run_sim  # noqa: E402
+from zoo_deep import BUDGET_20, NETS  # noqa: E402
+
+import zoo_deep  # noqa: E402
 
 FRAMES = 6  # >= 4: the steady-state spacing is measured between frames 2..N
-#: "harness" (default): rtlgen.regress's compiled Verilator C++ bench, the engine ``rtlgen sim`` uses for long runs
-#: (cycle-for-cycle the cocotb bench's handshake and stamps; its own stall generator); "cocotb": rtlgen.sim.run_sim's
+#: "harness" (default): rtlgen.verify.harness's compiled Verilator C++ bench, the engine ``rtlgen sim`` uses for long runs
+#: (cycle-for-cycle the cocotb bench's handshake and stamps; its own stall generator); "cocotb": rtlgen.verify.sim.run_sim's
 #: cocotb bench (Python on every clock: ~1 M cycles take tens of minutes on the shared 2-core machine).
 ENGINE = os.environ.get("RTLGEN_DEEP_ENGINE", "harness")
 #: C++ optimisation of the harness build: -O0 compiles a whole ResNet about 3x faster than regress's default -O2 (17
@@ -56,33 +59,13 @@ FRAME_STEPS = ((100_000, FRAMES), (250_000, 4), (float("inf"), 3))
 STALL = 0.2
 TOLERANCE = 0.03
 BOARD = "generic"
-#: small budgets: the planner's minimum for each network fits, and the Verilog stays small enough for Verilator
-BUDGET_20 = "dsp=64,lut=40000,bram36=100,uram=0"
-BUDGET_DEEP = "dsp=96,lut=90000,bram36=200,uram=0"
-#: (lut 120000 / bram36 250 until the planner counted its stream adapters and yosys-fitted costs: too small since)
-BUDGET_56 = "dsp=160,lut=160000,bram36=300,uram=0"
+#: the networks and their small budgets (the planner's minimum fits, the Verilog stays small enough for Verilator)
+#: and their models: tests/zoo_deep.py (tools/identical.py builds the same)
 
 
 def _model(kind, tmp):
-    """kind -> ZooModel-like (path, quantization label)."""
-    import zoo
-    from rtlgen.models import resolve
-
-    if kind == "resnet20a_bundled":
-        return resolve("resnet20a"), "pow2 (Brevitas QONNX, bundled)"
-    if kind == "resnet20_bundled":
-        return resolve("resnet20"), "pow2 (Brevitas QONNX, bundled)"
-    style, arch = kind.split("_", 1)
-    if arch.startswith("resnet"):
-        depth, sc = int(arch[6:-1]), arch[-1].upper()
-        if style == "pow2":
-            return zoo.brevitas_cifar_resnet(tmp, depth, sc, seed=depth).path, "pow2 (Brevitas QONNX, random He weights)"
-        return zoo.ort_cifar_resnet(tmp, depth, sc, seed=depth).path, "qdq (onnxruntime, per-channel, uint8 act)"
-    if arch == "plain":
-        if style == "pow2":
-            return zoo.brevitas_plain_cnn(tmp, seed=5).path, "pow2 (Brevitas QONNX, random He weights)"
-        return zoo.ort_plain_cnn(tmp, seed=5).path, "qdq (onnxruntime, per-channel, uint8 act)"
-    raise ValueError(kind)
+    """kind -> (ONNX path, quantization label): tests/zoo_deep.py."""
+    return zoo_deep.deep_model(kind, tmp)
 
 
 def _record(entry: dict):
@@ -122,7 +105,7 @@ def run_network(kind: str, budget: str, tmp: Path, monkeypatch=None) -> dict:
     pred = rep["cycles_per_frame"]
     t2 = time.time()
     if ENGINE == "cocotb":
-        res = run_sim(out, px, stall=STALL, seed=13)
+        res = run_sim(out, px, stall=STALL, seed=13, engine="cocotb")  # run_sim's default engine is the harness
         t_sim_total = time.time() - t2
         exe = _verilator_binary(out)
         compile_s = (exe.stat().st_mtime - t2 - res["seconds"]["golden"]) if exe is not None else None
@@ -130,8 +113,8 @@ def run_network(kind: str, budget: str, tmp: Path, monkeypatch=None) -> dict:
     else:
         import functools
 
-        from rtlgen import regress
-        from rtlgen.regress import run_regression
+        from rtlgen.verify import harness as regress
+        from rtlgen.verify.harness import run_regression
 
         if monkeypatch is not None and CXX_OPT:
             monkeypatch.setattr(regress, "build_harness", functools.partial(regress.build_harness, cxx_opt=CXX_OPT))
@@ -168,7 +151,7 @@ def run_network(kind: str, budget: str, tmp: Path, monkeypatch=None) -> dict:
         "frames": frames,
         "cxx_opt": CXX_OPT if ENGINE != "cocotb" else "-O0",
         "stall": STALL,
-        "engine": res.get("engine", "cocotb (rtlgen.sim_bench)"),
+        "engine": res.get("engine", "cocotb (rtlgen.verify.bench)"),
         "mismatches": res["mismatches"],
         "first_differing_layer": res.get("first_differing_layer"),
         "distinct_golden_outputs": distinct,
@@ -187,21 +170,6 @@ def run_network(kind: str, budget: str, tmp: Path, monkeypatch=None) -> dict:
     return entry
 
 
-
-NETS = [
-    # (kind, budget)
-    ("resnet20a_bundled", BUDGET_20),
-    ("resnet20_bundled", BUDGET_20),
-    ("qdq_resnet20a", BUDGET_20),
-    ("pow2_resnet32a", BUDGET_DEEP),
-    ("qdq_resnet32b", BUDGET_DEEP),
-    ("pow2_resnet56b", BUDGET_56),
-    ("qdq_resnet56a", BUDGET_56),
-    ("pow2_plain", BUDGET_20),
-    ("qdq_plain", BUDGET_20),
-]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,budget", NETS, ids=[n[0] if isinstance(n, tuple) else n.id for n in NETS])
 def test_network_in_rtl(kind, budget, tmp_path, monkeypatch):
@@ -215,12 +183,12 @@ def test_network_in_rtl(kind, budget, tmp_path, monkeypatch):
 def test_generated_models_plan_and_are_alive(maker, tmp_path):
     """Default run (seconds, no RTL): the float-scale generators used above produce networks that import, plan under
     the small budget, use uint8 activations with non-zero zero points, and whose golden outputs vary across frames."""
-    import zoo
+    import zoo_deep
 
     if maker == "ort_plain":
-        zm = zoo.ort_plain_cnn(tmp_path, seed=1, widths=(8, 16), convs=1)
+        zm = zoo_deep.ort_plain_cnn(tmp_path, seed=1, widths=(8, 16), convs=1)
     else:
-        zm = zoo.ort_cifar_resnet(tmp_path, 8, maker[-1].upper(), seed=1, widths=(8, 16, 32))
+        zm = zoo_deep.ort_cifar_resnet(tmp_path, 8, maker[-1].upper(), seed=1, widths=(8, 16, 32))
     d = Design.load(str(zm.path), board=BOARD, budget=BUDGET_20)
     plan = d.plan()
     assert plan.cycles_per_frame > 0
@@ -243,12 +211,12 @@ def test_option_a_skip_fifo_holds_the_conv1_delay(board, budget):
     the skip FIFO (measured deadlock in RTL: no output frame after 25x the predicted cycles)."""
     import math
 
-    from rtlgen import compose
+    from rtlgen.plan.topology import topology
     from rtlgen.models import resolve
 
     d = Design.load(resolve("resnet20a"), board=board, budget=budget)
     d.plan()
-    topo = compose.topology(d.net, d.plan_)
+    topo = topology(d.net, d.plan_)
     L = {lay.name: lay for lay in d.net.layers}
     checked = 0
     for e in topo.edges:

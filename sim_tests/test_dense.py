@@ -34,7 +34,7 @@ def dense_layer(rng, in_shape, O, *, signed=True, zp=0, req="mult", relu=False, 
 
 
 def _configs(rng):
-    # name -> (layer, lanes_in, och_par, ich_par, lanes_out, mult); mult "lut": cores/lutmul.py multipliers
+    # name -> (layer, lanes_in, och_par, ich_par, lanes_out, mult); mult "lut": cores/arith.py lut_mul multipliers
     return {
         "mult": (dense_layer(rng, (1, 1, 8), 5), 2, 2, 3, 1, "dsp"),  # non-dividing och/ich parallelism
         "flat": (dense_layer(rng, (2, 2, 3), 7, signed=False, zp=5, req="shift", relu=True), 2, 3, 2, 2, "lut"),
@@ -110,7 +110,7 @@ def _resnet20():
     from pathlib import Path
 
     import rtlgen
-    from rtlgen.importer import load_model
+    from rtlgen.frontend import load_model
 
     path = Path(rtlgen.__file__).parent / "models" / "resnet20.onnx"
     return load_model(path) if path.exists() else None

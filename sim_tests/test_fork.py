@@ -9,7 +9,8 @@ from cocotb.triggers import ClockCycles
 
 from rtlgen.cores.fork import Fork
 from rtlgen.cores.stream import act_layout
-from rtlgen.simulate import run_cocotb, sim_config, write_verilog
+from rtlgen.verify.runner import run_cocotb, sim_config
+from rtlgen.emit.verilog import write_verilog
 
 
 @cocotb.test()

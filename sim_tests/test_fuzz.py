@@ -3,12 +3,12 @@
 hypothesis draws small residual networks (:mod:`fuzz_nets`: H, W 4-16, channels 1-24, kernels 1/3/5, stride 1/2,
 identity / 1x1-projection / option-A shortcuts merged into the conv or as a standalone Add, max/avg pooling,
 requant layers, global pooling and a dense head with 8-bit or raw int32 output), built as QDQ ONNX graphs with
-power-of-two or float per-channel scales and imported with :func:`rtlgen.importer.load_model`. Each gets a random
+power-of-two or float per-channel scales and imported with :func:`rtlgen.frontend.load_model`. Each gets a random
 legal plan (och_par / ich_par / pix_par / tap_par / packing / storage / mult / FIFO depths). ALL networks of a run go into ONE
 Verilator model (a :class:`frame_bench.Bundle` of ``RtlgenTop`` instances, compiled at -O0) and are driven together
 by :mod:`stress_bench` with random valid/ready pause patterns (Bernoulli and bursty), 3 frames each (random, all
 255, random); every output beat must equal the golden model's. The bundle's Verilog (every network's modules) must be
-lint-clean under Verilator ``-Wall`` with the documented waivers (:func:`rtlgen.lint.lint`).
+lint-clean under Verilator ``-Wall`` with the documented waivers (:func:`rtlgen.verify.lint.lint`).
 
 * Default run: :data:`N_DEFAULT` networks of the ``small`` profile (H, W <= 8, channels <= 8, <= 2 blocks) plus the
   kept regression cases (``sim_tests/regressions/*.json``; ``"xfail"`` ones are strict xfails naming the bug).
@@ -63,7 +63,7 @@ REGRESSIONS = fuzz_nets.load_regressions(REG_DIR)
 def _prepare(cases: list[tuple[str, dict, dict | None]], max_cycles: int = 6000):
     """-> (parts, jobs, info): ``info[name]`` has the spec, a layer summary, the plan, and ``error`` if the network
     could not be imported/planned/composed (a generator or rtlgen bug: reported per network)."""
-    from rtlgen.compose import RtlgenTop
+    from rtlgen.emit.compose import RtlgenTop
 
     parts, jobs, info = {}, [], {}
     for k, (name, spec, overrides) in enumerate(cases):
@@ -86,7 +86,7 @@ def _prepare(cases: list[tuple[str, dict, dict | None]], max_cycles: int = 6000)
 def run_batch(folder: Path, cases, top_name="fuzz_bundle", lint=True, max_cycles: int = 6000,
               lint_timeout: float = 600) -> dict:
     """Build one bundle of every case, lint it, simulate all jobs with stalls; returns a summary dict."""
-    from rtlgen.lint import lint as vlint
+    from rtlgen.verify.lint import lint as vlint
 
     folder = Path(folder)
     t0 = time.perf_counter()
@@ -227,7 +227,7 @@ S167 = {"scales": "pow2", "H": 10, "W": 8, "seed": 3881191, "raw_out": False, "h
 def test_weight_word_limit_is_a_clear_error_and_random_plans_respect_it():
     """A plan whose weight word exceeds the widest signal the generator emits is refused with a one-line error naming
     the layer (not an exception deep in the Verilog export); random fuzz plans and the planner stay under it."""
-    from rtlgen import planner
+    from rtlgen.plan import data, geometry, search
     from rtlgen.errors import OptionError
 
     net = fuzz_nets.import_net(S167, "s167")
@@ -237,9 +237,9 @@ def test_weight_word_limit_is_a_clear_error_and_random_plans_respect_it():
     for seed in range(40):
         plan = fuzz_nets.random_plan(net, seed=seed)
         for lp in plan.layers:
-            assert planner.weight_word_bits(lp.och_par, lp.ich_par, lp.tap_par) <= planner.MAX_SIGNAL_BITS, (seed, lp)
-    plan = planner.plan_network(net, "generic", planner.parse_budget("dsp=100000,lut=100000000,bram36=100000,uram=0"))
-    assert all(planner.weight_word_bits(lp.och_par, lp.ich_par, lp.tap_par) <= planner.MAX_SIGNAL_BITS
+            assert geometry.weight_word_bits(lp.och_par, lp.ich_par, lp.tap_par) <= geometry.MAX_SIGNAL_BITS, (seed, lp)
+    plan = search.plan_network(net, "generic", data.parse_budget("dsp=100000,lut=100000000,bram36=100000,uram=0"))
+    assert all(geometry.weight_word_bits(lp.och_par, lp.ich_par, lp.tap_par) <= geometry.MAX_SIGNAL_BITS
                for lp in plan.layers)
 
 

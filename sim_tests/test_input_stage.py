@@ -47,7 +47,7 @@ def _resnet20_input():
     from pathlib import Path
 
     import rtlgen
-    from rtlgen.importer import load_model
+    from rtlgen.frontend import load_model
 
     path = Path(rtlgen.__file__).parent / "models" / "resnet20.onnx"
     return load_model(path).input if path.exists() else None

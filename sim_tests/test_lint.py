@@ -22,8 +22,9 @@ import subprocess
 
 import pytest
 
-from rtlgen.core_cmd import CORES, build_core
-from rtlgen.simulate import write_verilog
+from rtlgen.cli.core import build_core
+from rtlgen.cores.registry import CORES
+from rtlgen.emit.verilog import write_verilog
 
 LINT_WAIVERS = ("WIDTHEXPAND", "UNUSEDSIGNAL", "PROCASSINIT", "DECLFILENAME", "CASEINCOMPLETE")
 

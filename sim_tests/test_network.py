@@ -16,8 +16,8 @@ from onnx import numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from rtlgen.build import Design  # noqa: E402
-from rtlgen.sim import run_sim  # noqa: E402
+from rtlgen.flow import Design  # noqa: E402
+from rtlgen.verify.sim import run_sim  # noqa: E402
 
 
 def _pixels(n, seed=0):

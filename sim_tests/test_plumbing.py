@@ -56,7 +56,7 @@ def test_plumbing(tmp_path, tmp_path_factory):
         frames = _frames(rng, shape, 3)
         ins = [frame_to_beats(f, li) for f in frames]
         outs = [frame_to_beats(f.reshape(1, -1, core.c_out), lo) for f in frames]
-        jobs.append(job(n, {"i": ins}, outs, prefix=f"plumb_{n}_", last_bit=lo * 8, model=core.cycles_per_frame(H * W)))
+        jobs.append(job(n, {"i": ins}, outs, prefix=f"plumb_{n}_", last_bit=lo * 8, model=core.cycles_for(H * W)))
     assert [CONVERTERS_MODES[n] for n in CONVERTERS] == [_conv(*c).mode for c in CONVERTERS.values()]
     res = run_jobs(tmp_path, design, jobs)
     assert set(res) == {j["name"] for j in jobs}

@@ -20,7 +20,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from rtlgen.simulate import sim_config
+from rtlgen.verify.runner import sim_config
 
 HERE = Path(__file__).parent
 
@@ -93,7 +93,7 @@ def test_argmax_realigns_on_last(tmp_path, tmp_path_factory):
 
 
 def _pixel_words(frame: np.ndarray) -> list[int]:
-    from rtlgen.sim import frame_beats
+    from rtlgen.verify.beats import frame_beats
 
     return [int(w) for w in frame_beats(frame[None])[0]]
 
@@ -103,9 +103,10 @@ def test_network_realigns_on_last(tmp_path):
     import zoo
 
     from rtlgen import golden
-    from rtlgen.build import Design
-    from rtlgen.sim import decode_outputs, load_design
-    from rtlgen.simulate import run_cocotb
+    from rtlgen.flow import Design
+    from rtlgen.verify.beats import decode_outputs
+    from rtlgen.verify.harness import load_design
+    from rtlgen.verify.runner import run_cocotb
 
     m = zoo.brevitas_resnet(tmp_path, "qonnx", seed=3, with_metadata=True)
     d = Design.load(str(m.path), board="ultra96v2")

@@ -90,7 +90,7 @@ def _core_for(lay, lp):
             ins["skip"] = (lay.residual, lp.och_par)
         return core, ins, lp.och_par, 8
     if isinstance(lay, ir.Dense):
-        lanes_in = min(lp.ich_par, lay.in_shape[2])  # as rtlgen.compose wires it: pixels of C values
+        lanes_in = min(lp.ich_par, lay.in_shape[2])  # as rtlgen.emit.compose wires it: pixels of C values
         core = DenseCore.from_layer(lay, lanes_in=lanes_in, och_par=lp.och_par, ich_par=lp.ich_par, lanes_out=lp.lanes_out)
         return core, {"i": (lay.inputs[0], lanes_in)}, lp.lanes_out, 32 if lay.out_q is None else 8
     if isinstance(lay, ir.Pool):
@@ -130,7 +130,7 @@ def build_jobs(frames, reset_frames: int = 2):
     """-> (parts, jobs): the bundle's components and one job per part. ``frames``: frames per job (int), or a
     function ``(job name, estimated cycles per frame, beats per frame) -> frames`` (balanced long runs)."""
     from rtlgen import golden
-    from rtlgen.compose import RtlgenTop
+    from rtlgen.emit.compose import RtlgenTop
     from rtlgen.cores.adapters import LaneConverter
     from rtlgen.cores.argmax import ArgmaxCore
     from rtlgen.cores.fifo import SkidBuffer, StreamFIFO
@@ -207,7 +207,7 @@ def _beats(res: dict) -> int:
 
 @pytest.fixture(scope="module")
 def stress_design(tmp_path_factory):
-    from rtlgen.lint import lint
+    from rtlgen.verify.lint import lint
 
     d = tmp_path_factory.mktemp("stress")
     parts, jobs = build_jobs(FRAMES_DEFAULT)

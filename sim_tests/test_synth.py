@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 
-from rtlgen import ir
+from rtlgen.verify.yosys_probe import sample_conv_layer, yosys_cells, yosys_memories
 from rtlgen.cores.conv import Conv, dsp_count
 from rtlgen.cores.linebuffer import WindowGen
-from rtlgen.simulate import write_verilog
+from rtlgen.emit.verilog import write_verilog
 
 YOSYS = shutil.which("yosys")
 
@@ -38,49 +36,11 @@ def _need_yosys():
         pytest.skip("yosys not found on PATH (Debian: apt-get install yosys)")
 
 
-def yosys_cells(verilog, top, script_tail="synth_xilinx -family xcup -top {top} -run :map_ffram") -> dict:
-    """Cell counts of the whole design after ``script_tail`` (default: UltraScale+ mapping up to memories)."""
-    out = verilog.parent / f"{top}_stat.txt"
-    script = f"read_verilog {verilog}; {script_tail.format(top=top)}; flatten; tee -q -o {out} stat"
-    r = subprocess.run([YOSYS, "-q", "-p", script], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    cells = {}
-    text = out.read_text()
-    for name, n in re.findall(r"^\s+(\S+)\s+(\d+)\s*$", text, re.M):
-        cells[name] = cells.get(name, 0) + int(n)
-    return cells
-
-
-def yosys_memories(verilog, top) -> list[tuple[int, int]]:
-    """(width, depth) of every inferred memory before technology mapping."""
-    out = verilog.parent / f"{top}_mem.json"
-    script = f"read_verilog {verilog}; hierarchy -top {top}; proc; opt; memory -nomap; flatten; write_json {out}"
-    r = subprocess.run([YOSYS, "-q", "-p", script], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    mods = json.loads(out.read_text())["modules"]
-    mems = []
-    for cell in mods[top]["cells"].values():
-        if cell["type"] == "$mem_v2":
-            p = cell["parameters"]
-            mems.append((int(p["WIDTH"], 2), int(p["SIZE"], 2)))
-    return mems
-
-
-def _conv_layer(C=9, O=8, H=8, W=8, K=3, seed=0):
-    rng = np.random.default_rng(seed)
-    w = rng.integers(-128, 128, (O, K, K, C))
-    q = ir.QType(1.0, 0, False, 8, 0, 255)
-    rq = ir.Requant(m=np.ones(O, dtype=np.int64), sh=np.full(O, 9, dtype=np.int64), zp_out=0, lo=0, hi=255)
-    return ir.Conv(name="conv", inputs=["x"], in_shape=(H, W, C), out_shape=(H, W, O), out_q=q, weights=w,
-                   bias=rng.integers(-1000, 1000, O), stride=(1, 1), pads=(1, 1, 1, 1), pad_value=0, requant=rq,
-                   in_q=q, w_scale=np.ones(O), relu=True)
-
-
 @pytest.mark.parametrize("packing,expected,storage", [(True, 72, "bram"), (False, 144, "lut")])
 def test_conv_dsp_packing(packing, expected, storage, tmp_path):
     """72 / 144 DSP48E2; the weight ROM lands in block RAM (``bram``: 576-bit words -> 8 RAMB36E2 at 72 bits)
     or in logic (``lut``: no block RAM at all)."""
-    conv = Conv(_conv_layer(), ich_par=9, och_par=8, pix_par=2, packing=packing, storage=storage)
+    conv = Conv(sample_conv_layer(), ich_par=9, och_par=8, pix_par=2, packing=packing, storage=storage)
     assert dsp_count(8, 9, 2, packing) == expected == conv.dsp == conv.resources()["dsp"]
     v = write_verilog(conv, "conv", tmp_path / "conv.v")
     cells = yosys_cells(v, "conv")
@@ -104,8 +64,8 @@ def test_linebuffer_block_ram(tmp_path):
 
 
 def _rtlgen_script_cells(verilog, top, tmp_path) -> dict:
-    """Cell counts through rtlgen.synth's own script (the one ``rtlgen report --synth`` runs), up to memories."""
-    from rtlgen.synth import cell_counts, script
+    """Cell counts through rtlgen.verify.synth's own script (the one ``rtlgen report --synth`` runs), up to memories."""
+    from rtlgen.verify.synth import cell_counts, script
 
     stat = tmp_path / f"{top}_stat.json"
     r = subprocess.run([YOSYS, "-q", "-p", script(verilog, stat, top=top, stop="map_ffram")], capture_output=True,
@@ -118,7 +78,7 @@ def test_lut_rom_stays_in_luts(tmp_path):
     """A ``storage="lut"`` weight ROM deep and wide enough for yosys' proc_rom + memory_libmap to choose block RAM
     (144 words x 512 bits) stays in LUTs through rtlgen's script (``proc -norom``), as planned; plain
     ``synth_xilinx`` puts it in 15 RAMB18E2 (measured) that the plan would not count."""
-    conv = Conv(_conv_layer(C=32, O=32), ich_par=2, och_par=32, pix_par=1, packing=False, storage="lut")
+    conv = Conv(sample_conv_layer(C=32, O=32), ich_par=2, och_par=32, pix_par=1, packing=False, storage="lut")
     assert conv.engine.rom_depth == 144 and conv.engine.rom_width == 512
     v = write_verilog(conv, "conv", tmp_path / "conv.v")
     plain = yosys_cells(v, "conv")
@@ -129,8 +89,8 @@ def test_lut_rom_stays_in_luts(tmp_path):
 
 
 def test_lut_multipliers_infer_no_dsp(tmp_path):
-    """``mult="lut"`` (cores/lutmul.py): no DSP48E2 even in a plain synth_xilinx run (no ``*`` to infer from)."""
-    conv = Conv(_conv_layer(), ich_par=9, och_par=2, pix_par=1, packing=False, storage="bram", mult="lut")
+    """``mult="lut"`` (cores/arith.py lut_mul): no DSP48E2 even in a plain synth_xilinx run (no ``*`` to infer from)."""
+    conv = Conv(sample_conv_layer(), ich_par=9, och_par=2, pix_par=1, packing=False, storage="bram", mult="lut")
     assert conv.dsp == 0
     v = write_verilog(conv, "conv", tmp_path / "conv.v")
     assert yosys_cells(v, "conv").get("DSP48E2", 0) == 0
@@ -142,11 +102,11 @@ def test_duplicated_enable_luts_merged(tmp_path):
     channels (4 groups), from the same coarse cells: ABC gave each of ~2,850 flip-flops its own copy of one shared
     clock-enable LUT3. rtlgen's script merges identical cells after synthesis (``MERGE_DUPLICATES``), as Vivado
     shares such logic; without it this test fails."""
-    from rtlgen.synth import cell_counts, script, summarize, module_blocks, sub_hierarchy
+    from rtlgen.verify.synth import cell_counts, script, summarize, module_blocks, sub_hierarchy
 
     luts = {}
     for O in (8, 32):
-        conv = Conv(_conv_layer(C=32, O=O), ich_par=32, och_par=2, pix_par=2, packing=True, storage="bram")
+        conv = Conv(sample_conv_layer(C=32, O=O), ich_par=32, och_par=2, pix_par=2, packing=True, storage="bram")
         text = write_verilog(conv, "conv", tmp_path / f"conv{O}.v").read_text()
         blocks = module_blocks(text)
         part = tmp_path / f"engine{O}.v"

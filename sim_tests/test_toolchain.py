@@ -13,7 +13,9 @@ from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from rtlgen.simulate import run_cocotb, sim_config, write_verilog
+from rtlgen.verify.runner import run_cocotb, sim_config
+
+from rtlgen.emit.verilog import write_verilog
 
 
 class PlusOne(wiring.Component):

@@ -105,6 +105,39 @@ def _session(path: str, mtime: float, extra_outputs: tuple[str, ...], optimize: 
     return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
+@functools.lru_cache(maxsize=1)
+def ort_integer_kernels_saturate() -> bool:
+    """Whether ONNX Runtime's uint8 x int8 integer GEMM kernels saturate on this CPU (probed, not guessed).
+
+    ORT's MLAS U8S8 kernels on x86-64 with AVX2 but no VNNI multiply-add pairs of u8 x s8 products into int16 with
+    saturation (``vpmaddubsw``), a documented ORT limitation: ``255*127 + 255*127 = 64770`` comes out as 32767. Its
+    fused QLinearConv / QLinearMatMul (QOperator models, and QDQ models with graph optimizations, which ORT also
+    converts to u8 activations) then differ from the exact integer semantics by tens of LSBs, so they cannot serve as
+    the reference there. Probe: ``MatMulInteger([255, 255], [[127], [127]])`` must be 64770.
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "probe",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 2])], [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])],
+        [helper.make_tensor("b", TensorProto.INT8, [2, 1], [127, 127])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"a": np.array([[255, 255]], np.uint8)})[0]
+    return int(y.reshape(-1)[0]) != 64770
+
+
+def skip_if_ort_integer_kernels_saturate():
+    """Skip a comparison that runs ORT's integer kernels on a CPU where they saturate (see above)."""
+    import pytest
+
+    if ort_integer_kernels_saturate():
+        pytest.skip("ONNX Runtime's u8 x s8 integer kernels saturate on this CPU (AVX2 without VNNI: "
+                    "MatMulInteger(255*127*2) != 64770), so fused/QOperator ORT is not an exact reference here")
+
+
 def run_ort(model_path, x: np.ndarray, outputs: list[str] | None = None, batch: int = 256, optimize: bool = False) -> dict:
     """Run ``model_path`` in ONNX Runtime on float input ``x``; returns {output name: array} (graph outputs first).
 

@@ -26,7 +26,7 @@ from onnx import TensorProto, helper
 import badmodels as B
 from rtlgen.cli import main
 from rtlgen.errors import ModelError, OptionError, RtlgenError
-from rtlgen.importer import load_model
+from rtlgen.frontend import load_model
 
 # ----------------------------------------------------------------------------------------------------------------
 # helpers
@@ -248,7 +248,6 @@ MODEL_CASES = {
     "qonnx_16bit_activation": (lambda: B.qonnx_model(act_bits=16), ["'quant_act'", "16 bits", "8-bit"]),
     "asymmetric_weight_zero_point": (_conv_mid("conv_zp", w=np.full((4, 4, 3, 3), -100), w_zp=100),
                                      ["'conv_zp'", "do not fit int8", "zero point"]),
-    "grouped_conv": (_conv_mid("conv_g", group=2), ["'conv_g'", "grouped", "group=2"]),
     "dilated_conv": (_conv_mid("conv_d", dilations=[2, 2], pads=[2, 2, 2, 2]), ["'conv_d'", "dilated"]),
     "two_graph_outputs": (_two_outputs, ["2 outputs", "exactly one"]),
     "two_graph_inputs": (_two_inputs, ["2 inputs", "mask", "exactly one"]),
@@ -261,13 +260,15 @@ MODEL_CASES = {
     "qonnx_rounding_mode": (lambda: B.qonnx_model(rounding_mode="STOCHASTIC"), ["'quant_act'", "rounding_mode STOCHASTIC"]),
 }
 
-# the importer accepts these (the golden model computes them); rtlgen.build.check_hardware refuses them before planning
+# the importer accepts these (the golden model computes them); rtlgen.flow.check_hardware refuses them before planning
 UNBUILDABLE_CASES = {
     "even_kernel_asymmetric_pads": (_conv_mid("conv_k2", k=2, pads=[0, 0, 1, 1]), ["'conv_k2'"]),
     "even_kernel_2x2_stride2": (_conv_post("conv_k2s2", k=2, stride=2, pads=[0, 0, 0, 0]), ["'conv_k2s2'"]),
     "non_square_kernel": (_conv_mid("conv_1x3", k=(1, 3), pads=[0, 1, 0, 1]), ["'conv_1x3'"]),
     "conv_stride_3": (_conv_post("conv_s3", k=3, stride=3), ["'conv_s3'"]),
     "conv_unequal_strides": (_unequal_strides, ["'conv_s12'"]),
+    "grouped_conv": (_conv_mid("conv_g", group=2), ["'conv_g'", "grouped", "group=2", "no hardware core"]),
+    "depthwise_conv": (_conv_mid("conv_dw", group=4), ["'conv_dw'", "depthwise", "group=4", "no hardware core"]),
 }
 
 
@@ -291,7 +292,7 @@ def test_bad_model_cli(case, tmp_path):
 @pytest.mark.parametrize("case", list(UNBUILDABLE_CASES))
 def test_unbuildable_conv_refused_before_planning(case, tmp_path):
     """Wanted: refused by the importer or the planner (one line naming the node), not after a plan was reported."""
-    from rtlgen.build import Design
+    from rtlgen.flow import Design
 
     build, needles = UNBUILDABLE_CASES[case]
     m = build()
@@ -359,7 +360,7 @@ def test_unknown_bundled_model_name(tmp_path):
 
 
 def test_budget_too_small(good_path, tmp_path):
-    from rtlgen.build import Design
+    from rtlgen.flow import Design
 
     d = Design.load(str(good_path), board="generic", budget="dsp=1,lut=10")
     with pytest.raises(OptionError) as e:
@@ -373,10 +374,10 @@ def test_budget_too_small(good_path, tmp_path):
 @pytest.mark.parametrize("budget,needle", [("dsp=abc", "dsp='abc' is not an integer"), ("dsp=10,foo=3", "unknown resource 'foo'"),
                                            ("dsp", "'dsp' is not key=value"), ("lut=-5", "lut must be >= 0")])
 def test_bad_budget_syntax(good_path, tmp_path, budget, needle):
-    from rtlgen import planner
+    from rtlgen.plan import data
 
     with pytest.raises(OptionError) as e:
-        planner.board_budget("generic", budget)
+        data.board_budget("generic", budget)
     assert_one_line(e, "--budget", needle)
     assert_cli_error(cli("build", good_path, "--board", "generic", "--budget", budget, "--out", tmp_path / "out"), "--budget", needle)
     assert_no_output(tmp_path)
@@ -388,10 +389,10 @@ def test_generic_board_without_budget(good_path, tmp_path):
 
 
 def test_unknown_board(good_path, tmp_path):
-    from rtlgen import planner
+    from rtlgen.plan import data
 
     with pytest.raises(OptionError) as e:
-        planner.board_budget("zedboard")
+        data.board_budget("zedboard")
     assert_one_line(e, "--board", "unknown board 'zedboard'", "kv260")
     assert_cli_error(cli("build", good_path, "--board", "zedboard", "--out", tmp_path / "out"), "unknown board 'zedboard'")
     assert_no_output(tmp_path)
@@ -424,7 +425,7 @@ PLAN_CASES = {
 
 @pytest.mark.parametrize("case", list(PLAN_CASES))
 def test_bad_plan_file(case, good_path, good_plan, tmp_path):
-    from rtlgen.build import Design
+    from rtlgen.flow import Design
 
     edit, needle = PLAN_CASES[case]
     p = _plan_variant(good_plan, tmp_path, edit)
@@ -457,7 +458,8 @@ def test_plan_file_is_a_directory(good_path, tmp_path):
 
 
 def test_dataset_path_missing(good_path, tmp_path):
-    from rtlgen.data import DatasetError, load_test
+    from rtlgen.data import load_test
+    from rtlgen.errors import DatasetError
 
     with pytest.raises(DatasetError) as e:
         load_test(tmp_path / "nowhere")
@@ -469,7 +471,8 @@ def test_dataset_path_missing(good_path, tmp_path):
 
 
 def test_dataset_unreadable_batch(good_path, tmp_path):
-    from rtlgen.data import DatasetError, load_test
+    from rtlgen.data import load_test
+    from rtlgen.errors import DatasetError
 
     (tmp_path / "test_batch").write_bytes(b"garbage, not a pickle")
     with pytest.raises(DatasetError) as e:
@@ -488,7 +491,7 @@ def test_no_dataset_given(good_path, monkeypatch):
 
 def test_out_dir_not_writable(good_path, tmp_path):
     """--out below a regular file (tests run as root, which writes into chmod 0o500 folders anyway)."""
-    from rtlgen.build import Design
+    from rtlgen.flow import Design
 
     f = tmp_path / "regular_file"
     f.write_text("x")

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def net_plan():
-    from rtlgen.build import Design
-    from rtlgen.compose import RtlgenTop
+    from rtlgen.flow import Design
+    from rtlgen.emit.compose import RtlgenTop
 
     d = Design.load("resnet20", board="kv260")
     _no_uram(d)
@@ -186,8 +186,8 @@ def test_emit_rejects_unknown_board_and_width(tmp_path, net_plan):
 
 @pytest.fixture(scope="module")
 def net_plan_uram():
-    from rtlgen.build import Design
-    from rtlgen.compose import RtlgenTop
+    from rtlgen.flow import Design
+    from rtlgen.emit.compose import RtlgenTop
 
     d = Design.load("resnet20", board="kv260")
     _no_uram(d)

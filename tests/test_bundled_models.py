@@ -8,7 +8,7 @@ import pytest
 
 from conftest import cifar_dir, need_shared
 from rtlgen import golden, ir
-from rtlgen.importer import load_model
+from rtlgen.frontend import load_model
 from rtlgen.models import HERE, available, resolve
 
 EXPECTED = {"resnet8": (9, 1), "resnet20": (21, 1), "resnet20a": (19, 1)}  # convs, dense layers

@@ -29,6 +29,25 @@ def test_doctor_reports_versions():
         assert d["tools"][k], k
 
 
+def test_doctor_prints_verilator_version_and_build_tools():
+    d = json.loads(run("doctor", "--json").stdout)["tools"]
+    head = d["verilator"].split("(")[0]
+    assert head.startswith("Verilator 5.") and "UNKNOWN" not in head, d["verilator"]
+    for k in ("c++", "make", "ar", "perl"):
+        assert d[k], k
+
+
+def test_doctor_names_missing_build_tools(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no c++, make, ar, perl (nor anything else)
+    r = run("doctor")
+    assert r.exit_code == 1
+    lines = {ln.split()[0]: ln for ln in r.stdout.splitlines() if ln.strip()}
+    assert "MISSING" in lines["c++"] and "apt-get install g++" in lines["c++"]
+    assert "MISSING" in lines["make"] and "apt-get install make" in lines["make"]
+    assert "MISSING" in lines["verilator"]
+    assert r.stdout.strip().splitlines()[-1].startswith("missing: ") and "c++" in r.stdout.splitlines()[-1]
+
+
 def test_inspect_table_and_json(model):
     r = run("inspect", model.path)
     assert r.exit_code == 0, r.output
@@ -96,3 +115,35 @@ def test_build_plan_only_and_atomic(model, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads((out3 / "plan.json").read_text())["options"]["search"] == "knapsack"
     assert json.loads(r.stdout)["cycles_per_frame"] <= rep["cycles_per_frame"]
+
+
+def test_build_prints_report_json_figures_and_next_steps(tmp_path):
+    """build's closing lines: FPS and resources exactly as report.json has them (resources as % of the board budget)
+    and the next commands (sim, report --timing where rtlgen.verify.timing exists, Vivado for a board build)."""
+    import re
+
+    import onnx
+
+    import badmodels
+
+    src = tmp_path / "small.onnx"
+    onnx.save(badmodels.G().good(), str(src))
+    out = tmp_path / "b"
+    r = run("build", src, "--board", "kv260", "--out", out)
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    fps = re.search(r"cycles/frame \(bottleneck \w+\), ([\d,.]+) FPS predicted", r.stdout).group(1)
+    assert float(fps.replace(",", "")) == rep["fps"]
+    res, bud = rep["resources"], rep["budget"]
+    assert f"DSP {res['dsp']:,} / {bud['dsp']:,} ({100 * res['dsp'] / bud['dsp']:.1f} %)" in r.stdout
+    assert f"LUT {res['lut']:,} / {bud['lut']:,} ({100 * res['lut'] / bud['lut']:.1f} %)" in r.stdout
+    nxt = r.stdout.split("next:\n", 1)[1].splitlines()
+    cmds = [ln.split("#")[0].strip() for ln in nxt]
+    assert f"rtlgen sim {out} --random 10" in cmds
+    assert any(c.startswith(f"rtlgen report {out}") for c in cmds)
+    assert f"vivado -mode batch -source {out / 'vivado' / 'build.tcl'}" in cmds
+    # a generic (no Vivado flow) plan-only build: no sim, no vivado
+    r = run("build", src, "--board", "generic", "--budget", "dsp=300,lut=40000,bram36=20", "--no-rtl", "--out", tmp_path / "g")
+    assert r.exit_code == 0, r.output
+    nxt = r.stdout.split("next:\n", 1)[1]
+    assert "rtlgen sim" not in nxt and "vivado" not in nxt and f"rtlgen report {tmp_path / 'g'}" in nxt

@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from rtlgen.cli import main
-from rtlgen.core_cmd import CORES, build_core
+from rtlgen.cli.core import build_core
+from rtlgen.cores.registry import CORES
 from rtlgen.errors import OptionError
 
 

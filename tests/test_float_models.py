@@ -43,7 +43,7 @@ import reference as R
 import zoo
 from zoo import cifar_dir, need_shared
 from rtlgen import golden
-from rtlgen.importer import load_model
+from rtlgen.frontend import load_model
 
 FLOAT_TOP1 = {"resnet8": 87.19, "resnet20": 91.73}  # ../shared/README.md, full test set
 CALIB_IMAGES = 300

@@ -14,7 +14,7 @@ import pytest
 import reference as R
 import zoo
 from rtlgen import golden, ir, quant
-from rtlgen.importer import load_model
+from rtlgen.frontend import load_model
 
 FORMATS = ["qonnx", "qcdq"]
 

@@ -13,7 +13,7 @@ import pytest
 import reference as R
 import zoo
 from rtlgen import golden, ir
-from rtlgen.importer import load_model
+from rtlgen.frontend import load_model
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""cores/lutmul.py: the LUT multiplier equals x * w for every 9-bit signed x and int8 w (Amaranth simulator), and
+"""cores/arith.py lut_mul: the LUT multiplier equals x * w for every 9-bit signed x and int8 w (Amaranth simulator), and
 its Verilog has no multiply operator (so no synthesizer infers a DSP for it)."""
 
 import numpy as np
@@ -6,7 +6,7 @@ from amaranth.back import rtlil
 from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
-from rtlgen.cores.lutmul import lut_mul
+from rtlgen.cores.arith import lut_mul
 
 
 def test_lut_mul_exhaustive():

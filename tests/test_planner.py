@@ -5,9 +5,11 @@ import json
 import pytest
 
 import zoo
-from rtlgen import build, planner
+from rtlgen import flow
+from rtlgen import ir
+from rtlgen.plan import cost, data, geometry, search
 from rtlgen.errors import OptionError
-from rtlgen.importer import load_model
+from rtlgen.frontend import load_model
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +20,10 @@ def net(zoo_dir):
 
 @pytest.mark.parametrize("board", ["kv260", "ultra96v2"])
 def test_budget_respected_and_balanced(net, board):
-    p = planner.plan_network(net, board)
-    b = planner.BOARDS[board]
+    p = search.plan_network(net, board)
+    b = data.BOARDS[board]
     tot = p.totals()
-    for k in planner.RESOURCES:
+    for k in data.RESOURCES:
         assert tot[k] <= getattr(b, k), (k, tot[k])
     # the slowest stage defines throughput; every MAC stage gets within 2x of it or sits at minimum parallelism
     T = p.cycles_per_frame
@@ -31,23 +33,23 @@ def test_budget_respected_and_balanced(net, board):
 
 
 def test_more_budget_never_slower(net):
-    small = planner.plan_network(net, "generic", planner.parse_budget("dsp=40,lut=20000,bram36=40,uram=0"))
-    big = planner.plan_network(net, "generic", planner.parse_budget("dsp=400,lut=60000,bram36=100,uram=0"))
+    small = search.plan_network(net, "generic", data.parse_budget("dsp=40,lut=20000,bram36=40,uram=0"))
+    big = search.plan_network(net, "generic", data.parse_budget("dsp=400,lut=60000,bram36=100,uram=0"))
     assert big.cycles_per_frame <= small.cycles_per_frame
     assert small.totals()["dsp"] <= 40
 
 
 def test_no_divisor_rule():
-    cands = planner._par_candidates(24)
+    cands = search._par_candidates(24)
     assert 5 in cands and 24 % 5  # a non-divisor of 24 is a legal parallelism (tail handled by the cores)
     assert cands == sorted(set(cands))
 
 
 def test_impossible_budget_names_the_need(net):
     with pytest.raises(OptionError, match=r"needs at least \d+ DSP"):
-        planner.plan_network(net, "generic", planner.parse_budget("dsp=1,lut=100000,bram36=100,uram=0"), allow_lut_mult=False)
+        search.plan_network(net, "generic", data.parse_budget("dsp=1,lut=100000,bram36=100,uram=0"), allow_lut_mult=False)
     with pytest.raises(OptionError, match=r"needs at least .*\d+ LUT"):
-        planner.plan_network(net, "generic", planner.parse_budget("dsp=1000,lut=100,bram36=100,uram=0"))
+        search.plan_network(net, "generic", data.parse_budget("dsp=1000,lut=100,bram36=100,uram=0"))
 
 
 @pytest.mark.parametrize("text,msg", [
@@ -55,29 +57,29 @@ def test_impossible_budget_names_the_need(net):
 ])
 def test_bad_budget_text(text, msg):
     with pytest.raises(OptionError, match=msg):
-        planner.parse_budget(text)
+        data.parse_budget(text)
 
 
 def test_unknown_board():
     with pytest.raises(OptionError, match="unknown board 'nope'"):
-        planner.board_budget("nope")
+        data.board_budget("nope")
 
 
 def test_lut_mult_switch(net):
-    p = planner.plan_network(net, "ultra96v2", allow_lut_mult=False)
+    p = search.plan_network(net, "ultra96v2", allow_lut_mult=False)
     assert all(lp.mult == "dsp" for lp in p.layers)
 
 
 def test_skip_fifo_rule():
     # paper: (fh-1)*W*C + (fw-1)*C + och + 1 ; temporal reuse: about half
-    paper = planner.skip_fifo_entries(3, 32, 16, 16, temporal_reuse=False)
+    paper = geometry.skip_fifo_entries(32, 16, 3, 3, 16, temporal_reuse=False)
     assert paper == 2 * 32 * 16 + 2 * 16 + 16 + 1
-    ours = planner.skip_fifo_entries(3, 32, 16, 16)
-    assert ours <= paper / 2 + 3 * 16 + 17
+    ours = geometry.skip_fifo_entries(32, 16, 3, 3, 16)
+    assert ours == 32 * 16 + (1 + 2 + geometry.SKIP_SLACK_PIXELS) * 16 + 17 and ours < 0.7 * paper
 
 
 def test_plan_round_trip(net, tmp_path):
-    d = build.Design(net, "kv260")
+    d = flow.Design(net, board="kv260")
     p = d.plan()
     rep = d.build(tmp_path / "out", steps=("import", "plan", "report"))
     plan_file = tmp_path / "out" / "plan.json"
@@ -90,7 +92,7 @@ def test_plan_round_trip(net, tmp_path):
     conv["pix_par"] = 1
     conv["packing"] = False
     plan_file.write_text(json.dumps(data))
-    d2 = build.Design(net, "kv260")
+    d2 = flow.Design(net, board="kv260")
     p2 = d2.plan(plan_file)
     lp = p2.layer(conv["name"])
     assert (lp.och_par, lp.ich_par, lp.pix_par) == (1, 1, 1)
@@ -110,32 +112,32 @@ def test_plan_round_trip(net, tmp_path):
     (lambda d: d["layers"][1].update(tap_par=0), "tap_par must be a positive integer"),
 ])
 def test_bad_plan_file(net, tmp_path, mutate, msg):
-    d = build.Design(net, "kv260")
+    d = flow.Design(net, board="kv260")
     d.plan()
     d.build(tmp_path / "o", steps=("import", "plan", "report"))
     data = json.loads((tmp_path / "o" / "plan.json").read_text())
     mutate(data)
     (tmp_path / "bad.json").write_text(json.dumps(data))
     with pytest.raises(OptionError, match=msg):
-        build.Design(net, "kv260").plan(tmp_path / "bad.json")
+        flow.Design(net, board="kv260").plan(tmp_path / "bad.json")
 
 
 def test_plan_file_not_json(net, tmp_path):
     (tmp_path / "x.json").write_text("{nope")
     with pytest.raises(OptionError, match="not valid JSON"):
-        build.Design(net, "kv260").plan(tmp_path / "x.json")
+        flow.Design(net, board="kv260").plan(tmp_path / "x.json")
 
 
 @pytest.fixture(scope="module")
 def r8_u96():
-    d = build.Design.load("resnet8", board="ultra96v2")
+    d = flow.Design.load("resnet8", board="ultra96v2")
     return d.net, d.plan()
 
 
 def test_merged_projection_planned_as_built(r8_u96):
     """A loop-merged 1x1 projection runs on its host's window centres: host ich_par lanes, one pixel per cycle, no
     packing -- the plan must say so (and cost it so), since that is the engine compose builds."""
-    from rtlgen.compose import projection_merges
+    from rtlgen.plan.topology import projection_merges
 
     net, plan = r8_u96
     merges = projection_merges(net)
@@ -144,7 +146,7 @@ def test_merged_projection_planned_as_built(r8_u96):
         h, p = plan.layer(host), plan.layer(proj)
         assert (p.ich_par, p.pix_par, p.packing) == (h.ich_par, 1, False), (host, proj)
         lay = net[proj]
-        cyc, res = planner.conv_config_cost(lay, p.och_par, p.ich_par, 1, False, p.mult, p.storage, p.ich_par)
+        cyc, res = cost.conv_config_cost(lay, p.och_par, p.ich_par, 1, False, p.mult, p.storage, p.ich_par)
         assert cyc <= plan.cycles_per_frame and p.dsp == res["dsp"] and p.lut >= res["lut"]
 
 
@@ -156,23 +158,23 @@ def test_lut_multipliers_never_packed(r8_u96):
 def test_stream_adapters_are_costed(r8_u96):
     """The lane converters and FIFOs between cores count against the budget, inside the layer they feed."""
     net, plan = r8_u96
-    extra = planner.edge_costs(net, plan)
+    extra = cost.edge_costs(net, plan)
     assert sum(e["lut"] for e in extra.values()) > 1000  # ResNet8 has several lane conversions
     for name, e in extra.items():
         assert plan.layer(name).lut >= e["lut"]
     t = plan.totals()
-    cap = planner.board_budget("ultra96v2")
-    assert t["lut"] <= cap.lut * planner.UTILIZATION["lut"] and t["dsp"] <= cap.dsp
+    cap = data.board_budget("ultra96v2")
+    assert t["lut"] <= cap.lut * data.UTILIZATION["lut"] and t["dsp"] <= cap.dsp
 
 
 def test_adapter_cost_model():
-    assert planner.lane_converter_cost(8, 8, 32) == {"lut": 0, "ff": 0}
-    simple = planner.lane_converter_cost(4, 8, 32)["lut"]
-    buffered = planner.lane_converter_cost(6, 16, 16)["lut"]
+    assert cost.lane_converter_cost(8, 8, 32) == {"lut": 0, "ff": 0}
+    simple = cost.lane_converter_cost(4, 8, 32)["lut"]
+    buffered = cost.lane_converter_cost(6, 16, 16)["lut"]
     assert 0 < simple < buffered
     # fitted to yosys: a 6 -> 16 lane converter (ResNet8 conv1 input) measured 531 LUTs, 16 -> 6: 1,820
-    assert 400 < buffered < 700 and 1400 < planner.lane_converter_cost(16, 6, 16)["lut"] < 2300
-    assert planner.fifo_cost(64, 129)["lut"] > planner.fifo_cost(2, 129)["lut"] > 0
+    assert 400 < buffered < 700 and 1400 < cost.lane_converter_cost(16, 6, 16)["lut"] < 2300
+    assert cost.fifo_cost(64, 129)["lut"] > cost.fifo_cost(2, 129)["lut"] > 0
 
 
 def test_knapsack_search_faster_within_budget():
@@ -181,24 +183,24 @@ def test_knapsack_search_faster_within_budget():
     (with tap parallelism 5,632 against 6,144 cycles per frame when written; 6,336 against 6,913 without), inside
     the same utilization caps, with the loop-merged
     projections still on their host's lanes."""
-    from rtlgen.compose import projection_merges
+    from rtlgen.plan.topology import projection_merges
 
-    d = build.Design.load("resnet8", board="kv260")
-    greedy = planner.plan_network(d.net, "kv260")
-    knap = planner.plan_network(d.net, "kv260", search="knapsack")
+    d = flow.Design.load("resnet8", board="kv260")
+    greedy = search.plan_network(d.net, "kv260")
+    knap = search.plan_network(d.net, "kv260", search="knapsack")
     assert knap.cycles_per_frame < 0.95 * greedy.cycles_per_frame
     assert knap.options["search"] == "knapsack" and greedy.options["search"] == "greedy"
-    cap = planner.board_budget("kv260")
+    cap = data.board_budget("kv260")
     t = knap.totals()
-    for k in planner.RESOURCES:
-        assert t[k] <= getattr(cap, k) * planner.UTILIZATION[k] + 1e-6, k
+    for k in data.RESOURCES:
+        assert t[k] <= getattr(cap, k) * data.UTILIZATION[k] + 1e-6, k
     for lp in knap.layers:
         assert lp.cycles <= knap.cycles_per_frame
     for host, proj in projection_merges(d.net).items():
         h, p = knap.layer(host), knap.layer(proj)
         assert (p.ich_par, p.pix_par, p.packing) == (h.ich_par, 1, False)
     with pytest.raises(OptionError, match="--search"):
-        planner.plan_network(d.net, "kv260", search="anneal")
+        search.plan_network(d.net, "kv260", search="anneal")
 
 
 def test_tap_parallelism_fills_the_channel_steps():
@@ -206,17 +208,17 @@ def test_tap_parallelism_fills_the_channel_steps():
     ceil(16/p) in {1, 2, 3, 4, 6, 8, 16} (at 2 pixels per cycle: 13,824 or 18,432 cycles, nothing between), so the plan
     stops at 18,432 cycles per frame (11,626 FPS at 214.29 MHz, below the seed paper's 12,971); with taps the
     planner reaches below 16,483 cycles (13,000 FPS) within the same caps, and uses tap_par > 1 where it pays."""
-    d = build.Design.load("resnet8", board="ultra96v2")
-    off = planner.plan_network(d.net, "ultra96v2", taps=False)
-    on = planner.plan_network(d.net, "ultra96v2", taps=True)
+    d = flow.Design.load("resnet8", board="ultra96v2")
+    off = search.plan_network(d.net, "ultra96v2", taps=False)
+    on = search.plan_network(d.net, "ultra96v2", taps=True)
     assert off.cycles_per_frame >= 18_432
     assert on.cycles_per_frame < 16_483 and on.fps > 13_000
     assert any(lp.tap_par > 1 for lp in on.layers) and all(lp.tap_par == 1 for lp in off.layers)
     assert on.options["taps"] is True and off.options["taps"] is False
-    cap = planner.board_budget("ultra96v2")
+    cap = data.board_budget("ultra96v2")
     t = on.totals()
-    for k in planner.RESOURCES:
-        assert t[k] <= getattr(cap, k) * planner.UTILIZATION[k] + 1e-6, k
+    for k in data.RESOURCES:
+        assert t[k] <= getattr(cap, k) * data.UTILIZATION[k] + 1e-6, k
 
 
 def test_tap_parallelism_cost_model():
@@ -224,16 +226,16 @@ def test_tap_parallelism_cost_model():
     weight-word width, and one line-buffer copy per pixel and tap slot."""
     from rtlgen.cores.conv import Conv
 
-    layer = build.Design.load("resnet8", board="ultra96v2").net["conv1"]  # 16 -> 16 channels, 3x3, 32x32
+    layer = flow.Design.load("resnet8", board="ultra96v2").net["conv1"]  # 16 -> 16 channels, 3x3, 32x32
     assert layer.in_shape == (32, 32, 16) and layer.kernel == (3, 3)
-    c1, r1 = planner.conv_config_cost(layer, 8, 1, 2, True, "dsp", "bram", lanes_in=1, tp=1)
-    c9, r9 = planner.conv_config_cost(layer, 8, 1, 2, True, "dsp", "bram", lanes_in=1, tp=9)
+    c1, r1 = cost.conv_config_cost(layer, 8, 1, 2, True, "dsp", "bram", lanes_in=1, tp=1)
+    c9, r9 = cost.conv_config_cost(layer, 8, 1, 2, True, "dsp", "bram", lanes_in=1, tp=9)
     assert c1 == 512 * 2 * 9 * 16 and c9 == 512 * 2 * 1 * 16
     assert r9["dsp"] == 9 * r1["dsp"] == 72
     assert r9["bram36"] > r1["bram36"]
     core = Conv(layer, ich_par=1, och_par=8, pix_par=2, tap_par=9)
     assert core.cycles_per_frame() == c9 + 1  # the cores' own model (one cycle at the frame change)
-    assert core.engine.rom_width == planner.weight_word_bits(8, 1, 9) == 8 * 9 * 8
+    assert core.engine.rom_width == geometry.weight_word_bits(8, 1, 9) == 8 * 9 * 8
     assert core.engine.rom_depth == 2 * 1 * 16
 
 
@@ -242,15 +244,52 @@ def test_tap_parallelism_cost_model():
 def test_tap_line_buffer_bram_follows_the_core(name, pi, pp, tp):
     """With tap_par > 1 the line buffer is costed as pix_par*tap_par width-bound copies of the window generator's
     actual memory (lanes*8 bits x depth*groups words), so the model follows the core's geometry."""
-    from rtlgen.cores.linebuffer import default_depth
     from rtlgen.cores.conv import Conv
 
-    lay = build.Design.load("resnet8", board="ultra96v2").net[name]
+    lay = flow.Design.load("resnet8", board="ultra96v2").net[name]
     core = Conv(lay, ich_par=pi, och_par=4, pix_par=pp, tap_par=tp)
     wg = core.window
-    assert wg.depth == default_depth(lay.in_shape[1], lay.kernel[0], lay.stride[0], pp) \
-        == planner.line_buffer_depth(lay.in_shape[1], lay.kernel[0], lay.stride[0], pp)
-    _, r_tap = planner.conv_config_cost(lay, 4, pi, pp, False, "dsp", "lut", lanes_in=pi, tp=tp)
-    expect = wg.pix * wg.T * planner.rom_blocks(wg.lanes * 8, wg.DG, "bram")
+    assert wg.depth == geometry.line_buffer_depth(lay.in_shape[1], lay.kernel[0], lay.stride[0], pp)
+    _, r_tap = cost.conv_config_cost(lay, 4, pi, pp, False, "dsp", "lut", lanes_in=pi, tp=tp)
+    expect = wg.pix * wg.T * cost.rom_blocks(wg.lanes * 8, wg.DG, "bram")
     assert r_tap["bram36"] == expect  # weights in LUTs: the BRAM is the line buffer's alone
     assert core.resources()["line_buffer_bits"] == wg.DG * wg.lanes * 8 * pp * tp
+
+
+def test_skip_fifo_one_formula():
+    """One formula (rtlgen.plan.geometry), which the cores do not define again: a 3x3 block at W=32, C=16, och=16."""
+    from rtlgen.cores import conv, linebuffer
+
+    assert not hasattr(conv, "skip_fifo_entries") and linebuffer.line_buffer_depth is geometry.line_buffer_depth
+    assert geometry.skip_fifo_entries(32, 16, 3, 3, 16) == 32 * 16 + (1 + 2 + geometry.SKIP_SLACK_PIXELS) * 16 + 17
+
+
+def test_report_skip_bits_equal_the_composed_rtl(net):
+    """report.json's skip FIFO depth and bits per layer are what the composed design instantiates: the depth of every
+    ``<layer>_skip_fifo`` (merged residual) / ``<add>_<port>_fifo`` StreamFIFO in the elaborated top, times its
+    lanes x 8 activation bits."""
+    from rtlgen.emit.compose import RtlgenTop
+    from rtlgen.cores.fifo import StreamFIFO
+
+    plan = search.plan_network(net, "kv260")
+    top = RtlgenTop(net, plan)
+    subs = top.elaborate(None)._named_submodules
+    fifos = {n: f[0] for n, f in subs.items() if isinstance(f[0], StreamFIFO)}
+    checked = 0
+    for lp in plan.layers:
+        lay = net[lp.name]
+        if isinstance(lay, ir.Conv) and lay.residual is not None:
+            f = fifos[f"{lp.name}_skip_fifo"]
+            lanes = len(f.i.payload.data) // 8
+            assert (lp.skip_fifo_depth, lp.skip_buffer_bits) == (f.depth, f.depth * lanes * 8), lp.name
+            checked += 1
+        elif isinstance(lay, ir.Add):
+            fs = [fifos[f"{lp.name}_{p}_fifo"] for p in ("a", "b")]
+            deepest = max(fs, key=lambda f: f.depth)
+            assert lp.skip_fifo_depth == deepest.depth, lp.name
+            assert lp.skip_buffer_bits == deepest.depth * len(deepest.i.payload.data), lp.name
+            checked += 1
+        else:
+            assert lp.skip_buffer_bits == 0 and lp.skip_fifo_depth == 0, lp.name
+    assert checked >= 2
+    assert plan.skip_buffer_bits == sum(lp.skip_buffer_bits for lp in plan.layers)

@@ -123,7 +123,7 @@ def test_synth_without_yosys_is_a_clear_error(tmp_path):
 
 @pytest.fixture
 def need_yosys():
-    from rtlgen.synth import find_yosys
+    from rtlgen.verify.synth import find_yosys
 
     if find_yosys() is None:
         if os.environ.get("CI", "").lower() == "true":
@@ -164,7 +164,7 @@ def test_synth_tiny_design(tmp_path, need_yosys):
 def test_lut_mult_modules_follow_the_plan():
     """Which modules' multipliers are kept out of DSPs: every module of a ``mult == "lut"`` conv/dense layer except
     its requant; a loop-merged projection's ``proj_*`` modules follow the projection layer (manifest ``merged``)."""
-    from rtlgen.synth import lut_mult_modules
+    from rtlgen.verify.synth import lut_mult_modules
 
     v = "\n".join(f"module {m}(input clk);\nendmodule" for m in (
         "rtlgen_top", "rtlgen_top__conv1", "rtlgen_top__conv1__engine", "rtlgen_top__conv1__engine__requant",
@@ -237,7 +237,7 @@ def test_synth_per_module_adds_up_the_children(tmp_path, need_yosys):
 
 def test_module_blocks_and_sub_hierarchy():
     """The per-module runs give yosys only the child and what it instantiates (attributes kept with their module)."""
-    from rtlgen.synth import module_blocks, sub_hierarchy
+    from rtlgen.verify.synth import module_blocks, sub_hierarchy
 
     v = ('/* header */\n(* top =  1  *)\n(* generator = "Amaranth" *)\nmodule rtlgen_top(clk);\n  input clk;\n'
          '  rtlgen_top__a a (\n    .clk(clk)\n  );\nendmodule\n\n(* generator = "Amaranth" *)\n'

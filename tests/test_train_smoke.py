@@ -80,7 +80,7 @@ def test_export_graph_shape(tiny_onnx):
 
 
 def test_importer_accepts(tiny_onnx):
-    importer = pytest.importorskip("rtlgen.importer")
+    importer = pytest.importorskip("rtlgen.frontend")
     net = importer.load_model(str(tiny_onnx))
     assert len(net.layers) > 5
     x, _ = data.load_test(_dataset(), limit=8)
@@ -103,7 +103,7 @@ def test_float_bn_stage_with_online_distillation(tmp_path):
     assert "folded BatchNorm into the convolutions" in r.stdout
     m = onnx.load(str(out))
     assert "BatchNormalization" not in [n.op_type for n in m.graph.node]
-    from rtlgen.importer import load_model
+    from rtlgen.frontend import load_model
 
     assert len(load_model(str(out)).layers) > 5
 

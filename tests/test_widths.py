@@ -29,7 +29,7 @@ from onnx import helper, numpy_helper
 
 from rtlgen import golden, ir
 from rtlgen.errors import ModelError
-from rtlgen.importer import load_model
+from rtlgen.frontend import load_model
 from rtlgen.quant import bits_signed
 
 SIM_TESTS = Path(__file__).resolve().parent.parent / "sim_tests"

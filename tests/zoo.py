@@ -602,60 +602,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _option_a_module():
-    import torch.nn as nn
-    import torch.nn.functional as F
+def _tools_resnets():
+    """tools/resnets.py: the one definition of the CIFAR networks (Brevitas QAT models and the float BN models)."""
+    import sys
 
-    class LambdaLayer(nn.Module):
-        def __init__(self, fn):
-            super().__init__()
-            self.fn = fn
+    tools = str(Path(__file__).resolve().parent.parent / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    import resnets
 
-        def forward(self, x):
-            return self.fn(x)
-
-    class BasicBlock(nn.Module):
-        """He et al. CIFAR ResNet basic block with the parameter-free option-A shortcut (as in ResNet20 code)."""
-
-        def __init__(self, in_planes, planes, stride=1):
-            super().__init__()
-            self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(planes)
-            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(planes)
-            self.shortcut = nn.Sequential()
-            if stride != 1 or in_planes != planes:
-                self.shortcut = LambdaLayer(
-                    lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4), "constant", 0)
-                )
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            out = out + self.shortcut(x)
-            return F.relu(out)
-
-    class ResNetA(nn.Module):
-        def __init__(self, widths=(8, 16, 32), blocks=(1, 1, 1), classes=10):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(widths[0])
-            layers, cin = [], widths[0]
-            for i, (w, n) in enumerate(zip(widths, blocks)):
-                for j in range(n):
-                    layers.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
-                    cin = w
-            self.layers = nn.Sequential(*layers)
-            self.linear = nn.Linear(cin, classes)
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.layers(out)
-            out = F.avg_pool2d(out, out.size()[3])
-            out = out.view(out.size(0), -1)
-            return self.linear(out)
-
-    return ResNetA, BasicBlock
+    return resnets
 
 
 def option_a_resnet(tmpdir, seed: int = 0, calib_pixels=None, per_channel=True, with_metadata=True) -> ZooModel:
@@ -664,8 +620,7 @@ def option_a_resnet(tmpdir, seed: int = 0, calib_pixels=None, per_channel=True, 
 
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     torch.manual_seed(seed)
-    ResNetA, _ = _option_a_module()
-    model = ResNetA().eval()
+    model = _tools_resnets().CifarResNet(widths=(8, 16, 32), blocks=(1, 1, 1), shortcut="A").eval()
     _randomize_bn(model, seed)
     _center_head(model, model.linear, torch.from_numpy(float_input(random_pixels(128, seed + 500), 1 / 255, mean, std)))
     fpath = Path(tmpdir) / f"option_a_float_{seed}.onnx"
@@ -687,32 +642,8 @@ def option_a_resnet(tmpdir, seed: int = 0, calib_pixels=None, per_channel=True, 
 def resnet20_torch(state_dict_path=None):
     """He et al. CIFAR ResNet-20 with option-A shortcuts (parameter names as in the shared state dict)."""
     import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
 
-    _, BasicBlock = _option_a_module()
-
-    class ResNet20(nn.Module):
-        def __init__(self, classes=10):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(16)
-            cin = 16
-            for i, w in enumerate((16, 32, 64)):
-                blocks = []
-                for j in range(3):
-                    blocks.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
-                    cin = w
-                setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
-            self.linear = nn.Linear(64, classes)
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.layer3(self.layer2(self.layer1(out)))
-            out = F.avg_pool2d(out, out.size()[3])
-            return self.linear(out.view(out.size(0), -1))
-
-    model = ResNet20()
+    model = _tools_resnets().CifarResNet(widths=(16, 32, 64), blocks=(3, 3, 3), shortcut="A", stages=True)
     if state_dict_path is not None:
         sd = torch.load(str(state_dict_path), map_location="cpu", weights_only=False)["state_dict"]
         model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
@@ -748,282 +679,10 @@ def resnet8_float_onnx(tmpdir, onnx_path) -> Path:
     return path
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# f) deep CIFAR ResNets (20/32/56, option A or 1x1 projection) and a plain CNN, in both quantization styles:
-#    power-of-two Brevitas QONNX (tools/resnets.py topology) and onnxruntime QDQ (float per-channel scales, uint8
-#    activations with non-zero zero points). Random He-initialized weights, calibrated on random images; used by
-#    sim_tests/test_deep_nets.py (whole networks in RTL).
-
-
-def _tools_resnets():
-    import sys
-
-    tools = str(Path(__file__).resolve().parent.parent / "tools")
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    import resnets
-
-    return resnets
-
-
-def cifar_resnet_blocks(depth: int) -> tuple:
-    """He et al. CIFAR ResNet-``depth`` (6n + 2 layers): n basic blocks in each of the 3 stages."""
-    if (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {depth}")
-    n = (depth - 2) // 6
-    return (n, n, n)
-
-
-def _he_init(model, seed, branch_gain=0.4):
-    """He-normal weights for every conv/linear, small random biases; each residual block's second conv is scaled by
-    ``branch_gain`` so the residual stream grows moderately with depth (as BN-trained networks do), instead of
-    doubling its variance per block."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, mod in model.named_modules():
-            if not isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):  # Brevitas Quant* layers subclass these
-                continue
-            w = mod.weight
-            fan_in = w[0].numel()
-            gain = branch_gain if name.endswith("conv2") else 1.0
-            w.copy_(torch.randn(w.shape, generator=g) * (gain * np.sqrt(2.0 / fan_in)))
-            b = getattr(mod, "bias", None)
-            if b is not None:
-                b.copy_(0.05 * torch.randn(b.shape, generator=g))
-
-
-def _export_brevitas_qonnx(model, path, mean, std, input_scale):
-    """QONNX export the way tools/train.py does it (initializers not graph inputs, rtlgen preprocessing metadata)."""
-    import onnx
-    import torch
-    from brevitas.export import export_qonnx
-
-    model.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_qonnx(model, input_t=torch.zeros(1, 3, 32, 32), export_path=str(path), dynamo=False,
-                     input_names=["input"], output_names=["logits"])
-    m = onnx.load(str(path))
-    inits = {t.name for t in m.graph.initializer}
-    keep = [i for i in m.graph.input if i.name not in inits]
-    del m.graph.input[:]
-    m.graph.input.extend(keep)
-    onnx.save(m, str(path))
-    set_ir_version(path, metadata=preprocess_metadata(input_scale, mean, std))
-
-
-def _brevitas_calibrate(model, x, batch=32):
-    import torch
-    from brevitas.graph.calibrate import calibration_mode
-
-    model.eval()
-    with torch.no_grad(), calibration_mode(model):
-        for i in range(0, len(x), batch):
-            model(x[i : i + batch])
-    model.eval()
-
-
-def brevitas_cifar_resnet(tmpdir, depth: int = 32, shortcut: str = "A", seed: int = 0, widths=(16, 32, 64),
-                          calib_pixels=None) -> ZooModel:
-    """He et al. CIFAR ResNet-``depth`` as rtlgen's own QAT models are built (tools/resnets.QResNet: int8 input
-    ``pixel - 128`` at scale 2**-7, int8 per-tensor power-of-two weights, int16 biases, uint8 ReLUs, the residual add
-    on conv2's unquantized accumulator), with ``shortcut`` "A" (parameter-free subsample + zero channel padding) or
-    "B" (1x1 stride-2 projection + int8 QuantIdentity). Random He weights, activation scales calibrated on random
-    images, head centred; exported as QONNX with preprocessing metadata."""
-    import torch
-
-    R = _tools_resnets()
-    torch.manual_seed(seed)
-    model = R.QResNet(widths=widths, blocks=cifar_resnet_blocks(depth), shortcut=shortcut)
-    _he_init(model, seed)
-    if calib_pixels is None:
-        calib_pixels = random_pixels(64, seed=seed + 600)
-    x = torch.from_numpy(float_input(calib_pixels, R.INPUT_SCALE, R.MEAN, R.STD))
-    with torch.no_grad():
-        from brevitas.graph.calibrate import calibration_mode
-
-        with calibration_mode(model):
-            _center_head(model, model.fc, x)
-    _brevitas_calibrate(model, x)
-    path = Path(tmpdir) / f"brevitas_resnet{depth}{shortcut.lower()}_{seed}.onnx"
-    _export_brevitas_qonnx(model, path, R.MEAN, R.STD, R.INPUT_SCALE)
-    return ZooModel(path, R.INPUT_SCALE, R.MEAN, R.STD, kind="qonnx", exact=True, meta={"torch_model": model})
-
-
-def _brevitas_plain_module():
-    import torch
-    import torch.nn as nn
-    from brevitas.nn import QuantIdentity, QuantLinear
-
-    R = _tools_resnets()
-
-    class QPlainCNN(nn.Module):
-        """VGG-like plain CNN, no skips: [conv3x3-ReLU] x convs per stage with 2x2 max pooling between stages,
-        global average pool, dense. ``widths`` per stage; quantized like tools/resnets.QResNet."""
-
-        def __init__(self, widths=(16, 32, 64), convs=2, classes=10):
-            super().__init__()
-            self.inp = QuantIdentity(act_quant=R.InputQuant, return_quant_tensor=True)
-            layers, cin = [], 3
-            for si, w in enumerate(widths):
-                if si > 0:
-                    layers.append(nn.MaxPool2d(2))
-                for _ in range(convs):
-                    layers += [R.qconv(cin, w, 3, 1, 1), R.qrelu()]
-                    cin = w
-            self.features = nn.Sequential(*layers)
-            hw = 32 >> (len(widths) - 1)
-            self.pool = nn.AvgPool2d(hw)
-            self.pool_quant = QuantIdentity(act_quant=R.Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
-            self.fc = QuantLinear(cin, classes, bias=True, weight_quant=R.WQ, bias_quant=R.BQ, return_quant_tensor=False)
-
-        def forward(self, x):
-            x = self.features(self.inp(x))
-            x = self.pool_quant(self.pool(R._val(x)))
-            x = torch.flatten(x, 1)
-            return R._val(self.fc(x))
-
-    return QPlainCNN
-
-
-def brevitas_plain_cnn(tmpdir, seed: int = 0, widths=(16, 32, 64), convs=2, calib_pixels=None) -> ZooModel:
-    """Plain (skip-free) VGG-like CNN with power-of-two scales, QONNX (see :func:`_brevitas_plain_module`)."""
-    import torch
-    from brevitas.graph.calibrate import calibration_mode
-
-    R = _tools_resnets()
-    torch.manual_seed(seed)
-    model = _brevitas_plain_module()(widths=widths, convs=convs)
-    _he_init(model, seed)
-    if calib_pixels is None:
-        calib_pixels = random_pixels(64, seed=seed + 700)
-    x = torch.from_numpy(float_input(calib_pixels, R.INPUT_SCALE, R.MEAN, R.STD))
-    with torch.no_grad(), calibration_mode(model):
-        _center_head(model, model.fc, x)
-    _brevitas_calibrate(model, x)
-    tag = "x".join(map(str, widths))
-    path = Path(tmpdir) / f"brevitas_plain_{tag}_{convs}_{seed}.onnx"
-    _export_brevitas_qonnx(model, path, R.MEAN, R.STD, R.INPUT_SCALE)
-    return ZooModel(path, R.INPUT_SCALE, R.MEAN, R.STD, kind="qonnx", exact=True, meta={"torch_model": model})
-
-
-def _float_cifar_module():
-    """Float torch models with BatchNorm for ORT quantization: a CIFAR ResNet whose down-sampling shortcuts are
-    option A (reusing :func:`_option_a_module`) or a 1x1 stride-2 conv + BN projection, and a VGG-like plain CNN."""
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    ResNetA, BasicBlockA = _option_a_module()
-
-    class BasicBlockB(nn.Module):
-        def __init__(self, in_planes, planes, stride=1):
-            super().__init__()
-            self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(planes)
-            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(planes)
-            self.shortcut = nn.Sequential()
-            if stride != 1 or in_planes != planes:
-                self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return F.relu(out + self.shortcut(x))
-
-    class CifarResNet(nn.Module):
-        def __init__(self, widths=(16, 32, 64), blocks=(3, 3, 3), shortcut="A", classes=10):
-            super().__init__()
-            Block = BasicBlockA if shortcut == "A" else BasicBlockB
-            self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(widths[0])
-            layers, cin = [], widths[0]
-            for i, (w, n) in enumerate(zip(widths, blocks)):
-                for j in range(n):
-                    layers.append(Block(cin, w, 2 if (i > 0 and j == 0) else 1))
-                    cin = w
-            self.layers = nn.Sequential(*layers)
-            self.linear = nn.Linear(cin, classes)
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.layers(out)
-            out = F.avg_pool2d(out, out.size()[3])
-            return self.linear(out.view(out.size(0), -1))
-
-    class PlainCNN(nn.Module):
-        def __init__(self, widths=(16, 32, 64), convs=2, classes=10):
-            super().__init__()
-            layers, cin = [], 3
-            for si, w in enumerate(widths):
-                if si > 0:
-                    layers.append(nn.MaxPool2d(2))
-                for _ in range(convs):
-                    layers += [nn.Conv2d(cin, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
-                    cin = w
-            self.features = nn.Sequential(*layers)
-            self.linear = nn.Linear(cin, classes)
-
-        def forward(self, x):
-            out = self.features(x)
-            out = F.avg_pool2d(out, out.size()[3])
-            return self.linear(out.view(out.size(0), -1))
-
-    return CifarResNet, PlainCNN
-
-
-def _ort_from_torch(model, tmpdir, stem, seed, calib_pixels, per_channel, activation):
-    import torch
-
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    model = model.eval()
-    _randomize_bn(model, seed)
-    _center_head(model, model.linear, torch.from_numpy(float_input(random_pixels(128, seed + 500), 1 / 255, mean, std)))
-    fpath = Path(tmpdir) / f"{stem}_float_{seed}.onnx"
-    _torch_export(model, torch.zeros(1, 3, 32, 32), fpath)
-    set_ir_version(fpath, metadata=preprocess_metadata(1.0 / 255.0, mean, std))
-    out = Path(tmpdir) / f"{stem}_qdq_{'ch' if per_channel else 't'}_{activation}_{seed}.onnx"
-    if calib_pixels is None:
-        calib_pixels = random_pixels(64, seed=seed + 800)
-    ort_quantize(fpath, out, calib_pixels, input_scale=1.0 / 255.0, mean=mean, std=std, per_channel=per_channel,
-                 activation=activation)
-    return ZooModel(out, 1.0 / 255.0, mean, std, kind="qdq", exact=False, meta={"float_path": fpath, "torch_model": model})
-
-
-def ort_cifar_resnet(tmpdir, depth: int = 32, shortcut: str = "A", seed: int = 0, widths=(16, 32, 64),
-                     per_channel=True, activation="uint8", calib_pixels=None) -> ZooModel:
-    """He et al. CIFAR ResNet-``depth`` (float, BN, random weights and BN statistics), quantized with onnxruntime
-    ``quantize_static`` (QDQ, float per-channel weight scales, uint8 activations by default: the input and the
-    pre-add tensors get non-zero zero points). Preprocessing: ImageNet mean/std on pixel/255 (metadata)."""
-    import torch
-
-    torch.manual_seed(seed)
-    CifarResNet, _ = _float_cifar_module()
-    model = CifarResNet(widths=widths, blocks=cifar_resnet_blocks(depth), shortcut=shortcut)
-    _he_init(model, seed, branch_gain=1.0)  # BN (randomized) sets the branch scale here
-    return _ort_from_torch(model, tmpdir, f"ort_resnet{depth}{shortcut.lower()}", seed, calib_pixels, per_channel, activation)
-
-
-def ort_plain_cnn(tmpdir, seed: int = 0, widths=(16, 32, 64), convs=2, per_channel=True, activation="uint8",
-                  calib_pixels=None) -> ZooModel:
-    """The VGG-like plain CNN (float, BN) quantized with onnxruntime QDQ (see :func:`ort_cifar_resnet`)."""
-    import torch
-
-    torch.manual_seed(seed)
-    _, PlainCNN = _float_cifar_module()
-    model = PlainCNN(widths=widths, convs=convs)
-    _he_init(model, seed, branch_gain=1.0)
-    tag = "x".join(map(str, widths))
-    return _ort_from_torch(model, tmpdir, f"ort_plain_{tag}_{convs}", seed, calib_pixels, per_channel, activation)
-
-
 def planned_small_resnet(tmp, board: str = "kv260", uram_layers=(), taps: bool = True):
-    """``rtlgen.build.Design`` of :func:`brevitas_resnet` (QONNX, seed 3, preprocessing in its metadata) planned for
+    """``rtlgen.flow.Design`` of :func:`brevitas_resnet` (QONNX, seed 3, preprocessing in its metadata) planned for
     ``board``, with ``uram_layers`` forced to ``storage="uram"``: the small network of the board and URAM benches."""
-    from rtlgen.build import Design
+    from rtlgen.flow import Design
 
     m = brevitas_resnet(tmp, "qonnx", seed=3, with_metadata=True)
     d = Design.load(str(m.path), board=board, input_scale=m.input_scale, mean=list(m.mean), std=list(m.std))

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from rtlgen.figures import fmt_fps, fps
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "tools" / "bench_results.json"
 BENCH_MD = ROOT / "BENCHMARKS.md"
@@ -78,12 +80,49 @@ def save_results(res: dict, sections=None):
     return res
 
 
-def run_json(cmd: list[str]) -> tuple[dict, float]:
+def build_id(d: Path) -> str | None:
+    """The identity of a build folder's design: sha256 (12 hex) of its ``rtl/rtlgen_top.v`` (of ``plan.json`` when it was
+    built without RTL). Every row records the build it measured, so that rows of one model @ board measured on
+    different builds are marked (:func:`mixed_builds`)."""
+    import hashlib
+
+    for f in (d / "rtl" / "rtlgen_top.v", d / "plan.json"):
+        if f.exists():
+            return hashlib.sha256(f.read_bytes()).hexdigest()[:12]
+    return None
+
+
+def rtlgen_rev() -> str:
+    """The rtlgen revision measured: ``git describe --always --dirty`` of this checkout."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=30).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+#: sections whose rows describe one build of a model @ board (the order of the marks' footnotes)
+BUILD_SECTIONS = ("build", "sim", "synth", "timing")
+
+
+def mixed_builds(res: dict, key: str) -> str | None:
+    """None when every stored row of ``key`` (model@board) was measured on the same build, else a note naming the
+    build of each section (``not recorded`` for rows measured before builds were recorded)."""
+    ids = {sec: res[sec]["runs"][key].get("build_id") for sec in BUILD_SECTIONS
+           if key in res.get(sec, {}).get("runs", {})}
+    if len(set(ids.values())) <= 1 and None not in ids.values():
+        return None
+    return ", ".join(f"{sec} {v or 'not recorded'}" for sec, v in ids.items())
+
+
+def run_json(cmd: list[str], stream_stderr: bool = False) -> tuple[dict, float]:
+    """Run an rtlgen command with ``--json``: (its JSON, wall seconds). ``stream_stderr``: its progress lines go to
+    this process's stderr as they come (long runs)."""
     t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if stream_stderr else subprocess.PIPE, text=True)
     dt = time.perf_counter() - t
     if p.returncode not in (0, 1):
-        raise SystemExit(f"command failed ({p.returncode}): {shlex.join(cmd)}\n{p.stderr[-2000:]}")
+        raise SystemExit(f"command failed ({p.returncode}): {shlex.join(cmd)}\n{(p.stderr or '')[-2000:]}")
     text = p.stdout.strip()
     try:
         return json.loads(text), dt
@@ -93,7 +132,7 @@ def run_json(cmd: list[str]) -> tuple[dict, float]:
 
 def section_golden(args, res):
     from rtlgen import data, golden
-    from rtlgen.importer import load_model
+    from rtlgen.frontend import load_model
     from rtlgen.models import available, resolve
 
     ds = args.dataset
@@ -138,7 +177,7 @@ def section_build(args, res):
             cmd = ["rtlgen", "build", model, "--board", board, "--out", str(d), "--json", *opts]
             rep, dt = run_json(cmd)
             put_run(res, "build", f"{model}@{board}", {
-                "options": shlex.join(opts), "command": shlex.join(cmd),
+                "options": shlex.join(opts), "command": shlex.join(cmd), "build_id": build_id(d), "rtlgen": rtlgen_rev(),
                 "build_seconds": round(dt, 1), "cycles_per_frame": rep["cycles_per_frame"], "fps": rep["fps"],
                 "resources": rep["resources"], "budget": rep["budget"], "skip_buffer_bits": rep["skip_buffer_bits"],
                 "total_macs": rep["total_macs"], "clock_mhz": rep["clock_mhz"],
@@ -187,7 +226,7 @@ def sim_row(r: dict, d: Path, command: str) -> dict:
         "latency_cycles": r["latency_cycles"], "fps_at_clock": r["fps_at_clock"], "clock_mhz": rep["clock_mhz"],
         "predicted_cycles_per_frame": rep["cycles_per_frame"], "dsp": rep["resources"]["dsp"],
         "board_dsp": rep["budget"]["dsp"], "total_macs": rep["total_macs"], "command": command,
-        "sim_seconds": r.get("seconds", {}).get("simulation"),
+        "sim_seconds": r.get("seconds", {}).get("simulation"), "build_id": build_id(d), "rtlgen": rtlgen_rev(),
     }
 
 
@@ -230,6 +269,7 @@ def section_regress(args, res):
         "cycles_per_frame": r["cycles_per_frame"], "wall_seconds": round(dt, 1), "cpu_seconds": round(cpu, 1),
         "sim_seconds": r.get("seconds", {}).get("simulation"), "compile_seconds": r.get("seconds", {}).get("compile"),
         "shards": r.get("shards"), "engine": r.get("engine"), "load_before": round(os.getloadavg()[0], 1),
+        "build_id": build_id(d), "rtlgen": rtlgen_rev(),
     }
 
 
@@ -251,8 +291,8 @@ def section_synth(args, res):
                                                "fits": s.get("fits"), "over": s.get("over"),
                                                "complete": s.get("complete"), "error": r.get("synth_error"),
                                                "mode": s.get("mode", "flat"), "yosys_seconds": s.get("seconds"),
-                                               "script": s.get("script"),
-                                               "date": time.strftime("%Y-%m-%d")})
+                                               "script": s.get("script"), "build_id": build_id(d),
+                                               "rtlgen": rtlgen_rev(), "date": time.strftime("%Y-%m-%d")})
     mode = "per-module" if args.synth_per_module else "flat"
     cmds = out.setdefault("commands", {"flat": out["command"]} if out.get("command") else {})
     cmds[mode] = (f"python tools/bench.py --only synth --models {','.join(args.models)} --boards {','.join(args.boards)}"
@@ -260,6 +300,41 @@ def section_synth(args, res):
     out["command"] = "` ; `".join(cmds[k] for k in sorted(cmds))  # flat rows, then per-module rows
     out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d")
+
+
+def section_timing(args, res):
+    """Timing estimate of every benchmarked build (``rtlgen report DIR --timing``: yosys per layer module, the worst
+    register-to-register path walked with UltraScale+ delays; rtlgen/verify/timing.py states each figure and its source)."""
+    out = res.setdefault("timing", {"runs": {}})
+    for model in args.models:
+        for board in args.boards:
+            d = _ensure_build(model, board)
+            cmd = ["rtlgen", "report", str(d), "--timing", "--timing-jobs", str(args.synth_jobs), "--timing-timeout",
+                   str(args.synth_timeout), "--json", "--no-chart"]
+            r, dt = run_json(cmd, stream_stderr=True)
+            t = r.get("timing") or {}
+            mods = t.get("modules", [])
+            target = TIMING_TARGET_MHZ.get(board)
+            put_run(res, "timing", f"{model}@{board}", {
+                "command": shlex.join(cmd), "seconds": round(dt, 1), "build_id": build_id(d), "rtlgen": rtlgen_rev(),
+                "date": time.strftime("%Y-%m-%d"), "load_before": round(os.getloadavg()[0], 1),
+                **{k: t.get(k) for k in ("clock_mhz", "fmax_mhz", "fmax_mhz_optimistic", "fmax_mhz_congested", "meets",
+                                         "limiting_module", "fps_at_clock", "fps_at_fmax", "speed_grade", "cached")},
+                "target_mhz": target,
+                "limiting_path": next((m.get("path") for m in mods if m["name"] == t.get("limiting_module")), None),
+                "modules": [{"name": m["name"], "fmax_mhz": m.get("fmax_mhz"), "path": m.get("path"),
+                             "yosys_seconds": m.get("yosys_seconds")} for m in mods],
+                "below_target": [m["name"] for m in mods if target and m.get("fmax_mhz") and m["fmax_mhz"] < target],
+                "yosys_seconds": round(sum(m.get("yosys_seconds") or 0 for m in mods), 1),
+            })
+    out["command"] = (f"python tools/bench.py --only timing --models {','.join(args.models)} --boards "
+                      f"{','.join(args.boards)} --synth-jobs {args.synth_jobs}")
+    out["machine"] = machine()
+    out["date"] = time.strftime("%Y-%m-%d")
+
+
+#: issue 19's per-module targets: >= 20 % margin over the board clock
+TIMING_TARGET_MHZ = {"kv260": 300.0, "ultra96v2": 260.0}
 
 
 FIG_DIR = ROOT / "docs" / "figures"
@@ -329,19 +404,18 @@ def plots(res: dict) -> list[str]:
 
 def section_cores(args, res):
     """yosys (synth_xilinx -family xcup) DSP/BRAM inference of single cores: the packing claim of the core issue."""
-    sys.path.insert(0, str(ROOT / "sim_tests"))
     import tempfile
 
-    from test_synth import _conv_layer, yosys_cells, yosys_memories  # the same synthesis the tests assert on
+    from rtlgen.verify.yosys_probe import sample_conv_layer, yosys_cells, yosys_memories  # what the tests assert on
 
     from rtlgen.cores.conv import Conv
     from rtlgen.cores.linebuffer import WindowGen
-    from rtlgen.simulate import write_verilog
+    from rtlgen.emit.verilog import write_verilog
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for packing, storage in ((True, "bram"), (False, "lut")):
-            layer = _conv_layer()
+            layer = sample_conv_layer()
             v = write_verilog(Conv(layer, ich_par=9, och_par=8, pix_par=2, packing=packing, storage=storage),
                               "conv", Path(tmp) / f"conv_{packing}.v")
             cells = yosys_cells(v, "conv")
@@ -381,20 +455,22 @@ def render(res: dict) -> str:
     if "sim" in res:
         s = res["sim"]
         L += _section("Throughput against the seed paper (measured in RTL simulation)", s) + [
-              "| model @ board | clock MHz | frames | mismatches | cycles/frame (measured) | predicted | FPS at clock | seed paper | ratio | target (must/aim) | DSP used | packed-DSP roofline FPS (board DSPs x 2 x f / MACs) | of roofline | latency (cycles) | measured by |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+              "| model @ board | clock MHz | frames | mismatches | cycles/frame (measured) | predicted | FPS at clock | est. Fmax MHz | FPS at min(clock, est. Fmax) | seed paper | ratio | target (must/aim) | DSP used | packed-DSP roofline FPS (board DSPs x 2 x f / MACs) | of roofline | latency (cycles) | measured by |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
         for key, r in sorted(s["runs"].items()):
             model, board = key.split("@")
             paper = PAPER.get((model, board))
             roof = roofline_fps(r)
             tgt = TARGETS.get((model, board))
-            L.append(f"| {model} @ {board} | {r['clock_mhz']} | {r['frames']} | {r['mismatches']} | {r['cycles_per_frame']:,} | "
-                     f"{r['predicted_cycles_per_frame']:,} | {r['fps_at_clock']:,.0f} | {paper or '-':,} | "
+            fmax, fps_f = timing_fps(res, key, r)
+            L.append(f"| {model} @ {board}{mark(res, key)} | {r['clock_mhz']} | {r['frames']} | {r['mismatches']} | {r['cycles_per_frame']:,} | "
+                     f"{r['predicted_cycles_per_frame']:,} | {fmt_fps(r['fps_at_clock'])} | {fmax} | {fps_f} | {paper or '-':,} | "
                      f"{(r['fps_at_clock'] / paper) if paper else float('nan'):.2f}x | "
                      f"{'%s / %s' % tgt if tgt else '-'} | {r['dsp']} | {roof:,.0f} | {r['fps_at_clock'] / roof:.0%} | {r['latency_cycles']:,} | "
                      f"`{r.get('command', 'tools/bench.py --only sim')}` |")
         L.append("")
         L += [f"* {key.replace('@', ' @ ')}: {r['note']}" for key, r in sorted(s["runs"].items()) if r.get("note")]
+        L += mixed_notes(res, s["runs"])
         L.append("")
     if "build" in res:
         b = res["build"]
@@ -432,7 +508,7 @@ def render(res: dict) -> str:
         L += _section("Resources by yosys (whole designs)", y) + [
               "| model @ board | LUT | FF | DSP48E2 | BRAM36 (equiv.) | URAM | fits | planner's prediction (LUT / DSP / BRAM36) | yosys run | yosys s (all modules) |",
               "|---|---:|---:|---:|---:|---:|---|---|---|---:|"]
-        from rtlgen.synth import MERGE_DUPLICATES
+        from rtlgen.verify.synth import MERGE_DUPLICATES
 
         stale = False
         for key, r in sorted(y["runs"].items()):
@@ -448,25 +524,47 @@ def render(res: dict) -> str:
             L.append(f"| {key.replace('@', ' @ ')}{' (*)' if old else ''} | {f('lut')} | {f('ff')} | {f('dsp48e2')} | "
                      f"{f('bram36_equiv')} | {f('uram')} | {r.get('fits')} | {pred} | {r.get('mode', 'flat')} | "
                      f"{r.get('yosys_seconds') or r['seconds']} |")
-        L += ["", "yosys `synth_xilinx -family xcup` (Debian 0.23) estimates, not Vivado results (`rtlgen/synth.py`: "
+        L += ["", "yosys `synth_xilinx -family xcup` (Debian 0.23) estimates, not Vivado results (`rtlgen/verify/synth.py`: "
               "multipliers of LUT-mult layers kept out of DSPs as planned, adder trees mapped to carry chains "
               "(`maccmap -unmap`), LUT-stored tables kept in LUTs (`proc -norom`), identical cells on the same nets "
               "merged after mapping (`opt_merge -share_all`: ABC gave flip-flops private copies of one clock-enable LUT; "
               "Vivado shares such logic)). \"flat\": the whole design in one run; "
               "\"per-module\": each child of `rtlgen_top` out of context plus the top's glue, summed (`--synth-per-module`: "
               "for designs whose flat run takes hours here; nothing crosses a module boundary but streams). The planner's prediction is the "
-              "model of `rtlgen/planner.py`, fitted to per-layer yosys runs (`tools/calibrate.py`); a design that yosys finds "
+              "model of `rtlgen/plan/cost.py`, fitted to per-layer yosys runs (`tools/calibrate.py`); a design that yosys finds "
               "over capacity is NOT claimed to fit."
               + (" (*): synthesized before the merge step was added (an over-count of LUTs: the step only removes "
                  "cells); rerun the row's command to refresh it." if stale else ""), ""]
+    if "timing" in res:
+        tm = res["timing"]
+        L += _section("Timing estimate (yosys netlist per module, UltraScale+ delays)", tm) + [
+              "| model @ board | clock MHz | target MHz | est. Fmax MHz (range) | meets clock | modules below target | "
+              "limiting module | its worst register-to-register path | FPS at clock | FPS at min(clock, est. Fmax) | "
+              "yosys s (all modules) |", "|---|---:|---:|---:|---|---|---|---|---:|---:|---:|"]
+        for key, r in sorted(tm["runs"].items()):
+            rng = (f" ({r['fmax_mhz_congested']:.0f}-{r['fmax_mhz_optimistic']:.0f})"
+                   if r.get("fmax_mhz_congested") and r.get("fmax_mhz_optimistic") else "")
+            below = r.get("below_target") or []
+            L.append(f"| {key.replace('@', ' @ ')}{mark(res, key)} | {r.get('clock_mhz')} | {r.get('target_mhz') or '-'} | "
+                     f"{_mhz(r.get('fmax_mhz'))}{rng} | {'yes' if r.get('meets') else 'NO'} | "
+                     f"{len(below)} of {len(r.get('modules') or [])}{': ' + ', '.join(below[:6]) if below else ''}"
+                     f"{' ...' if len(below) > 6 else ''} | {r.get('limiting_module') or '-'} | {_path(r.get('limiting_path'))} | "
+                     f"{fmt_fps(r['fps_at_clock']) if r.get('fps_at_clock') else '-'} | "
+                     f"{fmt_fps(r['fps_at_fmax']) if r.get('fps_at_fmax') else '-'} | {r.get('yosys_seconds')} |")
+        L += ["", "Each child module of `rtlgen_top` synthesized out of context by Debian yosys 0.23 (`synth_xilinx "
+              "-family xcup`, the `--synth` script) and its netlist walked register to register with the delays "
+              "`rtlgen/verify/timing.py` documents (routed Vivado reports of the same silicon, DS925); est. Fmax is the "
+              "midpoint net model, the range optimistic .. congested nets. An estimate, not a Vivado result: expect "
+              "real results at or below the midpoint. The top's own wiring is not timed."]
+        L += mixed_notes(res, tm["runs"]) + [""]
     if "calibration" in res:
-        from calibrate import table as calib_table
+        from results import calibration_table as calib_table
 
         c = res["calibration"]
         L += _section("Planner cost model against yosys, layer by layer", c) + [
             "Each child module of `rtlgen_top` synthesized on its own with the `rtlgen report --synth` script; a layer "
             "is its core plus the FIFOs and lane converters in front of it (a loop-merged projection counts inside its "
-            "host conv). The planner's constants (`rtlgen/planner.py`) are fitted to these figures.", ""]
+            "host conv). The planner's constants (`rtlgen/plan/cost.py`) are fitted to these figures.", ""]
         for b in c["builds"]:
             L += calib_table(b) + [""]
     figs = sorted(FIG_DIR.glob("*.png")) if FIG_DIR.exists() else []
@@ -480,13 +578,46 @@ def render(res: dict) -> str:
     return "\n".join(L)
 
 
+def mark(res: dict, key: str) -> str:
+    """" (†)" after a row name whose figures (build, sim, synth, timing) come from different builds."""
+    return " (†)" if mixed_builds(res, key) else ""
+
+
+def mixed_notes(res: dict, runs: dict) -> list[str]:
+    notes = [f"(†) {k.replace('@', ' @ ')}: figures from different builds ({mixed_builds(res, k)}); rerun its rows "
+             "to refresh" for k in sorted(runs) if mixed_builds(res, k)]
+    return [""] + notes if notes else []
+
+
+def timing_fps(res: dict, key: str, sim: dict) -> tuple[str, str]:
+    """(estimated Fmax, FPS at min(clock, Fmax) from the measured cycles) of a throughput row, '-' without a timing
+    estimate of that model @ board."""
+    t = res.get("timing", {}).get("runs", {}).get(key)
+    if not t or not t.get("fmax_mhz"):
+        return "-", "-"
+    f = min(sim["clock_mhz"], t["fmax_mhz"])
+    return _mhz(t["fmax_mhz"]), fmt_fps(fps(f, sim["cycles_per_frame"]))
+
+
+def _mhz(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def _path(p: dict | None) -> str:
+    if not p:
+        return "-"
+    return (f"{p.get('lut_levels', 0)} LUT, {p.get('carry_chains', 0)} carry chains"
+            + (f", {p['muxf']} MUXF" if p.get("muxf") else "") + (f", {p['dsp']} DSP" if p.get("dsp") else "")
+            + f" ({p.get('delay_ns', '-')} ns)")
+
+
 def readme_results(res: dict) -> str:
     """The short README "Results" section, generated from the same stored figures as BENCHMARKS.md."""
     L = ["## Results", "", "Measured by `python tools/bench.py` (details, commands and machine in BENCHMARKS.md). Cycle counts",
          "from RTL simulation; FPS = clock / measured cycles per frame; timing closure is not verified without Vivado.", ""]
     if "sim" in res:
-        L += ["| model @ board | FPS at clock (measured cycles) | seed paper | ratio | bit-exact frames | fits the device (yosys LUT / DSP) |",
-              "|---|---:|---:|---:|---:|---|"]
+        L += ["| model @ board | FPS at clock (measured cycles) | est. Fmax MHz | FPS at min(clock, est. Fmax) | seed paper | ratio | bit-exact frames | fits the device (yosys LUT / DSP) |",
+              "|---|---:|---:|---:|---:|---:|---:|---|"]
         synth = res.get("synth", {}).get("runs", {})
         for key, r in sorted(res["sim"]["runs"].items()):
             model, board = key.split("@")
@@ -495,8 +626,11 @@ def readme_results(res: dict) -> str:
             rs, cap = y.get("resources") or {}, y.get("capacity") or {}
             fit = (f"{'yes' if y.get('fits') else 'NO'} ({rs.get('lut', 0):,}/{cap.get('lut', 0):,} / "
                    f"{rs.get('dsp48e2', 0)}/{cap.get('dsp48e2', 0)})") if rs.get("lut") is not None else "not synthesized"
-            L.append(f"| {model} @ {board} ({r['clock_mhz']} MHz) | {r['fps_at_clock']:,.0f} | {p or '-':,} | "
+            fmax, fps_f = timing_fps(res, key, r)
+            L.append(f"| {model} @ {board} ({r['clock_mhz']} MHz){mark(res, key)} | {fmt_fps(r['fps_at_clock'])} | {fmax} | "
+                     f"{fps_f} | {p or '-':,} | "
                      f"{(r['fps_at_clock'] / p) if p else float('nan'):.2f}x | {r['frames'] - r['mismatches']}/{r['frames']} | {fit} |")
+        L += mixed_notes(res, res["sim"]["runs"])
         L.append("")
     if (FIG_DIR / "fps_vs_paper.png").exists():
         L += ["![FPS against the seed paper](docs/figures/fps_vs_paper.png)", ""]
@@ -533,16 +667,18 @@ def update_readme(res: dict):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="golden,cores,build,sim,synth,regress",
-                    help="comma-separated sections: golden, cores, build, sim, synth, regress")
+    ap.add_argument("--only", default="golden,cores,build,sim,timing,synth,regress",
+                    help="comma-separated sections: golden, cores, build, sim, timing, synth, regress (timing before "
+                         "synth: --synth-per-module then reuses the timing run's yosys netlists)")
     ap.add_argument("--models", default="resnet8,resnet20")
     ap.add_argument("--boards", default="ultra96v2,kv260")
     ap.add_argument("--frames", type=int, default=20, help="frames per RTL simulation (back to back)")
     ap.add_argument("--dataset", default=os.environ.get("RTLGEN_CIFAR10") or str(ROOT.parent / "shared/data/cifar-10-batches-py"))
     ap.add_argument("--regress", default="resnet8@kv260", help="regress section: MODEL@BOARD of the full-dataset run")
     ap.add_argument("--limit", type=int, default=10_000, help="regress section: test images")
-    ap.add_argument("--synth-timeout", type=int, default=3600, help="synth section: seconds per yosys run")
-    ap.add_argument("--synth-jobs", type=int, default=1, help="with --synth-per-module: yosys runs at once")
+    ap.add_argument("--synth-timeout", type=int, default=3600, help="synth/timing sections: seconds per yosys run")
+    ap.add_argument("--synth-jobs", type=int, default=1, help="timing section, synth with --synth-per-module: yosys "
+                                                              "runs at once")
     ap.add_argument("--build-opts", default="",
                     help="build section: extra `rtlgen build` options for these rows, e.g. \"--taps --search knapsack\" "
                          "(recorded with each row)")
@@ -566,7 +702,7 @@ def main(argv=None):
     if not args.render_only:
         for sec in [s for s in args.only.split(",") if s]:
             fn = {"golden": section_golden, "build": section_build, "sim": section_sim, "cores": section_cores,
-                  "synth": section_synth, "regress": section_regress}.get(sec)
+                  "synth": section_synth, "timing": section_timing, "regress": section_regress}.get(sec)
             if fn is None:
                 ap.error(f"unknown section {sec!r}")
             fn(args, res)

@@ -4,13 +4,13 @@
 ``python tools/calibrate.py BUILD_DIR [BUILD_DIR ...] [--modules conv1,conv5] [--write]``
 
 For every build folder (``rtlgen build ... --out DIR``) each child module of ``rtlgen_top`` is synthesized on its own
-with the same yosys script as ``rtlgen report --synth`` (:func:`rtlgen.synth.synthesize_layers`, cached in
+with the same yosys script as ``rtlgen report --synth`` (:func:`rtlgen.verify.synth.synthesize_layers`, cached in
 ``DIR/synth/layers/``). A layer's figure is its core plus the FIFOs and lane converters the composition puts in
 front of it (``<layer>_i_fifo``, ``<layer>_i_lanes``, ``<layer>_skip_*``); a loop-merged projection's resources are
 inside its host conv's module, so the plan's figures of host and projection are added up the same way. The table
 shows the planner's prediction next to yosys' count per layer and in total; ``--write`` stores it in
 ``tools/bench_results.json`` (section ``calibration``) and regenerates BENCHMARKS.md. The planner's constants
-(:mod:`rtlgen.planner`) were fitted to these tables; rerun after changing a core.
+(:mod:`rtlgen.plan.cost`) were fitted to these tables; rerun after changing a core.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rtlgen.synth import layer_modules, synthesize_layers  # noqa: E402
+from rtlgen.verify.synth import layer_modules, synthesize_layers  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tools"))
+from results import calibration_table  # noqa: E402
 
 KEYS = ("lut", "ff", "dsp", "bram36")
 
@@ -73,24 +76,6 @@ def compare(build_dir: Path, modules: list[str] | None = None, progress=None) ->
             "total": tot}
 
 
-def table(c: dict) -> list[str]:
-    lines = [f"**{c['model']} @ {c['board']}** (`{c['build']}`)", "",
-             "| layer | configuration | LUT planner | LUT yosys | ratio | FF planner | FF yosys | DSP planner | DSP yosys "
-             "| BRAM36 planner | BRAM36 yosys |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-
-    def fmt(r, name, cfg):
-        p, y = r["planner"], r["yosys"]
-        ratio = f"{y['lut'] / p['lut']:.2f}" if p["lut"] else "-"
-        return (f"| {name} | {cfg} | {p['lut']:,.0f} | {y['lut']:,.0f} | {ratio} | {p['ff']:,.0f} | {y['ff']:,.0f} | "
-                f"{p['dsp']:,.0f} | {y['dsp']:,.0f} | {p['bram36']:g} | {y['bram36']:g} |")
-
-    for name, r in c["layers"].items():
-        lines.append(fmt(r, name, r["config"]))
-    lines.append(fmt(c["total"], "**total**", "sum of the layers above"))
-    return lines
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("builds", nargs="+", type=Path)
@@ -103,9 +88,8 @@ def main(argv=None):
         c = compare(b.resolve(), mods, progress=lambda m, r: print(f"  {m}: {r['seconds']} s{' (cached)' if r['cached'] else ''}",
                                                                file=sys.stderr, flush=True))
         out.append(c)
-        print("\n".join(table(c)) + "\n")
+        print("\n".join(calibration_table(c)) + "\n")
     if args.write:
-        sys.path.insert(0, str(ROOT / "tools"))
         import bench
 
         res = bench.load_results()

@@ -18,6 +18,10 @@ Residual block (the add merges into conv2's accumulator in hardware)::
     parameter-free stride-2 subsample + zero channel padding (option "A").
 
 Head: AvgPool 8x8 -> QuantIdentity uint8 -> flatten -> QuantLinear (Int16Bias, float logits out).
+
+The float (BatchNorm) He et al. CIFAR ResNets and the plain CNN the tests quantize with ONNX Runtime are here too, in
+one definition (:class:`CifarResNet` with option-A or projection shortcuts, :class:`PlainCNN`): ``tests/zoo.py`` and
+``tests/zoo_deep.py`` build every float model from them.
 """
 
 from __future__ import annotations
@@ -400,3 +404,98 @@ def load_float_params(model: QResNet, params: dict):
         for n, m in _conv_modules(model):
             for k in ("weight", "bias"):
                 getattr(m, k).copy_(params[f"{n}.{k}"])
+
+
+# ---- float (BatchNorm) CIFAR networks for ONNX Runtime quantization (tests/zoo.py, tests/zoo_deep.py) ------------
+
+class LambdaLayer(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+class BasicBlock(nn.Module):
+    """He et al. CIFAR ResNet basic block (conv-BN-ReLU, conv-BN, + shortcut, ReLU). Down-sampling shortcut ``"A"``:
+    the parameter-free stride-2 subsample + zero channel padding (as in ResNet20 code); ``"B"``: a 1x1 stride-2 conv +
+    BN projection."""
+
+    def __init__(self, in_planes, planes, stride=1, shortcut="A"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            if shortcut == "A":
+                self.shortcut = LambdaLayer(
+                    lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4), "constant", 0)
+                )
+            else:
+                self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                              nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """Float CIFAR ResNet: stem conv-BN-ReLU, ``blocks[i]`` basic blocks of ``widths[i]`` channels per stage (stride 2
+    entering every stage but the first), global average pool, linear head. ``stages=True`` names the stages
+    ``layer1``, ``layer2``, ... (the parameter names of the shared ResNet20 state dict), else one ``layers``."""
+
+    def __init__(self, widths=(16, 32, 64), blocks=(3, 3, 3), shortcut="A", classes=10, stages=False):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.stages = stages
+        layers, cin = [], widths[0]
+        for i, (w, n) in enumerate(zip(widths, blocks)):
+            stage = []
+            for j in range(n):
+                stage.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1, shortcut))
+                cin = w
+            if stages:
+                setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
+            layers += stage
+        if not stages:
+            self.layers = nn.Sequential(*layers)
+        self.n_stages = len(widths)
+        self.linear = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        if self.stages:
+            for i in range(self.n_stages):
+                out = getattr(self, f"layer{i + 1}")(out)
+        else:
+            out = self.layers(out)
+        out = F.avg_pool2d(out, out.size()[3])
+        return self.linear(out.view(out.size(0), -1))
+
+
+class PlainCNN(nn.Module):
+    """A VGG-like plain CNN without skips: ``convs`` conv-BN-ReLU per stage of ``widths[i]`` channels, 2x2 max pools
+    between stages, global average pool, linear head."""
+
+    def __init__(self, widths=(16, 32, 64), convs=2, classes=10):
+        super().__init__()
+        layers, cin = [], 3
+        for si, w in enumerate(widths):
+            if si > 0:
+                layers.append(nn.MaxPool2d(2))
+            for _ in range(convs):
+                layers += [nn.Conv2d(cin, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+                cin = w
+        self.features = nn.Sequential(*layers)
+        self.linear = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        out = self.features(x)
+        out = F.avg_pool2d(out, out.size()[3])
+        return self.linear(out.view(out.size(0), -1))

@@ -1,7 +1,7 @@
 // rtlgen compiled stream harness: drives a Verilated rtlgen_top (built with `--prefix Vtop`) with input beats read
-// from a binary file and records every output beat plus per-frame cycle stamps. Used by rtlgen.regress.
+// from a binary file and records every output beat plus per-frame cycle stamps. Used by rtlgen.verify.harness.
 //
-// It reproduces the cocotb bench rtlgen/sim_bench.py cycle for cycle: 4 reset cycles, one idle edge, then one loop
+// It reproduces the cocotb bench rtlgen/verify/bench.py cycle for cycle: 4 reset cycles, one idle edge, then one loop
 // iteration per rising edge; handshakes are sampled just before the edge (valid && ready), `valid` stays up with a
 // stable payload until accepted; after the last expected output beat, 64 more cycles with o__ready=1 must bring
 // no further beat. Stalls (random pauses of i__valid and o__ready) use a seeded xorshift generator.
@@ -10,8 +10,15 @@
 // before the frames, the weight image is sent on wload (same stall generator for its valid), then one more edge, and
 // weights_loaded must be 1; the frame phase's cycle count starts after that, as in the cocotb bench.
 //
-// usage: harness IN OUT STAMPS N_FRAMES IN_BEATS IN_WORDS OUT_BEATS OUT_WORDS STALL SEED MAX_CYCLES
-//                [WLOAD WLOAD_BEATS WLOAD_WORDS]   (RTLGEN_WLOAD builds only; WLOAD: beats of WLOAD_WORDS uint32)
+// Probes (built with -DRTLGEN_PROBES and a generated rtlgen_probes.h, see rtlgen.verify.harness.build_harness): every
+// layer's output stream (compose's probe_<layer>__valid/ready/payload wires, made readable by a public_flat_rd
+// Verilator config) can be recorded for a window of frames, to name the first layer that differs from the golden
+// model. Sampling happens at the same point as the ports' handshakes; without probe=... nothing is sampled.
+//
+// usage: harness IN OUT STAMPS N_FRAMES IN_BEATS IN_WORDS OUT_BEATS OUT_WORDS STALL SEED MAX_CYCLES [key=value ...]
+//   wload=PATH:BEATS:WORDS   weight image (RTLGEN_WLOAD builds only, required there): BEATS beats of WORDS uint32
+//   probe=FIRST:COUNT:PATH   record every probe's beats of frames FIRST..FIRST+COUNT-1 (RTLGEN_PROBES builds only);
+//                            PATH gets, per probe in header order, a uint64 beat count then the beats' uint32 words
 //   IN:     N_FRAMES * IN_BEATS beats of IN_WORDS little-endian uint32 words (payload bit i = word i/32, bit i%32)
 //   OUT:    written, N_FRAMES * OUT_BEATS beats of OUT_WORDS uint32 words (fewer if the run timed out)
 //   STAMPS: written, N_FRAMES uint64 first-input-beat cycles then N_FRAMES uint64 last-output-beat cycles
@@ -22,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "Vtop.h"
@@ -61,6 +69,29 @@ static inline void get(const VlWide<N>& sig, uint32_t* w, int nw) {
     for (int i = 0; i < nw; i++) w[i] = ((std::size_t)i < N) ? sig[i] : 0;
 }
 
+struct ProbeRec {  // one probed stream: beats [lo, hi) of its stream are kept
+    uint64_t seen = 0, lo = 0, hi = 0;
+    int nw = 1;
+    std::vector<uint32_t> data;
+    template <typename T>
+    inline void beat(const T& sig) {
+        if (seen >= lo && seen < hi) {
+            const size_t o = data.size();
+            data.resize(o + nw);
+            get(sig, &data[o], nw);
+        }
+        seen++;
+    }
+};
+#ifdef RTLGEN_PROBES
+#include "rtlgen_probes.h"  // RTLGEN_NPROBES, rtlgen_probe_bpf[], rtlgen_probe_words[], rtlgen_probe_sample()
+#else
+#define RTLGEN_NPROBES 0
+static inline void rtlgen_probe_sample(Vtop*, ProbeRec*) {}
+static const long rtlgen_probe_bpf[1] = {0};
+static const int rtlgen_probe_words[1] = {1};
+#endif
+
 struct Rng {  // xorshift64*, uniform doubles in [0, 1)
     uint64_t s;
     explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull) { if (!s) s = 1; }
@@ -71,14 +102,9 @@ struct Rng {  // xorshift64*, uniform doubles in [0, 1)
 };
 
 int main(int argc, char** argv) {
-#ifdef RTLGEN_WLOAD
-    const int want_args = 15;
-#else
-    const int want_args = 12;
-#endif
-    if (argc != want_args) {
-        fprintf(stderr, "usage: %s IN OUT STAMPS N_FRAMES IN_BEATS IN_WORDS OUT_BEATS OUT_WORDS STALL SEED MAX_CYCLES%s\n",
-                argv[0], want_args == 15 ? " WLOAD WLOAD_BEATS WLOAD_WORDS" : "");
+    if (argc < 12) {
+        fprintf(stderr, "usage: %s IN OUT STAMPS N_FRAMES IN_BEATS IN_WORDS OUT_BEATS OUT_WORDS STALL SEED MAX_CYCLES "
+                        "[wload=PATH:BEATS:WORDS] [probe=FIRST:COUNT:PATH]\n", argv[0]);
         return 2;
     }
     const char* in_path = argv[1];
@@ -92,6 +118,44 @@ int main(int argc, char** argv) {
     const double stall = atof(argv[9]);
     const uint64_t seed = strtoull(argv[10], nullptr, 10);
     const uint64_t max_cycles = strtoull(argv[11], nullptr, 10);
+    std::string wload_path, probe_path;
+    size_t w_beats = 0;
+    int w_words = 0;
+    long probe_first = 0, probe_count = 0;
+    for (int a = 12; a < argc; a++) {
+        std::string arg(argv[a]);
+        if (arg.rfind("wload=", 0) == 0) {
+            const std::string v = arg.substr(6);
+            const size_t c2 = v.rfind(':'), c1 = v.rfind(':', c2 - 1);
+            if (c1 == std::string::npos || c2 == std::string::npos) { fprintf(stderr, "harness: bad %s\n", argv[a]); return 2; }
+            wload_path = v.substr(0, c1);
+            w_beats = (size_t)atol(v.substr(c1 + 1, c2 - c1 - 1).c_str());
+            w_words = atoi(v.substr(c2 + 1).c_str());
+        } else if (arg.rfind("probe=", 0) == 0) {
+            const std::string v = arg.substr(6);
+            const size_t c1 = v.find(':'), c2 = v.find(':', c1 + 1);
+            if (c1 == std::string::npos || c2 == std::string::npos) { fprintf(stderr, "harness: bad %s\n", argv[a]); return 2; }
+            probe_first = atol(v.substr(0, c1).c_str());
+            probe_count = atol(v.substr(c1 + 1, c2 - c1 - 1).c_str());
+            probe_path = v.substr(c2 + 1);
+        } else {
+            fprintf(stderr, "harness: unknown argument %s\n", argv[a]);
+            return 2;
+        }
+    }
+#ifdef RTLGEN_WLOAD
+    if (wload_path.empty()) { fprintf(stderr, "harness: this design loads weights: wload=PATH:BEATS:WORDS is required\n"); return 2; }
+#else
+    if (!wload_path.empty()) { fprintf(stderr, "harness: built without RTLGEN_WLOAD, wload= not accepted\n"); return 2; }
+#endif
+    const bool probing = !probe_path.empty();
+    if (probing && RTLGEN_NPROBES == 0) { fprintf(stderr, "harness: built without probes, probe= not accepted\n"); return 2; }
+    ProbeRec probes[RTLGEN_NPROBES > 0 ? RTLGEN_NPROBES : 1];
+    for (int i = 0; i < RTLGEN_NPROBES; i++) {
+        probes[i].nw = rtlgen_probe_words[i];
+        probes[i].lo = (uint64_t)probe_first * rtlgen_probe_bpf[i];
+        probes[i].hi = (uint64_t)(probe_first + probe_count) * rtlgen_probe_bpf[i];
+    }
 
     const size_t total_in = (size_t)n_frames * in_beats, total_out = (size_t)n_frames * out_beats;
     std::vector<uint32_t> in((size_t)total_in * in_words);
@@ -129,12 +193,10 @@ int main(int argc, char** argv) {
 
 #ifdef RTLGEN_WLOAD
     {  // weight image first (URAM weight memories have no initial contents)
-        const size_t w_beats = (size_t)atol(argv[13]);
-        const int w_words = atoi(argv[14]);
         std::vector<uint32_t> wl(w_beats * (size_t)w_words);
-        FILE* wf = fopen(argv[12], "rb");
+        FILE* wf = fopen(wload_path.c_str(), "rb");
         if (!wf || fread(wl.data(), 4, wl.size(), wf) != wl.size()) {
-            fprintf(stderr, "harness: cannot read %zu words from %s\n", wl.size(), argv[12]);
+            fprintf(stderr, "harness: cannot read %zu words from %s\n", wl.size(), wload_path.c_str());
             return 2;
         }
         fclose(wf);
@@ -189,6 +251,7 @@ int main(int argc, char** argv) {
         const bool in_fire = presenting && top->I_READY;
         const bool out_fire = rdy && top->O_VALID;
         if (out_fire) get(top->O_PAYLOAD, buf, ow);
+        if (probing) rtlgen_probe_sample(top.get(), probes);
         edge();
         cyc++;
         if (in_fire) {
@@ -204,7 +267,7 @@ int main(int argc, char** argv) {
             if (n_out % out_beats == 0) {
                 const long fr = (long)(n_out / out_beats) - 1;
                 last_out[fr] = cyc;
-                if (fr + 1 >= next_report) {
+                if (fr + 1 >= next_report || fr + 1 == n_frames) {
                     printf("F %ld\n", fr + 1);
                     fflush(stdout);
                     next_report = fr + 1 + (n_frames >= 1000 ? 10 : 1);
@@ -233,6 +296,16 @@ int main(int argc, char** argv) {
     fwrite(first_in.data(), 8, n_frames, f);
     fwrite(last_out.data(), 8, n_frames, f);
     fclose(f);
+    if (probing) {
+        f = fopen(probe_path.c_str(), "wb");
+        if (!f) { fprintf(stderr, "harness: cannot write %s\n", probe_path.c_str()); return 2; }
+        for (int i = 0; i < RTLGEN_NPROBES; i++) {
+            const uint64_t nb = probes[i].data.size() / probes[i].nw;
+            fwrite(&nb, 8, 1, f);
+            fwrite(probes[i].data.data(), 4, probes[i].data.size(), f);
+        }
+        fclose(f);
+    }
     printf("DONE cycles=%llu timeout=%d extra=%d outs=%zu\n", (unsigned long long)cyc, cyc > max_cycles ? 1 : 0, extra, n_out);
     fflush(stdout);
     return 0;

@@ -1,0 +1,402 @@
+"""The cores' arithmetic: the one place every core takes its rounding, multipliers, adder trees and pipelines from.
+
+Rounding: ``round(v / 2**sh)`` exactly as :func:`rtlgen.quant.rshift_round` (every mode of :mod:`rtlgen.quant`)
+--------------------------------------------------------------------------------------------------------------
+One rounding rule, in the two circuit forms the pipelines need (``tests/test_arith.py`` checks both against
+:func:`rtlgen.quant.rshift_round` for every mode):
+
+* :func:`rshift_round_value` -- constant shift, one stage: the quotient ``v >> sh`` plus an increment from the
+  dropped bits (the add, pool, requant cores' :func:`requant_pipe`);
+* :func:`round_offset_expr` -- the offset ``off`` with ``round(v / 2**sh) == (v + off) >> sh``, for a pipeline that
+  registers ``v + off`` and shifts in the next stage; ``sh`` constant or a per-channel Signal (the conv/dense
+  engines' :class:`~rtlgen.cores.requant.RequantStage`).
+
+Multipliers
+-----------
+* :func:`lut_mul` / :func:`lut_mul_pps` -- products in LUT fabric (``mult="lut"`` layers):
+
+  :func:`lut_mul` is the combinational product ``x * w`` of a signed activation ``x`` (9 bits: int8 sign-extended or
+  uint8 zero-extended) and an int8 weight ``w``, written so that any synthesizer maps it to LUTs and carry chains
+  (never a DSP48E2) with few LUTs:
+
+  * the weight is taken two bits at a time: ``pp_k = x*w[2k] + 2*x*w[2k+1]`` for ``k = 0, 1, 2`` and
+    ``pp_3 = x*w[6] - 2*x*w[7]`` (bit 7 of a two's-complement int8 weighs ``-128``), each one adder whose input bits
+    are ANDs of one activation bit and one weight bit -- on UltraScale+ one LUT per result bit in front of a CARRY8;
+  * ``x*w = pp_0 + 4*pp_1 + 16*pp_2 + 64*pp_3`` in a balanced tree (three adders).
+
+  Measured with yosys 0.23 ``synth_xilinx -family xcup`` (the :mod:`rtlgen.verify.synth` script, 16 registered 9x8
+  products): 110 LUTs per multiplier, against 195 for yosys' generic soft multiplier (``$__soft_mul``) and about the
+  same (111) for a radix-4 Booth form, so the simpler form is kept. Exact for every ``x`` in [-256, 255] and ``w`` in
+  [-128, 127] (``tests/test_lutmul.py`` checks all of them through Amaranth's simulator). No state, no latency: the
+  caller registers the product like a DSP's ``M`` register.
+
+  A multiplier written this way carries no ``*`` operator, so Vivado, like yosys, builds it from LUTs without a
+  ``use_dsp`` attribute.
+
+* :func:`pmul` -- DSP48E2-sized pipelined products; :func:`const_mul` -- constant factors as shifts/adds.
+
+Trees and pipelines: :func:`tree_reduce`, :func:`ptree`, :func:`delay`, :func:`count_beats`, :func:`credit_fifo`,
+:func:`requant_pipe`,
+:func:`normalize_requant`, :func:`logic_rom`.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
+
+__all__ = ["clog2", "lane", "tree_reduce", "count_beats", "delay", "tree_levels", "ptree_stages", "ptree",
+           "rshift_round_value",
+           "round_offset_expr", "lut_mul_pps", "lut_mul", "credit_fifo", "REQUANT_PIPE_STAGES", "requant_pipe",
+           "const_mul", "DSP_A_BITS", "DSP_B_BITS", "pmul_split", "pmul_stages", "pmul", "normalize_requant",
+           "logic_rom", "credit_counter"]
+
+
+# -- rounding --------------------------------------------------------------------------------------------------------
+
+
+def rshift_round_value(v, sh: int, mode: str = "half_even"):
+    """Hardware ``rshift_round(v, sh)`` for a signed value and a constant shift (see :func:`rtlgen.quant.rshift_round`).
+
+    Arithmetic right shift plus a rounding increment computed from the dropped bits and the result's LSB.
+    """
+    v = v.as_signed() if not v.shape().signed else v
+    if sh <= 0:
+        return v << (-sh)
+    w = len(v)
+    if sh >= w:  # every bit is dropped: extend so the remainder logic below stays uniform
+        v = Cat(v, v[-1].replicate(sh + 2 - w)).as_signed()
+        w = sh + 2
+    q = v >> sh
+    r = v[:sh]
+    half_bit = r[sh - 1]
+    below = r[: sh - 1] != 0 if sh > 1 else Const(0, 1)
+    nonzero = r != 0
+    if mode == "half_even":
+        inc = half_bit & (below | q[0])
+    elif mode == "half_up":
+        inc = half_bit
+    elif mode == "half_down":
+        inc = half_bit & below
+    elif mode == "floor":
+        inc = Const(0, 1)
+    elif mode == "ceil":
+        inc = nonzero
+    elif mode == "to_zero":
+        inc = nonzero & v[-1]
+    else:
+        raise ValueError(f"unknown rounding mode {mode!r}")
+    return q + inc
+
+
+def round_offset_expr(v, sh, mode: str = "half_even", max_sh: int | None = None):
+    """The rounding offset ``off`` with ``round(v / 2**sh) == (v + off) >> sh`` (``v`` signed, ``sh >= 0``; ``sh`` a
+    Python int or an unsigned Value, ``max_sh`` bounding it); ``None`` when there is
+    none (``floor``, or a constant ``sh == 0``). A pipeline registers ``v + off`` and shifts in the next stage."""
+    v = v.as_signed()
+    if isinstance(sh, int):
+        if sh < 0:
+            raise ValueError("round_offset_expr: negative constant shift")
+        if sh == 0 or mode == "floor":
+            return None
+        if len(v) < sh + 2:  # sign-extend so that bit ``sh`` exists
+            v = Cat(v, v[-1].replicate(sh + 2 - len(v))).as_signed()
+        half = 1 << (sh - 1)
+        if mode == "half_even":
+            return (half - 1) + v[sh]
+        if mode == "half_up":
+            return Const(half, unsigned(sh))
+        if mode == "half_down":
+            return Const(half - 1, unsigned(sh))
+        if mode == "ceil":
+            return Const((1 << sh) - 1, unsigned(sh))
+        if mode == "to_zero":
+            return Mux(v[-1], (1 << sh) - 1, 0)
+        raise ValueError(f"unknown rounding mode {mode!r}")
+    # variable shift
+    max_sh = max_sh if max_sh is not None else (1 << len(sh)) - 1
+    w = max_sh + 1
+    one = Const(1, unsigned(w + 1))
+    full = ((one << sh) - 1)[:w]  # 2**sh - 1
+    half_m1 = (full >> 1)  # 2**(sh-1) - 1 (0 when sh == 0)
+    nz = sh != 0
+    if mode == "half_even":
+        return Mux(nz, half_m1 + (v >> sh)[0], 0)
+    if mode == "half_up":
+        return Mux(nz, half_m1 + 1, 0)
+    if mode == "half_down":
+        return half_m1
+    if mode == "floor":
+        return None
+    if mode == "ceil":
+        return full
+    if mode == "to_zero":
+        return Mux(v[-1], full, 0)
+    raise ValueError(f"unknown rounding mode {mode!r}")
+
+
+# -- multipliers -----------------------------------------------------------------------------------------------------
+
+
+def lut_mul_pps(x, w) -> list:
+    """The four partial products of :func:`lut_mul` (``x*w`` is their sum), so a pipeline can register them (one adder
+    each) before the three-adder tree. ``x`` signed, or unsigned and zero-extended (uint8 -> 9-bit signed)."""
+    if not x.shape().signed:
+        x = Cat(x, Const(0, 1)).as_signed()
+    if len(w) != 8:
+        raise ValueError("lut_mul: the weight must be 8 bits")
+    pps = []
+    for k in range(4):
+        a = Mux(w[2 * k], x, 0)
+        b = Mux(w[2 * k + 1], x, 0)
+        pps.append(((a - (b << 1)) if k == 3 else (a + (b << 1))) << (2 * k))
+    return pps
+
+
+def lut_mul(x: Value, w: Value) -> Value:
+    """Signed product ``x * w`` (``x`` signed, or unsigned and zero-extended; ``w`` signed 8 bits) as shift-and-add
+    of weight-bit pairs; the result is a signed value wide enough for every product."""
+    return tree_reduce(lut_mul_pps(x, w), operator.add)
+
+
+def const_mul(v, k: int):
+    """``v * k`` for a non-negative constant ``k``: a shift when ``k`` is a power of two, one adder of two shifts when
+    ``k`` has two set bits (fabric, no DSP), else a multiplier."""
+    if k & (k - 1) == 0:
+        return v << (k.bit_length() - 1) if k else Const(0, 1)
+    if bin(k).count("1") == 2:
+        lo = (k & -k).bit_length() - 1
+        return (v << (k.bit_length() - 1)) + (v << lo)
+    return v * Const(k, unsigned(k.bit_length()))
+
+
+#: DSP48E2 multiplier ports: 27-bit and 18-bit signed operands
+DSP_A_BITS, DSP_B_BITS = 27, 18
+
+
+def _chunks(width: int, step: int) -> int:
+    return max(1, -(-(width - 1) // step)) if width > step + 1 else 1
+
+
+def pmul_split(a_bits: int, b_bits: int) -> tuple[int, int]:
+    """Chunks ``(n_a, n_b)`` :func:`pmul` splits a ``a_bits`` x ``b_bits`` signed product into, so that every partial
+    product fits one DSP48E2 (18 x 27 bits signed): ``a`` in 17-bit pieces, ``b`` in 26-bit pieces."""
+    if min(a_bits, b_bits) <= DSP_B_BITS and max(a_bits, b_bits) <= DSP_A_BITS:
+        return 1, 1
+    return _chunks(a_bits, DSP_B_BITS - 1), _chunks(b_bits, DSP_A_BITS - 1)
+
+
+def pmul_stages(a_bits: int, b_bits: int) -> int:
+    """Register stages of :func:`pmul`: M and P of each DSP-sized partial product, then their sum (a tree registered
+    every 2 adder levels)."""
+    na, nb = pmul_split(a_bits, b_bits)
+    return 2 + ptree_stages(na * nb)
+
+
+def pmul(m, a, b, name: str):
+    """Pipelined product ``a * b`` (``a``, ``b`` signed or unsigned Values): split into DSP48E2-sized partial
+    products (:func:`pmul_split`), each with its M and P register, summed in a registered tree, so no
+    register-to-register path holds a multiplier plus the adders of a wide product. Returns the product,
+    :func:`pmul_stages` cycles after the operands."""
+    sa = a if a.shape().signed else Cat(a, Const(0, 1)).as_signed()
+    sb = b if b.shape().signed else Cat(b, Const(0, 1)).as_signed()
+    na, nb = pmul_split(len(sa), len(sb))
+    if na * nb == 1:
+        pieces_a, pieces_b = [(sa, 0)], [(sb, 0)]
+    else:
+        sa, sb = (sa if na > 1 else sa), sb
+        step_a, step_b = DSP_B_BITS - 1, DSP_A_BITS - 1
+
+        def split(v, n, step):
+            out = []
+            for k in range(n):
+                lo = k * step
+                if k < n - 1:
+                    out.append((Cat(v[lo:lo + step], Const(0, 1)).as_signed(), lo))
+                else:
+                    out.append((v[lo:].as_signed(), lo))
+            return out
+
+        pieces_a = split(sa, na, step_a) if na > 1 else [(sa, 0)]
+        pieces_b = split(sb, nb, step_b) if nb > 1 else [(sb, 0)]
+    terms = []
+    for i, (pa, sha) in enumerate(pieces_a):
+        for j, (pb, shb) in enumerate(pieces_b):
+            e = pa * pb
+            p1 = Signal(e.shape(), name=f"{name}_m{i}_{j}")
+            p2 = Signal(e.shape(), name=f"{name}_p{i}_{j}")
+            m.d.sync += [p1.eq(e), p2.eq(p1)]
+            terms.append(p2 << (sha + shb) if sha + shb else p2)
+    if len(terms) == 1:
+        return terms[0]
+    return ptree(m, terms, f"{name}_s")
+
+
+# -- trees, pipelines, tables ----------------------------------------------------------------------------------------
+
+
+def clog2(n: int) -> int:
+    return max(0, math.ceil(math.log2(n))) if n > 1 else 0
+
+
+def lane(data, i: int, width: int, is_signed: bool = True):
+    """Lane ``i`` of a packed data vector as a (signed) value."""
+    v = data[i * width : (i + 1) * width]
+    return v.as_signed() if is_signed else v
+
+
+def tree_reduce(values: list, op):
+    """Balanced binary reduction (keeps expression depth logarithmic: Amaranth lowers recursively)."""
+    values = list(values)
+    if not values:
+        raise ValueError("tree_reduce of nothing")
+    while len(values) > 1:
+        nxt = [op(values[i], values[i + 1]) for i in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values = nxt
+    return values[0]
+
+
+def delay(m, value, stages: int, name: str):
+    """``value`` through ``stages`` unconditional registers (a free-running pipeline: valid bits travel alongside)."""
+    v = value
+    for k in range(stages):
+        r = Signal.like(v, name=f"{name}_d{k + 1}") if isinstance(v, Signal) else Signal(v.shape(), name=f"{name}_d{k + 1}")
+        m.d.sync += r.eq(v)
+        v = r
+    return v
+
+
+def tree_levels(n: int) -> int:
+    """Adder levels of a balanced tree over ``n`` terms."""
+    return clog2(n)
+
+
+def ptree_stages(n: int, per: int = 2) -> int:
+    """Register stages of :func:`ptree` over ``n`` terms (a register after every ``per`` adder levels)."""
+    return -(-tree_levels(n) // per)
+
+
+def ptree(m, terms: list, name: str, per: int = 2):
+    """Balanced adder tree over ``terms`` registered after every ``per`` levels (and after the last one): the sum
+    arrives :func:`ptree_stages` cycles later. One term: returned as is (0 stages)."""
+    values = list(terms)
+    if not values:
+        raise ValueError("ptree of nothing")
+    level = 0
+    while len(values) > 1:
+        nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        level += 1
+        if level % per == 0 or len(nxt) == 1:
+            regs = []
+            for k, v in enumerate(nxt):
+                r = Signal(v.shape(), name=f"{name}_l{level}_{k}")
+                m.d.sync += r.eq(v)
+                regs.append(r)
+            nxt = regs
+        values = nxt
+    return values[0]
+
+
+def count_beats(m, b, fire, last, beats: int):
+    """Advance the beat position ``b`` (a Signal over ``0..beats-1``) within a pixel of ``beats`` beats on ``fire``;
+    back to 0 after the pixel's last beat or on a frame's ``last``."""
+    with m.If(fire):
+        with m.If((b == beats - 1) | last):
+            m.d.sync += b.eq(0)
+        with m.Else():
+            m.d.sync += b.eq(b + 1)
+
+
+def credit_fifo(m, name: str, take, o, valid, data, last, pipe_depth: int):
+    """Output side of a free-running pipeline: a FIFO of ``pipe_depth + 4`` entries on stream ``o`` (payload
+    ``data``/``last``, written when ``valid``) and a credit counter (beats taken, not yet read). Returns the
+    registered ``ok`` that admits input beats: every beat taken finds room, and the input's ``ready`` never depends
+    on ``o.ready`` in the same cycle. Latency: the FIFO's 2 cycles after the pipeline."""
+    from amaranth.lib import fifo
+
+    depth = pipe_depth + 4
+    f = fifo.SyncFIFOBuffered(width=len(data) + 1, depth=depth)
+    m.submodules[name] = f
+    m.d.comb += [f.w_data.eq(Cat(data, last)), f.w_en.eq(valid), o.valid.eq(f.r_rdy),
+                 o.payload.data.eq(f.r_data[:len(data)]), o.payload.last.eq(f.r_data[len(data)]),
+                 f.r_en.eq(o.ready)]
+    ok = Signal(init=1, name=f"{name}_ok")
+    m.d.sync += ok.eq(credit_counter(m, f"{name}_inflight", depth, take, f.r_rdy & o.ready))
+    return ok
+
+
+def credit_counter(m, name: str, depth: int, inc, dec):
+    """A credit counter (``inc``: a beat taken, ``dec``: a result read; never below 0 nor above ``depth`` when its
+    ``ok`` gates ``inc``): adds the counter register and returns the expression ``count after this cycle < depth``,
+    which the caller registers as its ``ok`` (alone, or ANDed with other counters').
+
+    Timing: the next ``ok`` is not ``(cnt + inc - dec) < depth`` (two adders and a comparator after the read
+    enable, which comes from the output multiplexers) but a choice between three comparisons of the registered
+    count with constants, ``cnt < depth - 1`` / ``cnt < depth`` / ``cnt < depth + 1``, by ``inc`` and ``dec``; the
+    count itself takes one adder of a two-bit step. Same values cycle for cycle."""
+    cnt = Signal(range(depth + 2), name=name)
+    up, down = Signal(name=f"{name}_up"), Signal(name=f"{name}_down")
+    m.d.comb += [up.eq(inc & ~dec), down.eq(dec & ~inc)]
+    with m.If(up):
+        m.d.sync += cnt.eq(cnt + 1)
+    with m.Elif(down):
+        m.d.sync += cnt.eq(cnt - 1)
+    return Mux(up, cnt < depth - 1, Mux(down, cnt < depth + 1, cnt < depth))
+
+
+#: register stages of :func:`requant_pipe`
+REQUANT_PIPE_STAGES = 2
+
+
+def requant_pipe(m, v, sh: int, zp: int, lo: int, hi: int, mode: str, name: str):
+    """``clamp(rshift_round(v, sh) + zp, lo, hi)`` (constant ``sh``) in two register stages: the rounded quotient
+    (one adder), then the zero point added beside the clamp compares (one adder in parallel with two comparators).
+    Returns the registered 8-bit value (:data:`REQUANT_PIPE_STAGES` cycles after ``v``)."""
+    r = rshift_round_value(v, sh, mode)
+    q = Signal(r.shape(), name=f"{name}_q")
+    m.d.sync += q.eq(r)
+    y = Mux(q < lo - zp, lo, Mux(q > hi - zp, hi, q + zp))
+    o = Signal(8, name=f"{name}_y")
+    m.d.sync += o.eq(y[:8])
+    return o
+
+
+def normalize_requant(m, sh, channels: int) -> tuple[list[int], int]:
+    """Per-channel ``(m, sh)`` -> per-channel multipliers ``m'`` and ONE constant shift ``S``.
+
+    ``rshift_round(v * m, sh) == rshift_round(v * (m << (S - sh)), S)`` exactly (same rational value, same
+    rounding), so the hardware needs a per-channel multiplier only. ``sh <= 0`` folds into ``m``.
+    """
+    m = np.broadcast_to(np.asarray(m, dtype=np.int64).reshape(-1), (channels,)) if np.size(m) == 1 else np.asarray(m).reshape(-1)
+    sh = np.broadcast_to(np.asarray(sh, dtype=np.int64).reshape(-1), (channels,)) if np.size(sh) == 1 else np.asarray(sh).reshape(-1)
+    if len(m) != channels or len(sh) != channels:
+        raise ValueError(f"requant parameters have {len(m)}/{len(sh)} entries for {channels} channels")
+    S = max(0, int(sh.max()))
+    mm = [int(mi) << (S - int(si)) for mi, si in zip(m, sh)]
+    if any(x <= 0 for x in mm):
+        raise ValueError("requant multipliers must be positive")
+    return mm, S
+
+
+def logic_rom(m: Module, name: str, words: list[int], width: int, addr, en):
+    """A ROM built from logic (a case statement on ``addr``, registered when ``en``): one-cycle read latency like
+    a synchronous memory read port. Synthesizers may still infer a ROM from a large case statement (yosys' ``proc_rom``,
+    Vivado's ROM extraction) and put it in block RAM: the output register carries ``rom_style = "distributed"`` for
+    Vivado, and :mod:`rtlgen.verify.synth` runs ``proc -norom`` first so that yosys keeps it in LUTs too."""
+    # rom_style: Vivado infers a ROM from a large case statement and may put it in block RAM without it
+    out = Signal(unsigned(max(width, 1)), name=f"{name}_data", attrs={"rom_style": "distributed"})
+    with m.If(en):
+        with m.Switch(addr):
+            for k, w in enumerate(words):
+                with m.Case(k):
+                    m.d.sync += out.eq(w)
+            with m.Default():
+                m.d.sync += out.eq(0)
+    return out

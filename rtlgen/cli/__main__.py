@@ -1,0 +1,5 @@
+"""``python -m rtlgen.cli``."""
+
+from . import main
+
+main()

@@ -1,0 +1,172 @@
+"""The one cost model: cycles and resources of every stage configuration (fitted to yosys, see the constants), the
+stream adapters between stages, and re-costing an edited plan. Pure Python."""
+
+from __future__ import annotations
+
+import math
+
+from .. import ir
+from .data import RESOURCES
+from .geometry import conv_dims, line_buffer_depth, weight_word_bits
+
+
+
+#: LUTs per MAC of the partial-sum adder trees: packed DSP pairs (35-bit products summed in chunks, split into two
+#: lanes) cost more than plain 17-bit products
+LUT_PER_PACKED_MAC = 27
+#: (engine v2, issue 19: the pipelined trees of unpacked 17-bit products cost ~12 % more LUTs in yosys than the
+#: single-cycle trees: 16->16 3x3 och 4 ich 8 pix 2 unpacked, 2,317 -> 2,605 LUT; packed arrays got cheaper, 3,247
+#: -> 2,603, and are left at their old cost)
+LUT_PER_DSP_MAC = 24
+#: a LUT multiplier (cores/arith.py lut_mul, ~110 LUTs alone in yosys) with its adder-tree share
+LUT_PER_LUT_MAC = 105
+#: engine v2 (issue 19): every MAC's pipeline (pre-add, multiplier M and P registers -- yosys 0.23 keeps them in
+#: fabric for DSP48E2 --, the per-beat tree registered every 2 adder levels); yosys on the 16->16 3x3 reference conv
+#: (och 4, ich 8, pix 2): packed 2,315 -> 5,338 FF, unpacked 2,219 -> 4,402, LUT multipliers (16 MACs) 1,258 -> 2,180
+FF_PER_MAC = 60
+#: the requant's stages (bias add, DSP-sized partial products with M/P registers and their sum, residual sum,
+#: rounding, clamp) and its output FIFO's credit logic, per output lane
+FF_PER_REQUANT_LANE = 150
+LUT_PER_STAGE = 400  # control, counters, handshake, window generator, requant (shift)
+LUT_PER_REQUANT_LANE = 60
+DSP_PER_MULT_REQUANT_LANE = 2  # 24 x 32-bit fixed-point multiplier
+#: start-up weight load of a URAM memory (UltraRAM has no initial contents): write-address counter, loaded flag,
+#: write enable and its share of the top's ``wload`` daisy chain (the payload is broadcast, no per-memory register)
+LUT_PER_URAM_LOAD = 24
+#: a window-generator read port of tap parallelism (address counter with its tap-group offsets, padding check,
+#: padding multiplexer of the slot's lanes)
+LUT_PER_TAP_PORT = 40
+FF_PER_URAM_LOAD = 20
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+def rom_blocks(width_bits: int, depth: int, kind: str) -> float:
+    if width_bits == 0 or depth == 0:
+        return 0
+    if kind == "bram":  # BRAM36 aspect ratios (w x d); 18-bit granularity halves count as 0.5 (BRAM18)
+        best = min(ceil_div(width_bits, w) * ceil_div(depth, d) for w, d in ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192)))
+        if depth <= 512 and ceil_div(width_bits, 36) * 36 >= width_bits:
+            best = min(best, ceil_div(width_bits, 36) * 0.5)  # BRAM18 as 512 x 36
+        return best
+    if kind == "uram":
+        return ceil_div(width_bits, 72) * ceil_div(depth, 4096)
+    raise ValueError(kind)
+
+
+def lut_rom_luts(width_bits: int, depth: int) -> int:
+    return width_bits * ceil_div(depth, 64) + (width_bits if depth > 64 else 0)
+
+
+def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
+    npix, O, C, KK, W, K = conv_dims(layer)
+    compute = ceil_div(npix, pp) * ceil_div(O, po) * ceil_div(KK, tp) * ceil_div(C, pi)
+    in_h, in_w, in_c = layer.in_shape
+    in_beats = in_h * in_w * ceil_div(in_c, lanes_in)
+    out_beats = npix * ceil_div(O, po)
+    cycles = max(compute, in_beats, out_beats)
+    mults = pi * po * pp * tp
+    if mult == "dsp":
+        packed = packing and pp == 2
+        dsp = ceil_div(mults, 2) if packed else mults
+        lut = mults * (LUT_PER_PACKED_MAC if packed else LUT_PER_DSP_MAC)
+    else:
+        dsp = 0
+        lut = mults * LUT_PER_LUT_MAC
+    lanes = po * pp
+    rq = layer.requant
+    if rq is not None and rq.kind == "multiplier":
+        dsp += lanes * DSP_PER_MULT_REQUANT_LANE
+    lut += LUT_PER_STAGE + lanes * LUT_PER_REQUANT_LANE
+    ff = mults * FF_PER_MAC + 2 * LUT_PER_STAGE + lanes * FF_PER_REQUANT_LANE
+    wbits = weight_word_bits(po, pi, tp)
+    depth = ceil_div(O, po) * ceil_div(KK, tp) * ceil_div(C, pi)
+    bram = uram = 0
+    if storage == "lut":
+        lut += lut_rom_luts(wbits, depth)
+    elif storage == "bram":
+        bram = rom_blocks(wbits, depth, "bram")
+    else:
+        uram = rom_blocks(wbits, depth, "uram")
+        lut += LUT_PER_URAM_LOAD
+        ff += FF_PER_URAM_LOAD
+    # line buffer: (K-1) rows of W*C bytes, read (K-1) rows at once
+    if K > 1:
+        lb_bits = (K - 1) * W * C * 8
+        if tp == 1:
+            bram += max(math.ceil(lb_bits / 36864 * 2) / 2, (K - 1) * 0.5)
+        else:
+            # one read port per pixel and tap slot: the memory (lanes*8 bits wide, depth pixels x channel groups deep)
+            # is replicated tp*pp times, each copy its own width-bound BRAM; matches yosys within 1 BRAM36 on
+            # ResNet8 @ Ultra96-V2 (the earlier per-bit estimate was 25 BRAM36 low)
+            words = line_buffer_depth(W, K, layer.stride[0], pp) * ceil_div(C, pi)
+            bram += tp * pp * rom_blocks(pi * 8, words, "bram")
+            lut += tp * pp * LUT_PER_TAP_PORT
+    return cycles, {"dsp": dsp, "lut": lut, "ff": ff, "bram36": bram, "uram": uram}
+
+
+def lane_converter_cost(lanes_in: int, lanes_out: int, channels: int, width: int = 8) -> dict:
+    """LUT/FF of a :class:`~rtlgen.cores.adapters.LaneConverter` (fitted to yosys: the value buffer of
+    ``2*lanes_in + lanes_out - 1`` entries and its write/read muxes; a plain splitter/gatherer when one lane count
+    divides the other and neither side has tail beats)."""
+    if lanes_in == lanes_out:
+        return {"lut": 0, "ff": 0}
+    simple = (max(lanes_in, lanes_out) % min(lanes_in, lanes_out) == 0 and channels % lanes_in == 0
+              and channels % lanes_out == 0)
+    if simple:
+        return {"lut": 2 * max(lanes_in, lanes_out) * width // 8 + 20, "ff": max(lanes_in, lanes_out) * width + 10}
+    B = 2 * lanes_in + lanes_out - 1
+    return {"lut": int(3 * B * lanes_in * width / 8 + 0.1 * B * lanes_out) + 30, "ff": B * width + 20}
+
+
+def fifo_cost(depth: int, bits: int) -> dict:
+    """LUT/FF of a stream FIFO in distributed RAM (RAM32M16: 8 LUTs per 32 x 14 bits) with its output register."""
+    return {"lut": int(1.3 * 8 * ceil_div(bits, 14) * ceil_div(max(depth, 1), 32)) + 20, "ff": bits + 12}
+
+
+def edge_costs(net, plan) -> dict[str, dict]:
+    """Per consuming layer: the FIFOs and lane converters the composition puts on its inputs (:func:`rtlgen.plan.topology.topology`)."""
+    from .topology import topology
+
+    out: dict[str, dict] = {}
+    for e in topology(net, plan).edges:
+        d = out.setdefault(e.dst, {"lut": 0, "ff": 0})
+        for c in (lane_converter_cost(e.lanes_src, e.lanes_dst, e.channels, e.width),
+                  fifo_cost(e.depth, e.lanes_dst * e.width + 1)):
+            d["lut"] += c["lut"]
+            d["ff"] += c["ff"]
+    return out
+
+
+def fixed_stage_costs(net):
+    """(cycles, resources) of the non-MAC stages (input table, pools, adds, shortcuts) at one pixel per cycle."""
+    out = {}
+    for lay in net.layers:
+        if isinstance(lay, (ir.Conv, ir.Dense)):
+            continue
+        H, W, C = lay.in_shape if not isinstance(lay, ir.InputStage) else lay.out_shape
+        lanes = C if isinstance(lay, ir.InputStage) else max(1, min(C, 16))
+        cyc = H * W * ceil_div(C, lanes)
+        # FF: the pipelined requant of adds, average pools and requant cores (<= 2 adders per stage, output FIFO)
+        ff = 200 + (FF_PER_REQUANT_LANE if isinstance(lay, (ir.Add, ir.Requantize, ir.Pool)) else 40) * lanes
+        res = {"dsp": 0, "lut": 150 + 30 * lanes, "ff": ff, "bram36": 0, "uram": 0}
+        if isinstance(lay, ir.InputStage):
+            res["lut"] += 3 * 8 * 4  # 3 x 256 x 8 table ROMs in LUTs
+        if isinstance(lay, ir.Pool) and not lay.is_global:
+            res["bram36"] = 0.5
+        out[lay.name] = (cyc, res, lanes)
+    return out
+
+
+def min_resources(table, fixed):
+    need = {k: 0.0 for k in RESOURCES}
+    for f in fixed.values():
+        for k in RESOURCES:
+            need[k] += f[1][k]
+    for rows in table.values():
+        for k in RESOURCES:
+            need[k] += min(r[1][k] for r in rows)
+    need["bram36"] = math.ceil(need["bram36"])
+    return {k: int(math.ceil(v)) for k, v in need.items()}

@@ -1,0 +1,66 @@
+"""Geometry of the streaming cores, in pure Python: the one source of every size the planner, the cores and the
+composition share (line-buffer depth, skip-FIFO entries, window delays, weight-word width). The cores build exactly
+these sizes (``cores/linebuffer.py``, ``cores/conv.py``); nothing here imports Amaranth."""
+
+from __future__ import annotations
+
+from .. import ir
+
+
+
+def line_buffer_depth(W: int, K: int, stride: int, pix: int) -> int:
+    """Pixels a window generator's circular buffer holds (the window generator, ``cores/linebuffer.py``, builds this depth)."""
+    return (K - 1 + stride - 1) * W + K + 2 * pix * stride + 2
+
+
+def conv_dims(layer):
+    """(Ho*Wo, O, C, K*K, W_in, K) of a conv or dense layer (dense: 1x1 conv on a 1x1 frame of all inputs)."""
+    if isinstance(layer, ir.Conv):
+        Ho, Wo, O = layer.out_shape
+        kh, kw = layer.kernel
+        return Ho * Wo, O, layer.in_shape[2], kh * kw, layer.in_shape[1], kh
+    O, Cin = layer.weights.shape
+    return 1, O, Cin, 1, 1, 1
+
+
+#: the widest signal the generator emits (Amaranth refuses wider wires): bounds a layer's weight word
+MAX_SIGNAL_BITS = 65_536
+
+
+def weight_word_bits(och_par: int, ich_par: int, tap_par: int = 1) -> int:
+    """Bits of the weight word a conv/dense engine reads per cycle (int8 weights)."""
+    return och_par * ich_par * tap_par * 8
+
+
+#: Pixels of slack in :func:`skip_fifo_entries` (temporal reuse) beyond the second conv's window half: the two convs'
+#: pipelines (window generator, MAC pipeline, result FIFO, requant, output FIFO) lie between a centre leaving the
+#: first conv's window and the second conv's requant taking it. Measured on the small residual network of
+#: sim_tests/test_network.py (Ultra96-V2 plan, every conv at 3,073 cycles per frame, 3 cycles per pixel): 2 pixels
+#: lose 4.5 % (3,212 cycles), 6, 9 and 16 pixels give exactly 3,073; 8 keeps a margin.
+SKIP_SLACK_PIXELS = 8
+
+
+def skip_fifo_entries(W: int, C: int, fh: int = 3, fw: int = 3, och: int = 1, *, temporal_reuse: bool = True,
+                      pix: int = 1) -> int:
+    """Skip-FIFO entries (activation values) a residual block with a merged add needs between the skip source and
+    the block's last conv (``fh x fw`` window, ``och`` output channels in parallel, input width ``W``, ``C``
+    channels, ``pix`` output pixels per cycle). The one formula: the composition
+    (:func:`rtlgen.plan.topology.topology`) sizes the RTL's skip FIFOs with it (rounded up to whole pixels, plus one
+    pixel's output beats and 2 beats), and :func:`rtlgen.plan.search.size_fifos` reports what the composition instantiates.
+
+    Without temporal reuse (the skip is tapped at the block input) the paper's rule holds:
+    ``(fh-1)*W*C + (fw-1)*C + och + 1``. With temporal reuse (the skip is the centre pixel forwarded by the first
+    conv's window) the skip only waits for the second conv's window half plus the pipelines:
+    ``(fh//2)*W*C + (fw//2 + 2*pix + SKIP_SLACK_PIXELS)*C + och + 1`` -- about half.
+    """
+    if not temporal_reuse:
+        return (fh - 1) * W * C + (fw - 1) * C + och + 1
+    return (fh // 2) * W * C + (fw // 2 + 2 * pix + SKIP_SLACK_PIXELS) * C + och + 1
+
+
+def window_delay_pixels(lay: ir.Conv, pix: int) -> int:
+    """Input pixels a conv must see beyond pixel p before it emits output p (its window look-ahead)."""
+    kh, kw = lay.kernel
+    W = lay.in_shape[1]
+    s = lay.stride[0]
+    return (kh // 2) * W + kw // 2 + 2 * pix + (W if s > 1 else 0) + 2
