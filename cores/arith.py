@@ -8,8 +8,8 @@ One rounding rule, in the two circuit forms the pipelines need (``tests/test_ari
 * :func:`rshift_round_value` -- constant shift, one stage: the quotient ``v >> sh`` plus an increment from the
   dropped bits (the add, pool, requant cores' :func:`requant_pipe`);
 * :func:`round_offset_expr` -- the offset ``off`` with ``round(v / 2**sh) == (v + off) >> sh``, for a pipeline that
-  registers ``v + off`` and shifts in the next stage; ``sh`` constant or a per-channel Signal (the conv/dense
-  engines' :class:`~rtlgen.cores.requant.RequantStage`).
+  registers ``v + off`` and shifts in the next stage (the conv/dense engines'
+  :class:`~rtlgen.cores.requant.RequantStage`, whose per-channel shifts become one constant shift first).
 
 Multipliers
 -----------
@@ -92,49 +92,30 @@ def rshift_round_value(v, sh: int, mode: str = "half_even"):
     return q + inc
 
 
-def round_offset_expr(v, sh, mode: str = "half_even", max_sh: int | None = None):
-    """The rounding offset ``off`` with ``round(v / 2**sh) == (v + off) >> sh`` (``v`` signed, ``sh >= 0``; ``sh`` a
-    Python int or an unsigned Value, ``max_sh`` bounding it); ``None`` when there is
-    none (``floor``, or a constant ``sh == 0``). A pipeline registers ``v + off`` and shifts in the next stage."""
+def round_offset_expr(v, sh: int, mode: str = "half_even"):
+    """The rounding offset ``off`` with ``round(v / 2**sh) == (v + off) >> sh`` (``v`` signed, ``sh >= 0`` a Python
+    int: per-channel shifts are normalized to one constant shift first, see
+    :class:`~rtlgen.cores.requant.RequantStage`); ``None`` when there is none (``floor``, or ``sh == 0``). A pipeline
+    registers ``v + off`` and shifts (wiring) in the next stage: one carry chain, ``off`` a constant plus at most one
+    bit of ``v``."""
     v = v.as_signed()
-    if isinstance(sh, int):
-        if sh < 0:
-            raise ValueError("round_offset_expr: negative constant shift")
-        if sh == 0 or mode == "floor":
-            return None
-        if len(v) < sh + 2:  # sign-extend so that bit ``sh`` exists
-            v = Cat(v, v[-1].replicate(sh + 2 - len(v))).as_signed()
-        half = 1 << (sh - 1)
-        if mode == "half_even":
-            return (half - 1) + v[sh]
-        if mode == "half_up":
-            return Const(half, unsigned(sh))
-        if mode == "half_down":
-            return Const(half - 1, unsigned(sh))
-        if mode == "ceil":
-            return Const((1 << sh) - 1, unsigned(sh))
-        if mode == "to_zero":
-            return Mux(v[-1], (1 << sh) - 1, 0)
-        raise ValueError(f"unknown rounding mode {mode!r}")
-    # variable shift
-    max_sh = max_sh if max_sh is not None else (1 << len(sh)) - 1
-    w = max_sh + 1
-    one = Const(1, unsigned(w + 1))
-    full = ((one << sh) - 1)[:w]  # 2**sh - 1
-    half_m1 = (full >> 1)  # 2**(sh-1) - 1 (0 when sh == 0)
-    nz = sh != 0
-    if mode == "half_even":
-        return Mux(nz, half_m1 + (v >> sh)[0], 0)
-    if mode == "half_up":
-        return Mux(nz, half_m1 + 1, 0)
-    if mode == "half_down":
-        return half_m1
-    if mode == "floor":
+    if not isinstance(sh, int) or sh < 0:
+        raise ValueError("round_offset_expr: the shift must be a non-negative constant")
+    if sh == 0 or mode == "floor":
         return None
+    if len(v) < sh + 2:  # sign-extend so that bit ``sh`` exists
+        v = Cat(v, v[-1].replicate(sh + 2 - len(v))).as_signed()
+    half = 1 << (sh - 1)
+    if mode == "half_even":
+        return (half - 1) + v[sh]
+    if mode == "half_up":
+        return Const(half, unsigned(sh))
+    if mode == "half_down":
+        return Const(half - 1, unsigned(sh))
     if mode == "ceil":
-        return full
+        return Const((1 << sh) - 1, unsigned(sh))
     if mode == "to_zero":
-        return Mux(v[-1], full, 0)
+        return Mux(v[-1], (1 << sh) - 1, 0)
     raise ValueError(f"unknown rounding mode {mode!r}")
 
 

@@ -3,8 +3,12 @@
 Building blocks
 ---------------
 * rounding: ``round(v / 2**sh)`` exactly as :func:`rtlgen.quant.rshift_round`, one add and one arithmetic shift,
-  ``(v + offset) >> sh`` (:func:`rtlgen.cores.arith.round_offset_expr`); ``sh`` is a Python int (constant: free
-  wiring) or a Signal (per-channel shift read from a small parameter ROM: a barrel shifter).
+  ``(v + offset) >> S`` (:func:`rtlgen.cores.arith.round_offset_expr`) with ONE constant shift ``S = max(sh)``
+  (wiring): ``rshift_round(v, sh[o]) == rshift_round(v << (S - sh[o]), S)`` exactly (the same rational value), and
+  the per-channel left shift ``S - sh[o]`` folds into power-of-two multipliers (a shift that exists anyway) or is
+  a barrel shift stage of its own after the products. A per-channel right shift with its rounding offset was a
+  barrel shifter, an offset subtraction and the rounding add in one cycle (220-231 MHz estimated, 271 in ResNet8 @
+  Ultra96-V2); the constant form is one carry chain.
 * :class:`RequantStage` -- the post-processing stage of the convolution engine (also usable after any MAC array):
   per output channel ``o``::
 
@@ -120,6 +124,21 @@ class RequantStage(wiring.Component):
         self.sh = padded(sh, int(np.max(sh)))
         if np.any(self.sh < 0) or np.any(self.m < 1):
             raise ValueError("requant needs m >= 1 and sh >= 0")
+        # one constant rounding shift S = max(sh): rshift_round(v, sh[o]) == rshift_round(v << (S - sh[o]), S)
+        # exactly (same rational value); the per-channel left shift ls[o] = S - sh[o] folds into power-of-two
+        # multipliers, otherwise it is a barrel shift of its own after the products (:attr:`ls`)
+        self.ls = None
+        S = int(self.sh.max())
+        lsv = S - self.sh
+        self.sh = np.full(n, S, dtype=np.int64)
+        res_m = None if res_m is None else padded(res_m, 1)
+        pow2 = lambda a: bool(np.all((a & (a - 1)) == 0))
+        if np.any(lsv):
+            if pow2(self.m) and (res_m is None or pow2(res_m)):
+                self.m = self.m << lsv
+                res_m = None if res_m is None else res_m << lsv
+            else:
+                self.ls = lsv
         self.zp_out, self.lo, self.hi = int(zp_out), int(lo), int(hi)
         if not (-128 <= lo <= hi <= 255):
             raise ValueError("requant clamp range must fit an 8-bit type")
@@ -134,7 +153,7 @@ class RequantStage(wiring.Component):
         else:
             self.fields.append(_Field("m", self.m, False))
         if self.residual:
-            self.res_m = padded(res_m, 1)
+            self.res_m = res_m
             if np.any(self.res_m < 1):
                 raise ValueError("res_m must be >= 1")
             self.r_shift = bool(np.all((self.res_m & (self.res_m - 1)) == 0))
@@ -142,6 +161,8 @@ class RequantStage(wiring.Component):
                 self.fields.append(_Field("ra", np.array([int(x).bit_length() - 1 for x in self.res_m]), False))
             else:
                 self.fields.append(_Field("rm", self.res_m, False))
+        if self.ls is not None:
+            self.fields.append(_Field("ls", self.ls, False))
         self.f = {fl.name: fl for fl in self.fields}
         sig = {"i": In(stream.Signature(acc_layout(lanes, self.acc_bits))), "o": Out(act_signature(lanes))}
         if self.residual:
@@ -199,8 +220,9 @@ class RequantStage(wiring.Component):
     @property
     def pipe_depth(self) -> int:
         """Register stages from taking an input beat to the output register: input (+ parameter ROM), bias add,
-        products (:attr:`mul_stages`), [residual sum], rounding add, shift + zero point + clamp."""
-        return 4 + self.mul_stages + int(self.residual)
+        products (:attr:`mul_stages`), [residual sum], [per-channel left shift :attr:`ls`], rounding add, (constant)
+        shift + zero point + clamp."""
+        return 4 + self.mul_stages + int(self.residual) + int(self.ls is not None)
 
     @property
     def out_depth(self) -> int:
@@ -308,15 +330,24 @@ class RequantStage(wiring.Component):
                 m.d.sync += s.eq(prod[k] + res[k])
                 vs.append(s)
             e += 1
-        # rounding add, then shift, zero point and clamp (the zero point added beside the clamp compares)
-        sh_max = self.f["sh"].max
+        # per-channel left shift (S - sh[o], multipliers that are not powers of two): a barrel shift, no adder
+        if self.ls is not None:
+            v_shape = signed(v_shape.width + self.f["ls"].max)
+            vl = []
+            for k in range(L):
+                s = Signal(v_shape, name=f"vls_{k}")
+                m.d.sync += s.eq(vs[k] << param("ls", k, e))
+                vl.append(s)
+            vs = vl
+            e += 1
+        # rounding add (constant shift S: a constant offset and one bit of v), then the shift (wiring), zero point
+        # and clamp (the zero point added beside the clamp compares)
+        sh = int(self.sh[0])
         outs = []
         for k in range(L):
-            sh = param("sh", k, e)
-            off = round_offset_expr(vs[k], sh, self.rounding, max_sh=sh_max)
+            off = round_offset_expr(vs[k], sh, self.rounding)
             r = Signal(signed(v_shape.width + 1), name=f"rnd_{k}")
             m.d.sync += r.eq(vs[k] if off is None else vs[k] + off)
-            sh = param("sh", k, e + 1)
             q = Signal(signed(v_shape.width + 1), name=f"q_{k}")
             m.d.comb += q.eq(r >> sh)
             y = Mux(q < self.lo - self.zp_out, self.lo, Mux(q > self.hi - self.zp_out, self.hi, q + self.zp_out))
