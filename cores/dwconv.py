@@ -71,10 +71,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtlgen import ir
+from rtlgen.plan.geometry import dw_dsp_count, embed_kernel
 from rtlgen.quant import bits_signed
 
 from .arith import credit_counter, delay, logic_rom, lut_mul_pps, ptree, ptree_stages
-from .linebuffer import WindowGen, window_layout
+from .interface import LayerCore
+from .linebuffer import WindowGen, WindowModel, window_layout
 from .requant import RequantStage
 from .stream import act_signature
 
@@ -82,34 +84,6 @@ __all__ = ["DW_STORAGE", "DWConv", "DWConvEngine", "dw_dsp_count", "embed_kernel
 
 #: weight storage of the depthwise engine (``uram`` is not offered: a depthwise layer holds ``Kh*Kw*C`` bytes)
 DW_STORAGE = {"bram": {"ram_style": "block", "rom_style": "block"}, "lut": {}}
-
-
-def embed_kernel(kh: int, kw: int, pads) -> tuple[int, int, int, tuple[int, int, int, int]]:
-    """``(K', oy, ox, pads')``: the smallest odd square window ``K' >= max(kh, kw)`` holding a ``kh x kw`` kernel at
-    offset ``(oy, ox)`` with every pad of ``pads' = (pt+oy, pl+ox, pb+K'-kh-oy, pr+K'-kw-ox)`` in ``[0, K')`` (the
-    window generator's range). The largest valid offsets are taken (added taps on the top/left: they read rows the
-    buffer holds anyway, so the first window waits for no extra input). Same output size and input position per
-    real tap as the ``kh x kw`` convolution with ``pads``."""
-    pt, pl, pb, pr = (int(p) for p in pads)
-    if min(pt, pl, pb, pr) < 0:
-        raise ValueError("negative pads")
-    k = max(kh, kw)
-    k += 1 - k % 2
-    while True:
-        oys = [oy for oy in range(k - kh + 1) if pt + oy < k and pb + k - kh - oy < k]
-        oxs = [ox for ox in range(k - kw + 1) if pl + ox < k and pr + k - kw - ox < k]
-        if oys and oxs:
-            oy, ox = max(oys), max(oxs)
-            return k, oy, ox, (pt + oy, pl + ox, pb + k - kh - oy, pr + k - kw - ox)
-        k += 2
-
-
-def dw_dsp_count(ch_live: int, taps_live: int, pix_par: int, packing: bool, mult: str = "dsp") -> int:
-    """Multipliers (DSP48E2) of the depthwise MAC array: ``ch_live * taps_live`` per pixel (one for both pixels when
-    packed); 0 with ``mult="lut"``. The requant's multipliers come on top when ``m`` is not a power of 2."""
-    if mult == "lut":
-        return 0
-    return ch_live * taps_live * (1 if (pix_par == 2 and packing) else pix_par)
 
 
 def _acc_range(w2d: np.ndarray, x_lo: int, x_hi: int) -> tuple[int, int]:
@@ -442,7 +416,7 @@ class DWConvEngine(wiring.Component):
         return m
 
 
-class DWConv(wiring.Component):
+class DWConv(LayerCore, wiring.Component):
     """A depthwise convolution layer of the IR (``layer.depthwise``, ``O == C``) as a streaming core:
     :class:`~rtlgen.cores.linebuffer.WindowGen` (``repeats=1``) + :class:`DWConvEngine`.
 
@@ -503,9 +477,7 @@ class DWConv(wiring.Component):
         live = np.zeros((K, K), dtype=bool)
         live[oy:oy + kh, ox:ox + kw] = True
         in_signed = bool(layer.in_q.signed) if layer.in_q is not None else True
-        self.window = WindowGen(H=H, W=W, C=C, lanes=ch_par, K=K, stride=layer.stride[0], pads=wpads,
-                                pad_value=layer.pad_value, repeats=1, pix=pix_par, ram_style=line_ram_style,
-                                tap=tap_par)
+        self.window = WindowGen(**self._window_args(layer, ch_par, pix_par, tap_par), ram_style=line_ram_style)
         if (self.window.Ho, self.window.Wo, C) != tuple(layer.out_shape):
             raise ValueError(f"{layer.name}: output shape {layer.out_shape} does not match the window geometry "
                              f"{(self.window.Ho, self.window.Wo, C)}")
@@ -518,13 +490,41 @@ class DWConv(wiring.Component):
         super().__init__({"i": In(act_signature(ch_par)), "o": Out(act_signature(ch_par))})
         self._MustUse__silence = True  # also built as a pure cycle/shape model
 
+    # -- the interface of the layer cores (rtlgen.cores.interface) --------------------------------------------------
+    @classmethod
+    def from_layer(cls, layer, **knobs):
+        return cls(layer, **knobs)
+
+    @classmethod
+    def plan_knobs(cls, layer, lp, ctx=None) -> dict:
+        """The plan's decisions: ``ch_par`` is the plan's ``och_par`` (= its ``ich_par``)."""
+        return dict(ch_par=lp.och_par, pix_par=lp.pix_par, tap_par=lp.tap_par, packing=lp.packing,
+                    storage=lp.storage, mult=lp.mult)
+
+    @staticmethod
+    def _window_args(layer, ch_par, pix_par, tap_par) -> dict:
+        H, W, C = layer.in_shape
+        _, kh, kw, _ = layer.weights.shape
+        K, _, _, wpads = embed_kernel(kh, kw, layer.pads)
+        return dict(H=H, W=W, C=C, lanes=ch_par, K=K, stride=layer.stride[0], pads=wpads,
+                    pad_value=layer.pad_value, repeats=1, pix=pix_par, tap=tap_par)
+
+    @classmethod
+    def plan_cycles(cls, layer, lp, ctx=None) -> int:
+        """:meth:`cycles_per_frame` from the window generator's pure-Python model (no core is built)."""
+        kw = cls.plan_knobs(layer, lp, ctx)
+        return cls._frame_cycles(WindowModel(**cls._window_args(layer, kw["ch_par"], kw["pix_par"], kw["tap_par"])))
+
+    @staticmethod
+    def _frame_cycles(wg) -> int:
+        return max(wg.cycles_per_frame(), wg.Ho * wg.Wo * wg.G)
+
     # -- cycle model ----------------------------------------------------------------------------------------------
     def cycles_per_frame(self) -> int:
         """Steady-state cycles per frame (back-to-back frames, no external stalls): the window generator's (input
         ``H*W*G`` beats, ``ceil(Ho*Wo/pix_par) * NTG * G`` window beats, the frame change) or the output's
         ``Ho*Wo*G`` beats, whichever is larger."""
-        wg = self.window
-        return max(wg.cycles_per_frame(), wg.Ho * wg.Wo * self.G)
+        return self._frame_cycles(self.window)
 
     @property
     def latency(self) -> int:

@@ -4,7 +4,8 @@ cores, the IR layer it implements. The composition (:mod:`rtlgen.emit.compose`),
 :func:`rtlgen.plan.search.recost`) all read it, so a new core is one module plus entries here.
 
 * :data:`CORES` -- ``rtlgen core NAME`` -> :class:`CoreSpec`; adding a core is one ``_add(CoreSpec(...))``;
-* :data:`LAYER_CORES` -- IR layer class -> core class (each a :class:`~rtlgen.cores.interface.LayerCore`);
+* :data:`LAYER_CORES` -- IR layer class -> core class (each a :class:`~rtlgen.cores.interface.LayerCore`); a
+  depthwise ``ir.Conv`` (``group == C``, multiplier 1) is :class:`~rtlgen.cores.dwconv.DWConv` (:func:`core_class`);
 * :func:`from_plan`, :func:`core_cycles` -- the core of a planned layer, every layer's exact cycles per frame.
 """
 
@@ -300,14 +301,25 @@ LAYER_CORES: dict = {}
 
 
 def core_class(layer):
-    """The core class implementing ``layer`` (an IR layer)."""
+    """The core class implementing ``layer`` (an IR layer): :data:`LAYER_CORES` by IR class, except that an
+    ``ir.Conv`` with ``group != 1`` is the depthwise core (:class:`~rtlgen.cores.dwconv.DWConv`) when it is depthwise
+    with depth multiplier 1, and has no core otherwise."""
+    from rtlgen.errors import RtlgenError
+
     if not LAYER_CORES:
         LAYER_CORES.update(_layer_cores())
+    if isinstance(layer, ir.Conv) and layer.group != 1:
+        from rtlgen.plan.geometry import is_depthwise
+
+        if not is_depthwise(layer):
+            raise RtlgenError(f"layer {layer.name!r}: no core for a grouped convolution (group={layer.group}, "
+                              f"{layer.in_shape[2]} -> {layer.out_shape[2]} channels; depthwise with multiplier 1 only)")
+        from .dwconv import DWConv
+
+        return DWConv
     for kind, cls in LAYER_CORES.items():
         if isinstance(layer, kind):
             return cls
-    from rtlgen.errors import RtlgenError
-
     raise RtlgenError(f"layer {layer.name!r}: no core for op {layer.kind!r}")
 
 

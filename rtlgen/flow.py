@@ -83,9 +83,8 @@ def check_hardware(net: ir.Network):
 
     for lay in net.layers:
         if isinstance(lay, ir.Conv) and lay.group != 1:
-            what = "depthwise" if lay.depthwise else "grouped"
-            raise bad(lay, f"{what} convolution (group={lay.group}) has no hardware core yet (rtlgen inspect, predict "
-                           "and the golden model support it)")
+            _check_depthwise(lay, bad)
+            continue
         if isinstance(lay, ir.Conv):
             kh, kw = lay.kernel
             if kh != kw or kh % 2 == 0 or kh > 7:
@@ -97,6 +96,36 @@ def check_hardware(net: ir.Network):
         if isinstance(lay, ir.Pool) and not lay.is_global:
             if max(lay.pads) >= min(lay.kernel):
                 raise bad(lay, f"padding {tuple(lay.pads)} not supported (each pad must be smaller than the window)")
+
+
+#: the largest odd square window a depthwise kernel may need (its kernel embedded with its pads:
+#: :func:`rtlgen.plan.geometry.embed_kernel`), as the ordinary conv's 7x7
+MAX_DW_WINDOW = 7
+
+
+def _check_depthwise(lay: ir.Conv, bad):
+    """A depthwise convolution with depth multiplier 1 (``cores/dwconv.py``): any kernel whose embedded window is at
+    most :data:`MAX_DW_WINDOW`, equal strides 1 or 2, no merged residual; other grouped convolutions are refused."""
+    from .plan.geometry import embed_kernel, is_depthwise
+
+    C, O = lay.in_shape[2], lay.out_shape[2]
+    if not lay.depthwise:
+        raise bad(lay, f"grouped convolution (group={lay.group}, {C} -> {O} channels) has no hardware core (depthwise "
+                       "with group = channels and multiplier 1 only; rtlgen inspect, predict and the golden model "
+                       "support it)")
+    if not is_depthwise(lay):
+        raise bad(lay, f"depthwise convolution with depth multiplier {O // C} (group={lay.group}, {C} -> {O} channels) "
+                       "has no hardware core (multiplier 1 only; rtlgen inspect, predict and the golden model support it)")
+    if lay.stride[0] != lay.stride[1] or lay.stride[0] not in (1, 2):
+        raise bad(lay, f"stride {lay.stride[0]}x{lay.stride[1]} not supported in hardware (1 or 2, equal on H and W)")
+    kh, kw = lay.kernel
+    K = embed_kernel(kh, kw, lay.pads)[0]
+    if K > MAX_DW_WINDOW:
+        raise bad(lay, f"depthwise {kh}x{kw} kernel with pads {tuple(lay.pads)} needs a {K}x{K} window (at most "
+                       f"{MAX_DW_WINDOW}x{MAX_DW_WINDOW} in hardware)")
+    if lay.residual is not None:
+        raise bad(lay, "a residual add merged into a depthwise convolution is not supported in hardware (quantize "
+                       "the depthwise output before the Add)")
 
 
 class Design:

@@ -7,7 +7,8 @@ import math
 
 from .. import ir
 from .data import RESOURCES
-from .geometry import conv_dims, line_buffer_depth, weight_word_bits
+from .geometry import (conv_dims, dw_dsp_count, dw_live_slots, dw_weight_word_bits, embed_kernel, is_depthwise,
+                       line_buffer_depth, weight_word_bits)
 
 
 
@@ -92,19 +93,78 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
         uram = rom_blocks(wbits, depth, "uram")
         lut += LUT_PER_URAM_LOAD
         ff += FF_PER_URAM_LOAD
-    # line buffer: (K-1) rows of W*C bytes, read (K-1) rows at once
-    if K > 1:
+    lb_bram, lb_lut = line_buffer_cost(W, C, K, layer.stride[0] if K > 1 else 1, pi, pp, tp)
+    return cycles, {"dsp": dsp, "lut": lut + lb_lut, "ff": ff, "bram36": bram + lb_bram, "uram": uram}
+
+
+def layer_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
+    """(cycles, resources) of a conv, depthwise conv or dense layer's configuration (depthwise: ``po == pi``)."""
+    if is_depthwise(layer):
+        if po != pi:
+            raise ValueError(f"{layer.name}: a depthwise layer has ich_par == och_par")
+        return dwconv_config_cost(layer, po, pp, packing, mult, storage, lanes_in, tp)
+    return conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp)
+
+
+def line_buffer_cost(W: int, C: int, K: int, stride: int, lanes: int, pp: int, tp: int) -> tuple[float, int]:
+    """(BRAM36, LUT) of a window generator's line buffer: ``(K-1)`` rows of ``W*C`` bytes (none for ``K = 1``)."""
+    if K <= 1:
+        return 0, 0
+    if tp == 1:
         lb_bits = (K - 1) * W * C * 8
-        if tp == 1:
-            bram += max(math.ceil(lb_bits / 36864 * 2) / 2, (K - 1) * 0.5)
-        else:
-            # one read port per pixel and tap slot: the memory (lanes*8 bits wide, depth pixels x channel groups deep)
-            # is replicated tp*pp times, each copy its own width-bound BRAM; matches yosys within 1 BRAM36 on
-            # ResNet8 @ Ultra96-V2 (the earlier per-bit estimate was 25 BRAM36 low)
-            words = line_buffer_depth(W, K, layer.stride[0], pp) * ceil_div(C, pi)
-            bram += tp * pp * rom_blocks(pi * 8, words, "bram")
-            lut += tp * pp * LUT_PER_TAP_PORT
-    return cycles, {"dsp": dsp, "lut": lut, "ff": ff, "bram36": bram, "uram": uram}
+        return max(math.ceil(lb_bits / 36864 * 2) / 2, (K - 1) * 0.5), 0
+    # one read port per pixel and tap slot: the memory (lanes*8 bits wide, depth pixels x channel groups deep)
+    # is replicated tp*pp times, each copy its own width-bound BRAM; matches yosys within 1 BRAM36 on
+    # ResNet8 @ Ultra96-V2 (the earlier per-bit estimate was 25 BRAM36 low)
+    words = line_buffer_depth(W, K, stride, pp) * ceil_div(C, lanes)
+    return tp * pp * rom_blocks(lanes * 8, words, "bram"), tp * pp * LUT_PER_TAP_PORT
+
+
+def dwconv_config_cost(layer, cp, pp, packing, mult, storage, lanes_in, tp=1):
+    """(cycles, resources) of a depthwise conv (``cores/dwconv.py``) with ``cp`` channels per beat (input and
+    output lanes), ``pp`` pixels and ``tp`` taps per window beat. The kernel is embedded in the window generator's
+    ``K' x K'`` window (:func:`~rtlgen.plan.geometry.embed_kernel`): ``ceil(K'*K'/tp)`` tap groups of
+    ``G = ceil(C/cp)`` beats per pixel group; multipliers only on the live lanes and tap slots
+    (:func:`~rtlgen.plan.geometry.dw_live_slots`), one per two pixels when packed; weight ROM ``tp*cp`` bytes wide,
+    ``ceil(K'*K'/tp)*G`` words deep (``bram`` or ``lut``); one requant lane per channel lane (the two pixels' results
+    leave one after the other); per lane and pixel a ``G``-entry accumulator delay line (SRL) when there is more
+    than one tap group. The cycles here are the closed form; the build replaces them with the core's own model
+    (:meth:`rtlgen.cores.dwconv.DWConv.plan_cycles`)."""
+    H, W, C = layer.in_shape
+    Ho, Wo, _ = layer.out_shape
+    kh, kw = layer.kernel
+    K, oy, ox, _ = embed_kernel(kh, kw, layer.pads)
+    KK = K * K
+    ntg = ceil_div(KK, tp)
+    G = ceil_div(C, cp)
+    npix = Ho * Wo
+    cycles = max(ceil_div(npix, pp) * ntg * G, H * W * ceil_div(C, lanes_in), npix * G)
+    lanes = min(cp, C)
+    slots = len(dw_live_slots(K, oy, ox, kh, kw, tp))
+    macs = lanes * slots * pp
+    packed = packing and pp == 2 and mult == "dsp"
+    dsp = dw_dsp_count(lanes, slots, pp, packed, mult)
+    if mult == "dsp":
+        lut = macs * (LUT_PER_PACKED_MAC if packed else LUT_PER_DSP_MAC)
+    else:
+        lut = macs * LUT_PER_LUT_MAC
+    rq = layer.requant
+    if rq is not None and rq.kind == "multiplier":
+        dsp += cp * DSP_PER_MULT_REQUANT_LANE
+    lut += LUT_PER_STAGE + cp * LUT_PER_REQUANT_LANE
+    if ntg > 1:  # accumulator delay lines: 32-bit SRLs of G entries per lane and pixel
+        lut += lanes * pp * 32 * ceil_div(G, 32)
+    ff = macs * FF_PER_MAC + 2 * LUT_PER_STAGE + cp * FF_PER_REQUANT_LANE
+    wbits, depth = dw_weight_word_bits(cp, tp), ntg * G
+    bram = 0
+    if storage == "lut":
+        lut += lut_rom_luts(wbits, depth)
+    elif storage == "bram":
+        bram = rom_blocks(wbits, depth, "bram")
+    else:
+        raise ValueError(f"depthwise weight storage {storage!r}: bram or lut")
+    lb_bram, lb_lut = line_buffer_cost(W, C, K, layer.stride[0], cp, pp, tp)
+    return cycles, {"dsp": dsp, "lut": lut + lb_lut, "ff": ff, "bram36": bram + lb_bram, "uram": 0}
 
 
 def lane_converter_cost(lanes_in: int, lanes_out: int, channels: int, width: int = 8) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import ir
 from ..errors import OptionError
-from .geometry import MAX_SIGNAL_BITS, conv_dims, weight_word_bits
+from .geometry import MAX_SIGNAL_BITS, conv_dims, dw_weight_word_bits, dw_window, is_depthwise, weight_word_bits
 
 
 
@@ -208,6 +208,9 @@ def validate_layer_plan(layer, lp: LayerPlan):
         bad("pix_par must be 1 or 2")
     if isinstance(layer, (ir.Conv, ir.Dense)):
         npix, O, C, KK, W, K = conv_dims(layer)
+        if is_depthwise(layer):
+            _validate_depthwise(layer, lp, bad)
+            return
         if lp.och_par > O:
             bad(f"och_par {lp.och_par} exceeds the {O} output channels")
         if lp.ich_par > C:
@@ -223,3 +226,23 @@ def validate_layer_plan(layer, lp: LayerPlan):
             tp = f" x tap_par {lp.tap_par}" if lp.tap_par > 1 else ""
             bad(f"its weight word (och_par {lp.och_par} x ich_par {lp.ich_par}{tp} x 8 = {word:,} bits, read every "
                 f"cycle) exceeds {MAX_SIGNAL_BITS:,} bits, the widest signal the generator emits: lower och_par or ich_par")
+
+
+def _validate_depthwise(layer, lp: LayerPlan, bad):
+    """A depthwise layer (``cores/dwconv.py``): one channel parallelism (``ich_par == och_par``), taps of the embedded
+    ``K' x K'`` window, weights in BRAM or LUTs."""
+    C = layer.in_shape[2]
+    if lp.och_par != lp.ich_par:
+        bad(f"a depthwise layer has one channel parallelism: ich_par ({lp.ich_par}) must equal och_par ({lp.och_par})")
+    if lp.och_par > C:
+        bad(f"och_par {lp.och_par} exceeds the {C} channels")
+    if lp.storage == "uram":
+        bad("a depthwise layer keeps its weights in bram or lut, not uram")
+    if lp.packing and lp.pix_par != 2:
+        bad("packing needs pix_par=2 (two pixels share a weight)")
+    K = dw_window(layer)[0]
+    if lp.tap_par > K * K:
+        bad(f"tap_par {lp.tap_par} exceeds the {K * K} taps of its {K}x{K} window")
+    word = dw_weight_word_bits(lp.och_par, lp.tap_par)
+    if word > MAX_SIGNAL_BITS:
+        bad(f"its weight word ({word:,} bits, read every cycle) exceeds {MAX_SIGNAL_BITS:,} bits: lower och_par or tap_par")

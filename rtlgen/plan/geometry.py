@@ -13,6 +13,59 @@ def line_buffer_depth(W: int, K: int, stride: int, pix: int) -> int:
     return (K - 1 + stride - 1) * W + K + 2 * pix * stride + 2
 
 
+def embed_kernel(kh: int, kw: int, pads) -> tuple[int, int, int, tuple[int, int, int, int]]:
+    """``(K', oy, ox, pads')``: the smallest odd square window ``K' >= max(kh, kw)`` holding a ``kh x kw`` kernel at
+    offset ``(oy, ox)`` with every pad of ``pads' = (pt+oy, pl+ox, pb+K'-kh-oy, pr+K'-kw-ox)`` in ``[0, K')`` (the
+    window generator's range). The largest valid offsets are taken (added taps on the top/left: they read rows the
+    buffer holds anyway, so the first window waits for no extra input). Same output size and input position per
+    real tap as the ``kh x kw`` convolution with ``pads``. The depthwise core (``cores/dwconv.py``) builds this
+    window; the planner costs it."""
+    pt, pl, pb, pr = (int(p) for p in pads)
+    if min(pt, pl, pb, pr) < 0:
+        raise ValueError("negative pads")
+    k = max(kh, kw)
+    k += 1 - k % 2
+    while True:
+        oys = [oy for oy in range(k - kh + 1) if pt + oy < k and pb + k - kh - oy < k]
+        oxs = [ox for ox in range(k - kw + 1) if pl + ox < k and pr + k - kw - ox < k]
+        if oys and oxs:
+            oy, ox = max(oys), max(oxs)
+            return k, oy, ox, (pt + oy, pl + ox, pb + k - kh - oy, pr + k - kw - ox)
+        k += 2
+
+
+def dw_live_slots(K: int, oy: int, ox: int, kh: int, kw: int, tap: int) -> list[int]:
+    """Tap slots (of ``tap`` per window beat) of a depthwise engine that carry a real kernel tap in some tap group
+    (the others get no multiplier): the ``kh x kw`` kernel at ``(oy, ox)`` of the ``K x K`` window, taps in raster
+    order, tap group ``tg`` holding taps ``tg*tap .. tg*tap + tap - 1``."""
+    ntg = -(-K * K // tap)
+
+    def live(n):
+        ky, kx = divmod(n, K)
+        return n < K * K and oy <= ky < oy + kh and ox <= kx < ox + kw
+
+    return [j for j in range(tap) if any(live(tg * tap + j) for tg in range(ntg))]
+
+
+def dw_dsp_count(ch_live: int, taps_live: int, pix_par: int, packing: bool, mult: str = "dsp") -> int:
+    """Multipliers (DSP48E2) of the depthwise MAC array: ``ch_live * taps_live`` per pixel (one for both pixels when
+    packed); 0 with ``mult="lut"``. The requant's multipliers come on top when ``m`` is not a power of 2."""
+    if mult == "lut":
+        return 0
+    return ch_live * taps_live * (1 if (pix_par == 2 and packing) else pix_par)
+
+
+def dw_window(layer) -> tuple[int, int, int, tuple[int, int, int, int]]:
+    """:func:`embed_kernel` of a depthwise conv layer: ``(K', oy, ox, window pads)``."""
+    kh, kw = layer.kernel
+    return embed_kernel(kh, kw, layer.pads)
+
+
+def is_depthwise(layer) -> bool:
+    """A depthwise convolution with depth multiplier 1 (what ``cores/dwconv.py`` builds): ``group == C == O``."""
+    return isinstance(layer, ir.Conv) and layer.depthwise and layer.out_shape[2] == layer.in_shape[2]
+
+
 def conv_dims(layer):
     """(Ho*Wo, O, C, K*K, W_in, K) of a conv or dense layer (dense: 1x1 conv on a 1x1 frame of all inputs)."""
     if isinstance(layer, ir.Conv):
@@ -30,6 +83,11 @@ MAX_SIGNAL_BITS = 65_536
 def weight_word_bits(och_par: int, ich_par: int, tap_par: int = 1) -> int:
     """Bits of the weight word a conv/dense engine reads per cycle (int8 weights)."""
     return och_par * ich_par * tap_par * 8
+
+
+def dw_weight_word_bits(ch_par: int, tap_par: int = 1) -> int:
+    """Bits of the weight word a depthwise engine reads per cycle (one int8 weight per channel lane and tap slot)."""
+    return ch_par * tap_par * 8
 
 
 #: Pixels of slack in :func:`skip_fifo_entries` (temporal reuse) beyond the second conv's window half: the two convs'
@@ -60,7 +118,10 @@ def skip_fifo_entries(W: int, C: int, fh: int = 3, fw: int = 3, och: int = 1, *,
 
 def window_delay_pixels(lay: ir.Conv, pix: int) -> int:
     """Input pixels a conv must see beyond pixel p before it emits output p (its window look-ahead)."""
-    kh, kw = lay.kernel
     W = lay.in_shape[1]
     s = lay.stride[0]
+    if lay.group != 1:  # depthwise: the embedded window's look-ahead below and right of the output origin
+        K, _, _, (pt, pl, _, _) = dw_window(lay)
+        return (K - 1 - pt) * W + (K - 1 - pl) + 2 * pix + (W if s > 1 else 0) + 2
+    kh, kw = lay.kernel
     return (kh // 2) * W + kw // 2 + 2 * pix + (W if s > 1 else 0) + 2

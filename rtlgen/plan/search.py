@@ -31,6 +31,11 @@ builds, ``tools/calibrate.py``; the constants below say what each one covers):
   ``FF_PER_URAM_LOAD``) and ``depth`` cycles once after reset, never per frame. The planner offers ``uram`` only when
   the budget has URAM (kv260); a plan file may set it for any conv or dense layer.
 * Line buffer: ``(K-1)`` rows of ``W*C`` bytes (+ a few pixels) in BRAM; skip FIFOs by the temporal-reuse rule.
+* A depthwise convolution (``group == C``, multiplier 1: ``cores/dwconv.py``) has one channel parallelism
+  ``ch_par`` (the plan's ``ich_par == och_par``), ``pix_par`` and ``tap_par`` over its kernel embedded in an odd
+  square window; ``ceil(Ho*Wo/pix_par) * ceil(K'*K'/tap_par) * ceil(C/ch_par)`` cycles, one multiplier per live lane
+  and tap slot (per two pixels when packed), weights in BRAM or LUTs (:func:`~rtlgen.plan.cost.dwconv_config_cost`).
+  It takes no merged residual (``rtlgen.flow.check_hardware``) and is never a loop-merging or temporal-reuse host.
 
 Search: a binary search over the target cycles per frame ``T``; for each ``T`` every layer takes its cheapest
 configuration meeting ``T`` where cost is a weighted sum of resources normalised by the budget; weights of resources
@@ -45,10 +50,10 @@ import numpy as np
 
 from .. import ir
 from ..errors import OptionError
-from .cost import (ceil_div, conv_config_cost, edge_costs, fifo_cost, fixed_stage_costs, lane_converter_cost,
+from .cost import (ceil_div, edge_costs, fifo_cost, fixed_stage_costs, lane_converter_cost, layer_config_cost,
                    min_resources)
 from .data import RESOURCES, UTILIZATION, Budget, LayerPlan, Plan, board_budget, validate_layer_plan
-from .geometry import MAX_SIGNAL_BITS, conv_dims, weight_word_bits
+from .geometry import MAX_SIGNAL_BITS, conv_dims, dw_weight_word_bits, dw_window, is_depthwise, weight_word_bits
 from .topology import projection_merges, topology
 
 
@@ -77,11 +82,15 @@ def _candidates(layer, allow_lut_mult, allow_packing, storages, allow_tap=True):
     npix, O, C, KK, W, K = conv_dims(layer)
     out = []
     pps = (1, 2) if (isinstance(layer, ir.Conv) and npix >= 2) else (1,)
+    dw = is_depthwise(layer)
+    if dw:  # the embedded window's taps; ich_par == och_par; no UltraRAM (a depthwise layer holds Kh*Kw*C bytes)
+        KK = dw_window(layer)[0] ** 2
+        storages = tuple(st for st in storages if st != "uram")
     tps = _par_candidates(KK) if (allow_tap and isinstance(layer, ir.Conv)) else (1,)
     for po in _par_candidates(O):
-        for pi in _par_candidates(C):
+        for pi in ((po,) if dw else _par_candidates(C)):
             for tp in tps:
-                if weight_word_bits(po, pi, tp) > MAX_SIGNAL_BITS:
+                if (dw_weight_word_bits(po, tp) if dw else weight_word_bits(po, pi, tp)) > MAX_SIGNAL_BITS:
                     continue
                 for pp in pps:
                     for packing in ((False, True) if (pp == 2 and allow_packing) else (False,)):
@@ -139,7 +148,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
         rows = []
         for cand in _candidates(lay, allow_lut_mult, allow_packing, storages, allow_tap=taps):
             po, pi, pp, packing, mult, st, tp = cand
-            cyc, res = conv_config_cost(lay, po, pi, pp, packing, mult, st, lanes_in=max(pi, 1), tp=tp)
+            cyc, res = layer_config_cost(lay, po, pi, pp, packing, mult, st, lanes_in=max(pi, 1), tp=tp)
             rows.append((cyc, res, cand))
         table[lay.name] = rows
     fixed = fixed_stage_costs(net)
@@ -443,8 +452,8 @@ def recost(net: ir.Network, plan: Plan, exact_cycles=None):
         if isinstance(lay, (ir.Conv, ir.Dense)):
             validate_layer_plan(lay, lp)
             src = plan.layer(lay.inputs[0])
-            cyc, res = conv_config_cost(lay, lp.och_par, lp.ich_par, lp.pix_par, lp.packing, lp.mult, lp.storage,
-                                        lanes_in=src.lanes_out, tp=lp.tap_par)
+            cyc, res = layer_config_cost(lay, lp.och_par, lp.ich_par, lp.pix_par, lp.packing, lp.mult, lp.storage,
+                                         lanes_in=src.lanes_out, tp=lp.tap_par)
             lp.lanes_out = lp.och_par
         else:
             cyc, res, lanes = fixed[lay.name]

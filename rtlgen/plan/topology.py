@@ -1,6 +1,7 @@
 """Topology of the composed design, decided from the IR and the plan alone (pure Python): residual merges (loop
 merging of 1x1 projections, temporal reuse of window centres), every stream edge with its lane counts and FIFO depth,
-and the skip-FIFO sizes from the window delays. :mod:`rtlgen.emit.compose` builds exactly this; the planner costs it."""
+and the skip-FIFO sizes from the window delays. :mod:`rtlgen.emit.compose` builds exactly this; the planner costs it.
+A depthwise conv (``cores/dwconv.py``: no ``centre`` or ``proj`` port) is never the host of a residual merge."""
 
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ def projection_merges(net: ir.Network) -> dict[str, str]:
             continue
         a = L[lay.inputs[0]]
         r = L[lay.residual]
-        if (isinstance(a, ir.Conv) and isinstance(r, ir.Conv) and r.kernel == (1, 1) and not any(r.pads)
+        if (isinstance(a, ir.Conv) and isinstance(r, ir.Conv) and a.group == 1 and r.group == 1
+                and r.kernel == (1, 1) and not any(r.pads)
                 and r.inputs[0] == a.inputs[0] and tuple(r.stride) == tuple(a.stride) and _same_padded(a)
                 and a.residual is None and [c.name for c in consumers[r.name]] == [lay.name]
                 and a.name not in out and len(consumers[a.name]) == 1):
@@ -96,7 +98,8 @@ def topology(net: ir.Network, plan) -> Topology:
             t.merged.add(r.name)
             skip_src[lay.name] = (a.name, "proj")
             continue
-        if (isinstance(a, ir.Conv) and a.inputs[0] == r.name and tuple(a.stride) == (1, 1) and _same_padded(a)
+        if (isinstance(a, ir.Conv) and a.group == 1 and a.inputs[0] == r.name and tuple(a.stride) == (1, 1)
+                and _same_padded(a)
                 and len(consumers[a.name]) == 1 and not t.centre_of.get(a.name)):
             t.centre_of[a.name] = True
             skip_src[lay.name] = (a.name, "centre")
