@@ -131,6 +131,22 @@ def _conv_post(name, **kw):
     return build
 
 
+def _dw_multiplier_2():
+    """stem (4 ch) -> depthwise 3x3 with depth multiplier 2 (group 4, 8 outputs) -> head."""
+    g = B.G()
+    g.head(g.q(g.conv(g.stem(), 4, 8, group=4, name="conv_dwm2"), 1 / 32, 0), c=8)
+    return g.model()
+
+
+def _dw_merged_residual():
+    """stem -> depthwise 3x3 whose unquantized output is added to the stem (the add merges into the conv) -> head."""
+    g = B.G()
+    x = g.stem()
+    h = g.add(g.conv(x, 4, 4, group=4, name="conv_dwres"), x, name="add_dw")
+    g.head(g.q(g.relu(h), 1 / 32, 0))
+    return g.model()
+
+
 def _unequal_strides():
     g = B.G()
     s = g.stem()
@@ -268,7 +284,9 @@ UNBUILDABLE_CASES = {
     "conv_stride_3": (_conv_post("conv_s3", k=3, stride=3), ["'conv_s3'"]),
     "conv_unequal_strides": (_unequal_strides, ["'conv_s12'"]),
     "grouped_conv": (_conv_mid("conv_g", group=2), ["'conv_g'", "grouped", "group=2", "no hardware core"]),
-    "depthwise_conv": (_conv_mid("conv_dw", group=4), ["'conv_dw'", "depthwise", "group=4", "no hardware core"]),
+    "depthwise_multiplier_2": (_dw_multiplier_2, ["'conv_dwm2'", "depthwise", "multiplier 2", "no hardware core"]),
+    "depthwise_window_9": (_conv_mid("conv_dw9", k=9, group=4), ["'conv_dw9'", "9x9", "at most 7x7"]),
+    "depthwise_merged_residual": (_dw_merged_residual, ["'conv_dwres'", "depthwise", "residual"]),
 }
 
 

@@ -5,7 +5,8 @@ Each graph is built with ``onnx.helper`` (tests/badmodels.py) with power-of-two 
 ONNX Runtime bit for bit on every output; one torch model (a DS-CNN-like network on a 49 x 10 x 1 input with a 10 x 4
 stride-2 first kernel, depthwise-separable blocks, ReLU6) is quantized by ORT ``quantize_static`` with per-channel
 float scales and held to the float-scale criterion (>= 99.9 % of the int8 outputs identical, none off by more than 1).
-Hardware: grouped convolutions are refused before planning (tests/test_bad_inputs.py, UNBUILDABLE_CASES).
+Hardware: depthwise convolutions (multiplier 1) build (tests/test_dw_plan.py, sim_tests/test_mobilenet.py); other grouped
+convolutions are refused before planning (tests/test_bad_inputs.py, UNBUILDABLE_CASES).
 """
 
 from __future__ import annotations
