@@ -264,6 +264,36 @@ _add(CoreSpec("conv", "convolution: line buffer + MAC array (DSP packing), bias,
 }, _conv, needs_weights=True))
 
 
+def _dwconv(p, rng):
+    from .dwconv import DWConv
+    from rtlgen.quant import fixed_point_multiplier
+
+    H, W, C, K, s = p["h"], p["w"], p["c"], p["k"], p["stride"]
+    pad = K // 2 if p["pad"] < 0 else p["pad"]
+    w = _weights(p, (C, K, K, 1), rng)
+    bias = rng.integers(-(1 << 10), 1 << 10, size=C).astype(np.int64)
+    m, sh = fixed_point_multiplier(np.full(C, 1.0 / (64 * K)))
+    relu = p["relu"]
+    rq = ir.Requant(m=m.astype(np.int64), sh=sh.astype(np.int64), zp_out=0, lo=0 if relu else -128, hi=127)
+    Ho, Wo = (H + 2 * pad - K) // s + 1, (W + 2 * pad - K) // s + 1
+    layer = ir.Conv(name="dwconv", inputs=["x"], in_shape=(H, W, C), out_shape=(Ho, Wo, C),
+                    out_q=_qtype(True, 0, relu), weights=w, bias=bias, stride=(s, s), pads=(pad,) * 4, pad_value=0,
+                    requant=rq, in_q=_qtype(True), w_scale=np.ones(C), relu=relu, group=C)
+    return DWConv(layer, ch_par=p["ch_par"], pix_par=p["pix_par"], tap_par=p["tap_par"], packing=p["packing"],
+                  storage=p["storage"], mult=p["mult"])
+
+
+_add(CoreSpec("dwconv", "depthwise convolution (group = channels): line buffer + per-channel MACs (DSP packing), "
+              "bias, requant, ReLU (random or --weights [C, K, K, 1])", {
+    **_SHAPE, "k": Param(int, 3, "kernel size"), "stride": Param(int, 1, "stride (1 or 2)"),
+    "pad": Param(int, -1, "padding (-1: k // 2)"), "ch_par": Param(int, 1, "channels per cycle (input = output lanes)"),
+    "pix_par": Param(int, 1, "output pixels per cycle (1, 2)"), "tap_par": Param(int, 1, "kernel taps per cycle"),
+    "packing": Param(bool, True, "two int8 MACs per DSP48E2 when pix_par=2"),
+    "storage": Param(str, "bram", "weight ROM storage", ("bram", "lut")),
+    "mult": Param(str, "dsp", "multipliers", ("dsp", "lut")), "relu": Param(bool, False, "fused ReLU"), **_SEED,
+}, _dwconv, needs_weights=True))
+
+
 def _linebuffer(p, rng):
     from .linebuffer import WindowGen
 
