@@ -8,7 +8,8 @@ back-pressure, and without stalls the measured steady-state cycles per frame equ
 Two builds: the planner's own plan, and one where the depthwise layers are edited into the bottleneck with the
 core's other features (packed pixel pairs, a row of taps per beat, a channel parallelism that leaves a tail beat,
 LUT multipliers and LUT weights), so the measured cycles check the depthwise core's cycle model inside the network.
-Default run: about a minute (two small Verilator builds).
+Default run: about a minute (two small Verilator builds). Opt-in (``--runslow``): the same with non-square and even
+depthwise kernels (5x3, 2x2, 1x3).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ def _pixels(n, seed):
     return np.random.default_rng(seed).integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8)
 
 
-def _design(edit: bool) -> Design:
-    d = Design.load(zoo_dw.mobilenet_v2_tiny(), board="generic", budget=BUDGET)
+def _design(edit: bool, dw_k=3) -> Design:
+    d = Design.load(zoo_dw.mobilenet_v2_tiny(dw_k=dw_k), board="generic", budget=BUDGET)
     d.plan()
     dws = [lay for lay in d.net.layers if isinstance(lay, ir.Conv) and lay.group != 1]
     assert len(dws) == 2 and all(lay.depthwise for lay in dws)
@@ -49,9 +50,7 @@ def _design(edit: bool) -> Design:
     return d
 
 
-@pytest.mark.parametrize("edit", [False, True], ids=["planned", "dw_bottleneck"])
-def test_mobilenet_v2_tiny_bit_exact_in_rtl(edit, tmp_path):
-    d = _design(edit)
+def _check(d: Design, edit: bool, tmp_path):
     rep = d.build(tmp_path / "build")
     pred = rep["cycles_per_frame"]
     dw = [L for L in rep["layers"] if d.net[L["name"]].kind == "conv" and d.net[L["name"]].group != 1]
@@ -68,3 +67,16 @@ def test_mobilenet_v2_tiny_bit_exact_in_rtl(edit, tmp_path):
     assert res0["mismatches"] == 0, res0["summary"]
     assert abs(res0["cycles_per_frame"] - pred) <= 1, (res0["summary"], pred)
     print(f"{'dw_bottleneck' if edit else 'planned'}: {res['summary']} | no stalls: {res0['summary']}")
+
+
+@pytest.mark.parametrize("edit", [False, True], ids=["planned", "dw_bottleneck"])
+def test_mobilenet_v2_tiny_bit_exact_in_rtl(edit, tmp_path):
+    _check(_design(edit), edit, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dw_k", [(5, 3), 2, (1, 3)], ids=["k5x3", "k2", "k1x3"])
+@pytest.mark.parametrize("edit", [False, True], ids=["planned", "dw_bottleneck"])
+def test_other_depthwise_kernels_bit_exact_in_rtl(dw_k, edit, tmp_path):
+    """Non-square and even depthwise kernels (embedded in the odd square window: dead tap slots, added pad rows)."""
+    _check(_design(edit, dw_k), edit, tmp_path)

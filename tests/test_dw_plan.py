@@ -138,3 +138,34 @@ def test_grouped_conv_has_no_core():
     with pytest.raises(RtlgenError, match="grouped"):
         core_class(g)
     assert core_class(lay) is DWConv
+
+
+@pytest.mark.parametrize("dw_k", [(5, 3), 2, (1, 3), 7])
+def test_other_depthwise_kernels_plan(dw_k):
+    """Non-square, even and large depthwise kernels (embedded in an odd square window) pass the hardware check and
+    plan with the core's cycles; the golden outputs stay alive."""
+    d = Design.load(zoo_dw.mobilenet_v2_tiny(dw_k=dw_k), board="generic", budget=BUDGET)
+    plan = d.plan()
+    exact = core_cycles(d.net, plan)
+    dws = _dw_layers(d.net)
+    kh, kw = (dw_k, dw_k) if isinstance(dw_k, int) else dw_k
+    assert [lay.kernel for lay in dws] == [(kh, kw)] * 2
+    for lay in dws:
+        lp = plan.layer(lay.name)
+        assert lp.cycles == exact[lay.name] == DWConv.from_plan(lay, lp).cycles_per_frame()
+        assert lp.tap_par <= geometry.dw_window(lay)[0] ** 2
+    from rtlgen import golden
+
+    px = np.random.default_rng(3).integers(0, 256, size=(4, 8, 8, 3), dtype=np.uint8)
+    assert len({o.tobytes() for o in golden.run(d.net, px)}) == 4
+
+
+def test_old_unbuildable_depthwise_case_now_plans():
+    """tests/test_bad_inputs.py's former ``depthwise_conv`` case (a depthwise 3x3 inside a residual block) plans."""
+    import badmodels as B
+
+    m = B.G().good(mid=lambda g, h: g.q(g.conv(h, 4, 4, group=4, name="conv_dw"), 1 / 32, 0))
+    d = Design.load(m, board="kv260")
+    plan = d.plan()
+    lay = next(lay for lay in d.net.layers if "conv_dw" in lay.source_nodes)
+    assert lay.depthwise and plan.layer(lay.name).cycles == core_cycles(d.net, plan)[lay.name]
