@@ -7,7 +7,8 @@ back-pressure, and without stalls the measured steady-state cycles per frame equ
 
 Two builds: the planner's own plan, and one where the depthwise layers are edited into the bottleneck with the
 core's other features (packed pixel pairs, a row of taps per beat, a channel parallelism that leaves a tail beat,
-LUT multipliers and LUT weights), so the measured cycles check the depthwise core's cycle model inside the network.
+LUT multipliers and LUT weights, a non-power-of-two weight scale: a fixed-point requant multiplier), so the measured
+cycles check the depthwise core's cycle model inside the network.
 Default run: about a minute (two small Verilator builds). Opt-in (``--runslow``): the same with non-square and even
 depthwise kernels (5x3, 2x2, 1x3).
 """
@@ -40,7 +41,9 @@ def _pixels(n, seed):
 
 
 def _design(edit: bool, dw_k=3) -> Design:
-    d = Design.load(zoo_dw.mobilenet_v2_tiny(dw_k=dw_k), board="generic", budget=BUDGET)
+    # the edited build's depthwise weights have scale 3/64: their requantization is a fixed-point multiplier (DSPs)
+    m = zoo_dw.mobilenet_v2_tiny(dw_k=dw_k, dw_w_scale=3 / 64 if edit else 1 / 16)
+    d = Design.load(m, board="generic", budget=BUDGET)
     d.plan()
     dws = [lay for lay in d.net.layers if isinstance(lay, ir.Conv) and lay.group != 1]
     assert len(dws) == 2 and all(lay.depthwise for lay in dws)
@@ -58,6 +61,7 @@ def _check(d: Design, edit: bool, tmp_path):
         assert L["parallelism"]["och_par"] == L["parallelism"]["ich_par"]
     if edit:
         assert rep["bottleneck"] == dw[0]["name"]
+        assert all(d.net[L["name"]].requant.kind == "multiplier" for L in dw)
     px = _pixels(8, 1)
     expect = golden.run(d.net, px)
     assert len({e.tobytes() for e in expect}) == len(px), "golden outputs constant across frames (dead network)"

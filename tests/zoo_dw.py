@@ -44,20 +44,22 @@ class G(B.G):
         return self.q(self.relu6(h) if relu6 else h, ACT, 0, name=f"q_{name}")
 
 
-def mobilenet_v2_tiny(hw: int = 8, c: int = 8, e: int = 16, seed: int = 0, dw_k=3) -> onnx.ModelProto:
+def mobilenet_v2_tiny(hw: int = 8, c: int = 8, e: int = 16, seed: int = 0, dw_k=3,
+                      dw_w_scale: float = 1 / 16) -> onnx.ModelProto:
     """The network of the module docstring (``hw x hw x 3`` input, ``c`` block channels, ``e`` expanded channels,
-    depthwise kernels ``dw_k``: int or ``(kh, kw)``, any size, 'same'-like pads)."""
+    depthwise kernels ``dw_k``: int or ``(kh, kw)``, any size, 'same'-like pads; ``dw_w_scale``: the depthwise
+    weights' scale, a power of two for a pure-shift requantization, else a fixed-point multiplier)."""
     g = G(shape=(1, 3, hw, hw), seed=seed)
     x = g.q(g.x, 1 / 64, 0, name="q_in")
     x = g.cbr(x, 3, c, k=3, in_scale=1 / 64, name="stem", w_scale=1 / 32)
     # block 1: expand -> depthwise 3x3 s1 -> linear project -> identity add
     h = g.cbr(x, c, e, name="expand1", w_scale=1 / 16)
-    h = g.cbr(h, e, e, k=dw_k, group=e, name="dw1", w_scale=1 / 16)
+    h = g.cbr(h, e, e, k=dw_k, group=e, name="dw1", w_scale=dw_w_scale)
     h = g.cbr(h, e, c, relu6=False, name="project1", w_scale=1 / 32)
     x = g.q(g.add(h, x, name="add1"), ACT, 0, name="q_add1")
     # block 2: expand -> depthwise 3x3 s2 -> linear project (no add: the shape changes)
     h = g.cbr(x, c, e, name="expand2", w_scale=1 / 16)
-    h = g.cbr(h, e, e, k=dw_k, stride=2, group=e, name="dw2", w_scale=1 / 16)
+    h = g.cbr(h, e, e, k=dw_k, stride=2, group=e, name="dw2", w_scale=dw_w_scale)
     h = g.cbr(h, e, e, relu6=False, name="project2", w_scale=1 / 32)
     p = g.q(g.gap(h), ACT, 0, name="q_gap")
     y = g.gemm(g.flatten(p), e, 10, in_scale=ACT, name="fc")
