@@ -169,3 +169,15 @@ def test_old_unbuildable_depthwise_case_now_plans():
     plan = d.plan()
     lay = next(lay for lay in d.net.layers if "conv_dw" in lay.source_nodes)
     assert lay.depthwise and plan.layer(lay.name).cycles == core_cycles(d.net, plan)[lay.name]
+
+
+@pytest.mark.parametrize("search", ["greedy", "knapsack"])
+def test_tight_budget_plans_depthwise(search):
+    """A tight budget (16 DSPs): both searches trade the depthwise layers' parallelism like the convs' and the plan
+    fits with every layer at its core's cycles."""
+    d = Design.load(zoo_dw.mobilenet_v2_tiny(), board="generic", budget="dsp=16,lut=12000,bram36=20,uram=0")
+    plan = d.plan(search=search)
+    assert core_cycles(d.net, plan) == {lp.name: lp.cycles for lp in plan.layers}
+    tot = plan.totals()
+    assert tot["dsp"] <= 16 and tot["lut"] <= 12000 and tot["bram36"] <= 20
+    assert all(plan.layer(lay.name).och_par == plan.layer(lay.name).ich_par for lay in _dw_layers(d.net))
