@@ -86,13 +86,15 @@ class Packer(wiring.Component):
     o : ``Out(act_signature(n_lanes, width))`` -- output beats, tail lanes zero, ``last`` on the beat holding the
         frame's final value.
 
-    Timing (issue 19): a shifting value buffer of ``2*m + n - 1`` entries and its fill count ``cnt``. Every
-    per-cycle decision is a function of registers and of the one-hot choices "how many values leave" (0, ``n`` or the
-    pixel's tail) and "how many arrive" (0 or a ``k``): which buffer entry takes which input lane is a table of ``cnt``
-    per choice (no subtractor, no comparator), the next ``cnt`` is one of the sums ``cnt + k - pop`` (one adder each,
-    from the register) picked by the choices, and ``o.valid`` / ``i.ready`` are tables of ``cnt``. The earlier form
-    (``cnt - pop``, then ``p - rem`` and ``idx < k`` per entry) was 7 LUT levels and 2 carry chains (199 MHz
-    estimated, ResNet8 @ Ultra96-V2's 2 -> 13 lane converter).
+    Timing (issue 19): a shifting value buffer of ``2*m + n - 1`` entries and its fill count, kept one-hot (``oh``).
+    Every per-cycle decision is an AND-OR of registers and of the one-hot choices "how many values leave" (0, ``n``
+    or the pixel's tail) and "how many arrive" (0 or a ``k``): which buffer entry takes which input lane is the
+    one-hot count bit ANDed with the lane (no subtractor, no comparator, no mux tree), the next count is one of the
+    shifts of ``oh`` by ``k - pop`` (wiring) picked by the choices, and ``o.valid`` / ``i.ready`` are flags registered
+    a cycle ahead (each next flag an OR over the choices of "choice and the count shifted by it lies in the set").
+    Earlier forms: ``cnt - pop`` then ``p - rem`` and ``idx < k`` per entry, 7 LUT levels and 2 carry chains (199 MHz
+    estimated, ResNet8 @ Ultra96-V2's 2 -> 13 lane converter); a binary count with one adder per choice and tables of
+    it, 4 LUT + 4 MUXF + 1 carry (281 MHz in that design).
     """
 
     def __init__(self, m_lanes: int, n_lanes: int, c_out: int, width: int = 8, k_values=None):
@@ -113,22 +115,22 @@ class Packer(wiring.Component):
         bpp = beats_per_pixel(self.c_out, N)
         tail = self.c_out - (bpp - 1) * N
         buf = [Signal(w + 1, name=f"buf{p}") for p in range(B)]  # value | last flag << w
-        cnt = Signal(range(B + 1))
+        # the fill count, one-hot: oh[v] <=> v values buffered (adding a constant is a shift of the bits)
+        oh = Signal(B + 1, init=1, name="cnt_oh")
         oc = Signal(range(max(bpp, 2)))
-        counts = range(B + 1)
 
-        def among(vals) -> Value:
-            """``cnt`` is one of ``vals``: a table of the register (synthesis makes it one LUT level)."""
-            vals = sorted(set(vals) & set(counts))
-            if not vals:
-                return Const(0)
-            if len(vals) == len(counts):
-                return Const(1)
-            return Cat(*(cnt == v for v in vals)).any()
+        def among(vals, delta: int = 0) -> Value:
+            """The fill count plus ``delta`` is one of ``vals``: an OR of one-hot register bits."""
+            bits = [oh[v - delta] for v in sorted(set(vals)) if 0 <= v - delta <= B]
+            return Cat(*bits).any() if bits else Const(0)
+
+        # flags of the fill count, registered: computed a cycle ahead from the next count's choices (below)
+        flag_sets = {"valid_tail": range(tail, B + 1), "valid_n": range(N, B + 1), "ready": range(0, B - M + 1)}
+        flags = {k: Signal(init=int(0 in v), name=k) for k, v in flag_sets.items()}
 
         # output side: the first k_out buffered values (k_out = n, or the pixel's tail on its final beat)
         kol = (oc == bpp - 1) if bpp > 1 else Const(1)
-        valid = Mux(kol, among(range(tail, B + 1)), among(range(N, B + 1)))
+        valid = Mux(kol, flags["valid_tail"], flags["valid_n"])
         lanes, last_bits = [], []
         for j in range(N):
             use = Const(1) if j < tail else ~kol
@@ -150,7 +152,7 @@ class Packer(wiring.Component):
             pop[tail] = ofire & kol
 
         # input side
-        ready = among(range(0, B - M + 1))
+        ready = flags["ready"]
         m.d.comb += self.i.ready.eq(ready)
         push = Signal()
         m.d.comb += push.eq(self.i.valid & ready)
@@ -161,41 +163,36 @@ class Packer(wiring.Component):
             ins.append(Cat(self.i.payload.data[j * w : (j + 1) * w], flag, push & (k > j)))
         arrive = {0: ~push, **{kv: push & (k == kv) for kv in self.k_values}}
 
-        # buffer entry p after this cycle: the input lane d = p + P - cnt when it arrives, else entry p + P
+        # buffer entry p after this cycle: input lane d = p + P - cnt when it arrives, else entry p + P
+        # (a one-hot AND-OR over the fill count: no adder, no comparator)
         for p in range(B):
             cands = {}
             for P in pop:
                 shifted = buf[p + P] if p + P < B else Const(0, w + 1)
-                lane_of = {v: p + P - v for v in counts if 0 <= p + P - v < M}
+                lane_of = {v: p + P - v for v in range(B + 1) if 0 <= p + P - v < M}
                 if not lane_of:
                     cands[P] = shifted
                     continue
-                if M == 1:
-                    x = ins[0]
-                else:
-                    d = Signal(range(M), name=f"lane{p}_{P}")
-                    with m.Switch(cnt):
-                        for v, dv in lane_of.items():
-                            with m.Case(v):
-                                m.d.comb += d.eq(dv)
-                    x = Array(ins)[d]
-                take = among(lane_of) & x[w + 1]
-                cands[P] = Mux(take, x[: w + 1], shifted)
+                sel = [oh[v] & ins[d][w + 1] for v, d in lane_of.items()]
+                x = Const(0, w + 1)
+                for (v, d), s_ in zip(lane_of.items(), sel):
+                    x = x | Mux(s_, ins[d][: w + 1], 0)
+                cands[P] = Mux(Cat(*sel).any(), x, shifted)
             nxt = cands[0]
             for P in sorted(P for P in cands if P):
                 nxt = Mux(pop[P], cands[P], nxt)
             m.d.sync += buf[p].eq(nxt)
 
-        # fill count: cnt + k - pop, one adder per pair of choices, from the register
-        nxt_cnt = Const(0, len(cnt))
-        for P, pc in pop.items():
-            for kv, kc in arrive.items():
-                if kv - P < -B or kv - P > B:
-                    continue
-                s_ = Signal.like(cnt, name=f"cnt_p{P}_k{kv}")
-                m.d.comb += s_.eq(cnt + (kv - P))
-                nxt_cnt = nxt_cnt | Mux(pc & kc, s_, 0)
-        m.d.sync += cnt.eq(nxt_cnt)
+        # next fill count: one of the shifts of ``oh`` by k - pop, picked by the one-hot choices; the flags from
+        # the same choices (each an OR of register bits, ANDed with its choice)
+        choices = [(pc & kc, kv - P) for P, pc in pop.items() for kv, kc in arrive.items() if -B <= kv - P <= B]
+        nxt_oh = Const(0, B + 1)
+        for c, dlt in choices:
+            sh = Cat(Const(0, dlt), oh)[: B + 1] if dlt >= 0 else (oh >> -dlt)
+            nxt_oh = nxt_oh | Mux(c, sh, 0)
+        m.d.sync += oh.eq(nxt_oh)
+        for name, vals in flag_sets.items():
+            m.d.sync += flags[name].eq(Cat(*(c & among(vals, dlt) for c, dlt in choices)).any())
         return m
 
 

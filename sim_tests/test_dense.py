@@ -97,8 +97,9 @@ def test_dense_sweep(tmp_path):
     cfgs = {}
     for k, (shape, O, li, po, pi, lo) in enumerate([((1, 1, 64), 10, 4, 10, 8, 2), ((1, 1, 64), 10, 8, 3, 7, 1),
                                                      ((4, 4, 4), 13, 4, 5, 16, 3), ((1, 1, 17), 1, 1, 1, 1, 1)]):
-        cfgs[f"s{k}"] = (dense_layer(rng, shape, O, req=["mult", "shift", None, "mult"][k]), li, po, pi, lo)
-    cores = {f"dense_{n}": DenseCore.from_layer(*c) for n, c in cfgs.items()}
+        mu = ["dsp", "lut", "dsp", "lut"][k]
+        cfgs[f"s{k}"] = (dense_layer(rng, shape, O, req=["mult", "shift", None, "mult"][k]), li, po, pi, lo, mu)
+    cores = {f"dense_{n}": DenseCore.from_layer(*c[:5], mult=c[5]) for n, c in cfgs.items()}
     res = run_jobs(tmp_path, build(tmp_path, cores, "dense_sweep"), _dense_jobs(cfgs, rng, "dense_"))
     assert set(res) == set(cfgs)
 
