@@ -95,8 +95,9 @@ from amaranth.lib.wiring import In, Out
 from rtlgen import ir
 from rtlgen.quant import bits_signed
 
-from .arith import credit_counter, delay, logic_rom, lut_mul_pps, ptree, ptree_stages, tree_reduce
+from .arith import credit_counter, delay, ptree, ptree_stages, tree_reduce
 from .linebuffer import WindowGen, WindowModel, window_layout
+from .mac import mac_product, packed_sums, registered_word, result_sequencer, weight_rom
 from .requant import RequantStage
 from .interface import LayerCore
 from .stream import act_signature
@@ -365,17 +366,9 @@ class ConvEngine(wiring.Component):
             _load_port(m, ram, self.wload, self.rom_depth, loaded)
             rp = ram.read_port(transparent_for=())
             m.d.comb += [rp.addr.eq(cur), rp.en.eq(1)]
-            rom_q = rp.data
-        elif self.storage == "lut":
-            rom_q = logic_rom(m, "weights", init, self.rom_width, cur, 1)
+            rom_data = registered_word(m, rp.data, self.rom_width)
         else:
-            m.submodules.weights = rom = Memory(shape=unsigned(self.rom_width), depth=len(init), init=init,
-                                                attrs=dict(STORAGE_ATTRS[self.storage]))
-            rp = rom.read_port(transparent_for=())
-            m.d.comb += [rp.addr.eq(cur), rp.en.eq(1)]
-            rom_q = rp.data
-        rom_data = Signal(unsigned(self.rom_width), name="weights_q")
-        m.d.sync += rom_data.eq(rom_q)
+            rom_data = weight_rom(m, init, self.rom_width, cur, self.storage, STORAGE_ATTRS.get(self.storage))
         with m.If(take):
             m.d.sync += waddr.eq(Mux(cur == self.rom_depth - 1, 0, cur + 1))
 
@@ -403,37 +396,14 @@ class ConvEngine(wiring.Component):
         for q in range(len(xa)):
             for o in range(och):
                 for i in range(P):
-                    if self.mult == "lut":
-                        pps = []
-                        for k, pp in enumerate(lut_mul_pps(xa[q][i], w2[o][i])):
-                            r = Signal(pp.shape(), name=f"pp_{q}_{o}_{i}_{k}")
-                            m.d.sync += r.eq(pp)
-                            pps.append(r)
-                        p4 = Signal(signed(17), name=f"mul_{q}_{o}_{i}")
-                        m.d.sync += p4.eq(tree_sum(pps))
-                    else:
-                        shape = signed(35) if self.packing else signed(17)
-                        p3 = Signal(shape, name=f"mp_{q}_{o}_{i}")
-                        p4 = Signal(shape, name=f"pp_{q}_{o}_{i}")
-                        m.d.sync += [p3.eq(xa[q][i] * w2[o][i]), p4.eq(p3)]
-                    prod[q][o][i] = p4
+                    prod[q][o][i] = mac_product(m, xa[q][i], w2[o][i], self.mult, self.packing, f"{q}_{o}_{i}")
         flags4 = [delay(m, s, 3, s.name) for s in (v1, first1, wlast1, p11)]
 
         # ---- stage 3 (sum_stages cycles): per-beat partial sums, a tree registered every 2 adder levels ----
         ps = [[None] * och for _ in range(pix)]
         for o in range(och):
             if self.packing:
-                ct = ptree_stages(max(self.chunks))
-                los, his = [], []
-                for c0 in range(0, P, self.chunk):
-                    part = prod[0][o][c0:c0 + self.chunk]
-                    cs = delay(m, ptree(m, part, f"cs_{o}_{c0}"), ct - ptree_stages(len(part)), f"cs_{o}_{c0}")
-                    lo = Signal(signed(18), name=f"lo_{o}_{c0}")
-                    hi = Signal(signed(22), name=f"hi_{o}_{c0}")
-                    m.d.sync += [lo.eq(cs[:18].as_signed()), hi.eq((cs >> 18) + cs[17])]
-                    los.append(lo)
-                    his.append(hi)
-                ps[0][o], ps[1][o] = ptree(m, los, f"slo_{o}"), ptree(m, his, f"shi_{o}")
+                ps[0][o], ps[1][o] = packed_sums(m, prod[0][o], self.chunk, self.chunks, str(o))
             else:
                 for q in range(pix):
                     ps[q][o] = ptree(m, prod[q][o], f"ps_{q}_{o}")
@@ -461,19 +431,7 @@ class ConvEngine(wiring.Component):
             m.d.comb += [f1.w_data.eq(Cat(*[nxt[1][o] for o in range(och)])), f1.w_en.eq(push & p13)]
 
         # ---- output order: R groups of pixel 0, then R groups of pixel 1 ----
-        sel = Signal()
-        rg = Signal(range(max(self.R, 2)))
-        src_valid = Mux(sel, fifos[-1].r_rdy, f0.r_rdy)
-        src_data = Mux(sel, fifos[-1].r_data[:och * acb], f0.r_data[:och * acb])
-        tk = src_valid & rq.i.ready
-        m.d.comb += [rq.i.valid.eq(src_valid), rq.i.payload.data.eq(src_data), f0.r_en.eq(tk & ~sel)]
-        if pix == 2:
-            m.d.comb += f1.r_en.eq(tk & sel)
-        with m.If(tk):
-            m.d.sync += rg.eq(Mux(rg == self.R - 1, 0, rg + 1))
-            if pix == 2:
-                with m.If(rg == self.R - 1):
-                    m.d.sync += sel.eq(~sel & f0.r_data[och * acb])
+        result_sequencer(m, fifos, self.R, och * acb, rq.i)
 
         # ---- credit counters: +1 when a window's last beat is taken, -1 when its result leaves the FIFO ----
         inc = Signal(name="credit_inc")

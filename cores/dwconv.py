@@ -65,18 +65,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import fifo, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtlgen import ir
 from rtlgen.plan.geometry import dw_dsp_count, embed_kernel
 from rtlgen.quant import bits_signed
 
-from .arith import credit_counter, delay, logic_rom, lut_mul_pps, ptree, ptree_stages
+from .arith import credit_counter, delay, ptree, ptree_stages
 from .interface import LayerCore
 from .linebuffer import WindowGen, WindowModel, window_layout
+from .mac import mac_product, packed_sums, result_sequencer, weight_rom
 from .requant import RequantStage
 from .stream import act_signature
 
@@ -273,16 +273,7 @@ class DWConvEngine(wiring.Component):
         # ---- weight ROM, read with the input register; its word registered once more ----
         init = self.rom_init()
         init += [0] * (2 - len(init))
-        if self.storage == "lut":
-            rom_q = logic_rom(m, "weights", init, self.rom_width, waddr, 1)
-        else:
-            m.submodules.weights = rom = Memory(shape=unsigned(self.rom_width), depth=len(init), init=init,
-                                                attrs=dict(DW_STORAGE[self.storage]))
-            rp = rom.read_port(transparent_for=())
-            m.d.comb += [rp.addr.eq(waddr), rp.en.eq(1)]
-            rom_q = rp.data
-        rom_data = Signal(unsigned(self.rom_width), name="weights_q")
-        m.d.sync += rom_data.eq(rom_q)
+        rom_data = weight_rom(m, init, self.rom_width, waddr, self.storage, DW_STORAGE.get(self.storage))
 
         # ---- stage 1: activations (9-bit signed) and flags ----
         slots, lanes = self.slots, self.lanes_live
@@ -317,20 +308,7 @@ class DWConvEngine(wiring.Component):
         # ---- stages 3, 4: products with M and P registers (LUT multipliers: partial products, then their sum) ----
         prod = {}
         for (q, j, l), xv in xa.items():
-            if self.mult == "lut":
-                pps = []
-                for k, pp in enumerate(lut_mul_pps(xv, weight(j, l))):
-                    r = Signal(pp.shape(), name=f"pp_{q}_{j}_{l}_{k}")
-                    m.d.sync += r.eq(pp)
-                    pps.append(r)
-                p4 = Signal(signed(17), name=f"mul_{q}_{j}_{l}")
-                m.d.sync += p4.eq((pps[0] + pps[1]) + (pps[2] + pps[3]))
-            else:
-                shape = signed(35) if self.packing else signed(17)
-                p3 = Signal(shape, name=f"mp_{q}_{j}_{l}")
-                p4 = Signal(shape, name=f"pp_{q}_{j}_{l}")
-                m.d.sync += [p3.eq(xv * weight(j, l)), p4.eq(p3)]
-            prod[q, j, l] = p4
+            prod[q, j, l] = mac_product(m, xv, weight(j, l), self.mult, self.packing, f"{q}_{j}_{l}")
         flags4 = [delay(m, s, 3, s.name) for s in (v1, tg01, tgl1, p11)]
 
         # ---- per-lane tap sums: a tree registered every 2 adder levels ----
@@ -341,17 +319,7 @@ class DWConvEngine(wiring.Component):
                 for q in range(pix):
                     ps[q, l] = Const(0, signed(2))
             elif self.packing:
-                ct = ptree_stages(max(self.chunks))
-                los, his = [], []
-                for c0 in range(0, len(slots), self.chunk):
-                    part = [prod[0, j, l] for j in slots[c0:c0 + self.chunk]]
-                    cs = delay(m, ptree(m, part, f"cs_{l}_{c0}"), ct - ptree_stages(len(part)), f"cs_{l}_{c0}")
-                    lo = Signal(signed(18), name=f"lo_{l}_{c0}")
-                    hi = Signal(signed(22), name=f"hi_{l}_{c0}")
-                    m.d.sync += [lo.eq(cs[:18].as_signed()), hi.eq((cs >> 18) + cs[17])]
-                    los.append(lo)
-                    his.append(hi)
-                ps[0, l], ps[1, l] = ptree(m, los, f"slo_{l}"), ptree(m, his, f"shi_{l}")
+                ps[0, l], ps[1, l] = packed_sums(m, [prod[0, j, l] for j in slots], self.chunk, self.chunks, str(l))
             else:
                 for q in range(pix):
                     ps[q, l] = ptree(m, [prod[q, j, l] for j in slots], f"ps_{q}_{l}")
@@ -386,19 +354,7 @@ class DWConvEngine(wiring.Component):
             m.d.comb += [f1.w_data.eq(Cat(*[res[1][l] for l in range(P)])), f1.w_en.eq(push & p13)]
 
         # ---- output order: G groups of pixel 0, then G groups of pixel 1 ----
-        sel = Signal()
-        rg = Signal(range(max(G, 2)))
-        src_valid = Mux(sel, fifos[-1].r_rdy, f0.r_rdy)
-        src_data = Mux(sel, fifos[-1].r_data[:P * acb], f0.r_data[:P * acb])
-        tk = src_valid & rq.i.ready
-        m.d.comb += [rq.i.valid.eq(src_valid), rq.i.payload.data.eq(src_data), f0.r_en.eq(tk & ~sel)]
-        if pix == 2:
-            m.d.comb += f1.r_en.eq(tk & sel)
-        with m.If(tk):
-            m.d.sync += rg.eq(Mux(rg == G - 1, 0, rg + 1))
-            if pix == 2:
-                with m.If(rg == G - 1):
-                    m.d.sync += sel.eq(~sel & f0.r_data[P * acb])
+        result_sequencer(m, fifos, G, P * acb, rq.i)
 
         # ---- credits: +1 when a last-tap-group beat is taken, -1 the cycle after its result left the FIFO (the
         # read is registered first: the output sequencer's multiplexers and the counter's adder are in different
