@@ -290,58 +290,26 @@ def load_seed(model: QResNet, arch: str):
     return True
 
 
-class FloatResNet20(nn.Module):
-    """The float option-A ResNet20 seed (with BN), taking our model input (pixel - 128) / 128: a KD teacher."""
+class SeedInput(nn.Module):
+    """A float CIFAR network trained on ImageNet-normalized RGB, taking our model input ``(pixel - 128) / 128``."""
 
-    def __init__(self):
+    def __init__(self, net: nn.Module):
         super().__init__()
-
-        def cbn(cin, cout, s):
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, s, 1, bias=False), nn.BatchNorm2d(cout))
-
-        self.conv1 = cbn(3, 16, 1)
-        self.layers = nn.ModuleList()
-        cin = 16
-        for li, cout in enumerate((16, 32, 64)):
-            for bi in range(3):
-                s = 2 if (li > 0 and bi == 0) else 1
-                self.layers.append(nn.ModuleList([cbn(cin, cout, s), cbn(cout, cout, 1)]))
-                cin = cout
-        self.linear = nn.Linear(64, 10)
+        self.net = net
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
-    @classmethod
-    def from_seed(cls, path=RESNET20_TH):
-        m = cls()
-        sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-        sd = {k.removeprefix("module."): v for k, v in sd.items()}
-        new = {}
-        for k, v in sd.items():
-            parts = k.split(".")
-            if parts[0] in ("conv1", "bn1"):
-                new[f"conv1.{0 if parts[0] == 'conv1' else 1}.{parts[1]}"] = v
-            elif parts[0].startswith("layer"):
-                li, bi, mod, pn = int(parts[0][5:]) - 1, int(parts[1]), parts[2], parts[3]
-                j = 0 if mod in ("conv1", "bn1") else 1
-                new[f"layers.{li * 3 + bi}.{j}.{0 if mod.startswith('conv') else 1}.{pn}"] = v
-            else:
-                new[k] = v
-        missing, unexpected = m.load_state_dict(new, strict=False)
-        assert not unexpected and set(missing) <= {"mean", "std"}, (missing, unexpected)
-        return m
-
     def forward(self, x):
-        x = ((x * 128 + 128) / 255 - self.mean) / self.std
-        h = F.relu(self.conv1(x))
-        for c1, c2 in self.layers:
-            y = c2(F.relu(c1(h)))
-            if y.shape != h.shape:
-                h = h[:, :, ::2, ::2]
-                p = (y.shape[1] - h.shape[1]) // 2
-                h = F.pad(h, (0, 0, 0, 0, p, p))
-            h = F.relu(y + h)
-        return self.linear(F.adaptive_avg_pool2d(h, 1).flatten(1))
+        return self.net(((x * 128 + 128) / 255 - self.mean) / self.std)
+
+
+def resnet20_teacher(path=RESNET20_TH) -> nn.Module:
+    """The float option-A ResNet20 seed (:class:`CifarResNet` with the seed's parameter names, BatchNorms included),
+    taking our model input: the distillation teacher."""
+    net = CifarResNet(widths=(16, 32, 64), blocks=(3, 3, 3), shortcut="A", stages=True)
+    sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    net.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
+    return SeedInput(net)
 
 
 def float_forward(model: QResNet, x, bns: nn.ModuleDict | None = None):

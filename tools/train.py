@@ -178,7 +178,7 @@ def teacher_logits(xtr, ytr, cache):
         t = np.load(cache)
         if t.shape == (2, len(xtr), 10):
             return torch.from_numpy(t)
-    teacher = resnets.FloatResNet20.from_seed().eval()
+    teacher = resnets.resnet20_teacher().eval()
     out = np.empty((2, len(xtr), 10), np.float32)
     with torch.no_grad():
         for i in range(0, len(xtr), 500):
@@ -280,7 +280,7 @@ def main(argv=None):
 
     kd_target = None  # (model input, image indices, flips) -> teacher logits
     if args.kd_teacher == "resnet20" and args.kd_online:
-        teacher_net = resnets.FloatResNet20.from_seed().eval()
+        teacher_net = resnets.resnet20_teacher().eval()
         kd_target = lambda xin, idx, fl: teacher_net(xin)  # noqa: E731
     elif args.kd_teacher == "resnet20":
         cached = teacher_logits(xtr, ytr, None if args.smoke else ckdir / "kd_resnet20_logits.npy")
