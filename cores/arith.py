@@ -2,14 +2,11 @@
 
 Rounding: ``round(v / 2**sh)`` exactly as :func:`rtlgen.quant.rshift_round` (every mode of :mod:`rtlgen.quant`)
 --------------------------------------------------------------------------------------------------------------
-One rounding rule, in the two circuit forms the pipelines need (``tests/test_arith.py`` checks both against
-:func:`rtlgen.quant.rshift_round` for every mode):
-
-* :func:`rshift_round_value` -- constant shift, one stage: the quotient ``v >> sh`` plus an increment from the
-  dropped bits (the add, pool, requant cores' :func:`requant_pipe`);
-* :func:`round_offset_expr` -- the offset ``off`` with ``round(v / 2**sh) == (v + off) >> sh``, for a pipeline that
-  registers ``v + off`` and shifts in the next stage (the conv/dense engines'
-  :class:`~rtlgen.cores.requant.RequantStage`, whose per-channel shifts become one constant shift first).
+One rounding circuit, :func:`rshift_round_value` (``tests/test_arith.py`` checks it against
+:func:`rtlgen.quant.rshift_round` for every mode): a constant shift, the quotient ``v >> sh`` (wiring) plus an
+increment decided by the dropped bits and the quotient's LSB (one carry chain). Every core rounds through
+:func:`requant_pipe` (add, pool, requant cores and the conv/dense/depthwise engines'
+:class:`~rtlgen.cores.requant.RequantStage`, whose per-channel shifts become one constant shift first).
 
 Multipliers
 -----------
@@ -50,7 +47,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 
 __all__ = ["clog2", "lane", "tree_reduce", "count_beats", "delay", "tree_levels", "ptree_stages", "ptree",
            "rshift_round_value",
-           "round_offset_expr", "lut_mul_pps", "lut_mul", "credit_fifo", "REQUANT_PIPE_STAGES", "requant_pipe",
+           "lut_mul_pps", "lut_mul", "credit_fifo", "REQUANT_PIPE_STAGES", "requant_pipe",
            "const_mul", "DSP_A_BITS", "DSP_B_BITS", "pmul_split", "pmul_stages", "pmul", "normalize_requant",
            "logic_rom", "credit_counter"]
 
@@ -90,33 +87,6 @@ def rshift_round_value(v, sh: int, mode: str = "half_even"):
     else:
         raise ValueError(f"unknown rounding mode {mode!r}")
     return q + inc
-
-
-def round_offset_expr(v, sh: int, mode: str = "half_even"):
-    """The rounding offset ``off`` with ``round(v / 2**sh) == (v + off) >> sh`` (``v`` signed, ``sh >= 0`` a Python
-    int: per-channel shifts are normalized to one constant shift first, see
-    :class:`~rtlgen.cores.requant.RequantStage`); ``None`` when there is none (``floor``, or ``sh == 0``). A pipeline
-    registers ``v + off`` and shifts (wiring) in the next stage: one carry chain, ``off`` a constant plus at most one
-    bit of ``v``."""
-    v = v.as_signed()
-    if not isinstance(sh, int) or sh < 0:
-        raise ValueError("round_offset_expr: the shift must be a non-negative constant")
-    if sh == 0 or mode == "floor":
-        return None
-    if len(v) < sh + 2:  # sign-extend so that bit ``sh`` exists
-        v = Cat(v, v[-1].replicate(sh + 2 - len(v))).as_signed()
-    half = 1 << (sh - 1)
-    if mode == "half_even":
-        return (half - 1) + v[sh]
-    if mode == "half_up":
-        return Const(half, unsigned(sh))
-    if mode == "half_down":
-        return Const(half - 1, unsigned(sh))
-    if mode == "ceil":
-        return Const((1 << sh) - 1, unsigned(sh))
-    if mode == "to_zero":
-        return Mux(v[-1], (1 << sh) - 1, 0)
-    raise ValueError(f"unknown rounding mode {mode!r}")
 
 
 # -- multipliers -----------------------------------------------------------------------------------------------------

@@ -60,6 +60,28 @@ class Reducer(wiring.Component):
     fill (the remaining real beats are stepped through without input, with every lane ``fill_value``; ``None``:
     the lanes keep whatever the input carries), and a final real beat without ``last`` starts a drop (input beats
     are taken and discarded up to and including the next ``last``). Output frames are always complete.
+
+    Parameters
+    ----------
+    n, seqs, inner : int
+        Real positions per sequence, sequences per frame, beats per position.
+    k, s, pad_lo, n_out : int
+        Window length, stride, padding before the first position, windows per sequence.
+    lanes, w_in, w_acc : int
+        Lanes per beat, input and accumulator bits per lane.
+    op : ``"max"`` | ``"sum"``
+        The reduction.
+    is_global : bool
+        One window over the whole sequence (``k``, ``s``, ``pad_lo``, ``n_out`` unused).
+    fill_value : int or None
+        The lanes of the beats stepped through after an early ``last`` (None: whatever the input carries).
+
+    Members
+    -------
+    i : ``In(act_signature(lanes, w_in))``
+        Input beats, ``last`` at the frame's final beat.
+    o : ``Out(act_signature(lanes, w_acc))``
+        Reduced beats, ``inner`` per output window, ``last`` on the frame's final one.
     """
 
     def __init__(self, *, n, seqs, inner, k, s, pad_lo, n_out, lanes, w_in, w_acc, op, is_global=False,

@@ -2,13 +2,13 @@
 
 Building blocks
 ---------------
-* rounding: ``round(v / 2**sh)`` exactly as :func:`rtlgen.quant.rshift_round`, one add and one arithmetic shift,
-  ``(v + offset) >> S`` (:func:`rtlgen.cores.arith.round_offset_expr`) with ONE constant shift ``S = max(sh)``
-  (wiring): ``rshift_round(v, sh[o]) == rshift_round(v << (S - sh[o]), S)`` exactly (the same rational value), and
+* rounding: ``round(v / 2**sh)`` exactly as :func:`rtlgen.quant.rshift_round`, by the cores' one rounding circuit
+  (:func:`rtlgen.cores.arith.requant_pipe`: the quotient ``v >> S`` plus an increment decided by the dropped bits)
+  with ONE constant shift ``S = max(sh)``: ``rshift_round(v, sh[o]) == rshift_round(v << (S - sh[o]), S)`` exactly (the same rational value), and
   the per-channel left shift ``S - sh[o]`` folds into power-of-two multipliers (a shift that exists anyway) or is
   a barrel shift stage of its own after the products. A per-channel right shift with its rounding offset was a
   barrel shifter, an offset subtraction and the rounding add in one cycle (220-231 MHz estimated, 271 in ResNet8 @
-  Ultra96-V2); the constant form is one carry chain.
+  Ultra96-V2); with a constant shift the quotient is wiring and the increment one carry chain.
 * :class:`RequantStage` -- the post-processing stage of the convolution engine (also usable after any MAC array):
   per output channel ``o``::
 
@@ -47,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtlgen.quant import bits_signed
 
-from .arith import credit_counter, delay, logic_rom, pmul, pmul_stages, round_offset_expr
+from .arith import credit_counter, delay, logic_rom, pmul, pmul_stages, requant_pipe
 from .stream import act_signature
 
 __all__ = ["RequantStage", "acc_layout"]
@@ -340,20 +340,10 @@ class RequantStage(wiring.Component):
                 vl.append(s)
             vs = vl
             e += 1
-        # rounding add (constant shift S: a constant offset and one bit of v), then the shift (wiring), zero point
-        # and clamp (the zero point added beside the clamp compares)
-        sh = int(self.sh[0])
-        outs = []
-        for k in range(L):
-            off = round_offset_expr(vs[k], sh, self.rounding)
-            r = Signal(signed(v_shape.width + 1), name=f"rnd_{k}")
-            m.d.sync += r.eq(vs[k] if off is None else vs[k] + off)
-            q = Signal(signed(v_shape.width + 1), name=f"q_{k}")
-            m.d.comb += q.eq(r >> sh)
-            y = Mux(q < self.lo - self.zp_out, self.lo, Mux(q > self.hi - self.zp_out, self.hi, q + self.zp_out))
-            o = Signal(8, name=f"out_{k}")
-            m.d.sync += o.eq(y[:8])
-            outs.append(o)
+        # the one rounding circuit (:func:`~rtlgen.cores.arith.requant_pipe`, constant shift S): the rounded quotient
+        # (the dropped bits decide an increment), then the zero point added beside the clamp compares
+        S = int(self.sh[0])
+        outs = [requant_pipe(m, vs[k], S, self.zp_out, self.lo, self.hi, self.rounding, f"rq{k}") for k in range(L)]
         vD, lastD = delay(m, v1, D - 1, "v"), delay(m, last1, D - 1, "last")
         # zero the tail lanes of the last group
         tail = self.channels - (self.groups - 1) * L

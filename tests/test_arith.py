@@ -1,13 +1,13 @@
-"""cores/arith.py: the one rounding rule in its two circuit forms equals rtlgen.quant.rshift_round for every mode
+"""cores/arith.py: the one rounding circuit equals rtlgen.quant.rshift_round for every mode
 (constant shifts 0..5, every 9-bit signed value; Amaranth simulator). Per-channel shifts are normalized to one
 constant shift before rounding (RequantStage; tests/test_requant_norm.py checks that identity)."""
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
-from rtlgen.cores.arith import round_offset_expr, rshift_round_value
+from rtlgen.cores.arith import rshift_round_value
 from rtlgen.quant import ROUNDING_MODES, rshift_round
 
 VALUES = range(-256, 256)
@@ -30,7 +30,7 @@ def _simulate(m, v, outs: dict, drive=None):
 
 
 @pytest.mark.parametrize("mode", ROUNDING_MODES)
-def test_both_forms_equal_the_golden_rounding(mode):
+def test_rounding_circuit_equals_the_golden_rounding(mode):
     m = Module()
     v = Signal(signed(9))
     outs = {}
@@ -38,16 +38,7 @@ def test_both_forms_equal_the_golden_rounding(mode):
         a = Signal(signed(12), name=f"value_{sh}")
         m.d.comb += a.eq(rshift_round_value(v, sh, mode))
         outs[("value", sh)] = a
-        off = round_offset_expr(v, sh, mode)
-        b = Signal(signed(12), name=f"offset_{sh}")
-        m.d.comb += b.eq(((v + off) >> sh) if off is not None else (v >> sh))
-        outs[("offset", sh)] = b
     got = _simulate(m, v, outs)
     xs = np.array(list(VALUES), dtype=np.int64)
     for (form, sh), vals in got.items():
         assert vals == list(rshift_round(xs, sh, mode)), f"{form} form, shift {sh}, mode {mode}"
-
-
-def test_offset_form_refuses_a_signal_shift():
-    with pytest.raises(ValueError):
-        round_offset_expr(Signal(signed(9)), Signal(unsigned(3)), "half_even")
