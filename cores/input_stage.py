@@ -65,12 +65,12 @@ class InputStageCore(LayerCore, wiring.Component):
 
     @classmethod
     def plan_knobs(cls, layer, lp, ctx=None) -> dict:
-        return {}  # one pixel per beat
+        return {"lanes": layer.in_shape[2]}  # one pixel per beat: the top's input port (all C channels per beat)
 
     @classmethod
     def plan_cycles(cls, layer, lp, ctx=None) -> int:
         H, W, C = layer.in_shape
-        return H * W * beats_per_pixel(C, 3)
+        return H * W
 
     def cycles_per_frame(self) -> int:
         H, W, C = self.shape

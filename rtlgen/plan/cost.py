@@ -213,7 +213,7 @@ def fixed_stage_costs(net):
         ff = 200 + (FF_PER_REQUANT_LANE if isinstance(lay, (ir.Add, ir.Requantize, ir.Pool)) else 40) * lanes
         res = {"dsp": 0, "lut": 150 + 30 * lanes, "ff": ff, "bram36": 0, "uram": 0}
         if isinstance(lay, ir.InputStage):
-            res["lut"] += 3 * 8 * 4  # 3 x 256 x 8 table ROMs in LUTs
+            res["lut"] += 8 * 4 * lanes  # a 256 x 8 table ROM per lane (one pixel of C lanes per beat) in LUTs
         if isinstance(lay, ir.Pool) and not lay.is_global:
             res["bram36"] = 0.5
         out[lay.name] = (cyc, res, lanes)
