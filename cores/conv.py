@@ -93,6 +93,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtlgen import ir
+from rtlgen.plan.geometry import conv_window
 from rtlgen.quant import bits_signed
 
 from .arith import credit_counter, delay, logic_rom, lut_mul_pps, ptree, ptree_stages, tree_reduce
@@ -143,6 +144,19 @@ def _load_port(m: Module, mem: Memory, port, n_words: int, loaded: Signal):
         with m.Else():
             m.d.sync += addr.eq(addr + 1)
     return wp
+
+
+def embedded_weights(layer: ir.Conv) -> np.ndarray:
+    """The layer's ``[O, kh, kw, C]`` weights inside its ``K' x K'`` window (:func:`rtlgen.plan.geometry.conv_window`,
+    the one embedding the planner costs): the kernel at offset ``(oy, ox)``, zeros elsewhere (the added taps read
+    the window's grown pads or real pixels and add nothing). A square odd kernel with pads below ``K`` is itself."""
+    O, kh, kw, C = layer.weights.shape
+    K, oy, ox, _ = conv_window(layer)
+    if (K, oy, ox) == (kh, 0, 0) and kh == kw:
+        return layer.weights
+    emb = np.zeros((O, K, K, C), dtype=np.int64)
+    emb[:, oy:oy + kh, ox:ox + kw] = layer.weights
+    return emb
 
 
 def tree_and(terms):
@@ -538,9 +552,9 @@ class Conv(LayerCore, wiring.Component):
                  proj_storage: str = "bram", mult: str = "dsp", proj_mult: str = "dsp", tap_par: int = 1):
         self.layer = layer
         H, W, C = layer.in_shape
-        O, K, _, _ = layer.weights.shape
         if layer.stride[0] != layer.stride[1]:
             raise ValueError("equal strides only")
+        O = layer.weights.shape[0]
         self.ich_par, self.och_par, self.pix_par, self.tap_par = ich_par, och_par, pix_par, tap_par
         in_signed = bool(layer.in_q.signed) if layer.in_q is not None else True
         self.R = math.ceil(O / och_par)
@@ -553,7 +567,7 @@ class Conv(LayerCore, wiring.Component):
         res = layer.residual is not None
         skip_signed = bool(layer.res_q.signed) if (res and layer.res_q is not None) else True
         self.engine = ConvEngine(
-            weights=layer.weights, bias=layer.bias, requant=layer.requant, in_signed=in_signed,
+            weights=embedded_weights(layer), bias=layer.bias, requant=layer.requant, in_signed=in_signed,
             out_pixels=self.window.Ho * self.window.Wo, ich_par=ich_par, och_par=och_par, pix=pix_par,
             packing=packing, storage=storage, res_m=layer.res_m if res else None, res_zp=layer.res_zp,
             skip_signed=skip_signed, mult=mult, tap=tap_par)
@@ -598,8 +612,9 @@ class Conv(LayerCore, wiring.Component):
     @staticmethod
     def _window_args(layer, ich_par, och_par, pix_par, tap_par, centre) -> dict:
         H, W, C = layer.in_shape
-        O, K, _, _ = layer.weights.shape
-        return dict(H=H, W=W, C=C, lanes=ich_par, K=K, stride=layer.stride[0], pads=layer.pads,
+        O = layer.weights.shape[0]
+        K, _, _, pads = conv_window(layer)  # a non-square or even kernel: its odd square window, pads grown
+        return dict(H=H, W=W, C=C, lanes=ich_par, K=K, stride=layer.stride[0], pads=pads,
                     pad_value=layer.pad_value, repeats=math.ceil(O / och_par), pix=pix_par, centre=centre, tap=tap_par)
 
     @staticmethod

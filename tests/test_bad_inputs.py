@@ -278,9 +278,9 @@ MODEL_CASES = {
 
 # the importer accepts these (the golden model computes them); rtlgen.flow.check_hardware refuses them before planning
 UNBUILDABLE_CASES = {
-    "even_kernel_asymmetric_pads": (_conv_mid("conv_k2", k=2, pads=[0, 0, 1, 1]), ["'conv_k2'"]),
-    "even_kernel_2x2_stride2": (_conv_post("conv_k2s2", k=2, stride=2, pads=[0, 0, 0, 0]), ["'conv_k2s2'"]),
-    "non_square_kernel": (_conv_mid("conv_1x3", k=(1, 3), pads=[0, 1, 0, 1]), ["'conv_1x3'"]),
+    "conv_window_9": (_conv_mid("conv_k9", k=9), ["'conv_k9'", "9x9", "at most 7x7"]),
+    "conv_1x9_window_9": (_conv_mid("conv_1x9", k=(1, 9), pads=[0, 4, 0, 4]), ["'conv_1x9'", "1x9", "at most 7x7"]),
+    "conv_pad_grows_window": (_conv_post("conv_p6", k=5, pads=[6, 6, 6, 6]), ["'conv_p6'", "5x5", "9x9 window"]),
     "conv_stride_3": (_conv_post("conv_s3", k=3, stride=3), ["'conv_s3'"]),
     "conv_unequal_strides": (_unequal_strides, ["'conv_s12'"]),
     "grouped_conv": (_conv_mid("conv_g", group=2), ["'conv_g'", "grouped", "group=2", "no hardware core"]),
@@ -320,6 +320,22 @@ def test_unbuildable_conv_refused_before_planning(case, tmp_path):
     p = save(m, tmp_path)
     assert_cli_error(cli("build", p, "--board", "kv260", "--out", tmp_path / "out", "--no-rtl"), *needles)
     assert_no_output(tmp_path)
+
+
+# even and non-square ordinary kernels build (embedded in the smallest odd square window, as depthwise ones)
+BUILDABLE_KERNELS = {
+    "even_kernel_asymmetric_pads": _conv_mid("conv_k2", k=2, pads=[0, 0, 1, 1]),
+    "even_kernel_2x2_stride2": _conv_post("conv_k2s2", k=2, stride=2, pads=[0, 0, 0, 0]),
+    "non_square_kernel": _conv_mid("conv_1x3", k=(1, 3), pads=[0, 1, 0, 1]),
+}
+
+
+@pytest.mark.parametrize("case", list(BUILDABLE_KERNELS))
+def test_even_and_non_square_kernels_plan(case):
+    from rtlgen.flow import Design
+
+    d = Design.load(BUILDABLE_KERNELS[case](), board="kv260")
+    assert d.plan().layers
 
 
 def test_odd_kernel_asymmetric_pads_is_supported():
