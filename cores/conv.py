@@ -93,7 +93,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtlgen import ir
-from rtlgen.plan.geometry import conv_window
+from rtlgen.plan.geometry import conv_live_slots, conv_window
 from rtlgen.quant import bits_signed
 
 from .arith import credit_counter, delay, logic_rom, lut_mul_pps, ptree, ptree_stages, tree_reduce
@@ -229,7 +229,7 @@ class ConvEngine(wiring.Component):
     def __init__(self, *, weights: np.ndarray, bias: np.ndarray, requant: ir.Requant, in_signed: bool,
                  out_pixels: int, ich_par: int, och_par: int = 1, pix: int = 1, packing: bool = True,
                  storage: str = "bram", res_m=None, res_zp: int = 0, skip_signed: bool = True, mult: str = "dsp",
-                 tap: int = 1):
+                 tap: int = 1, live_slots=None):
         O, Kh, Kw, C = weights.shape
         if mult not in ("dsp", "lut"):
             raise ValueError("mult must be 'dsp' or 'lut'")
@@ -248,6 +248,12 @@ class ConvEngine(wiring.Component):
         self.ich = ich_par
         # MAC lanes per pixel: T tap slots x ich_par channels (lane l = slot j, channel i: l = j*ich_par + i)
         self.P, self.och, self.pix = ich_par * self.T, och_par, pix
+        #: tap slots that carry a real kernel tap in some tap group (an embedded kernel's others only ever meet zero
+        #: weights: no multiplier); the MAC lanes of those slots
+        self.slots = sorted(set(range(self.T) if live_slots is None else live_slots))
+        if not self.slots or not set(self.slots) <= set(range(self.T)):
+            raise ValueError(f"live_slots must be a non-empty subset of range({self.T})")
+        self.live = [j * ich_par + i for j in self.slots for i in range(ich_par)]
         self.mult = mult  # "lut": multipliers in fabric (cores/arith.py lut_mul), never packed
         self.packing = bool(packing and pix == 2 and mult == "dsp")
         self.storage = storage
@@ -319,7 +325,8 @@ class ConvEngine(wiring.Component):
     @property
     def chunks(self) -> list[int]:
         """Sizes of the packed-product chunks summed before the lane split (packing only)."""
-        return [min(self.chunk, self.P - c0) for c0 in range(0, self.P, self.chunk)]
+        n = len(self.live)
+        return [min(self.chunk, n - c0) for c0 in range(0, n, self.chunk)]
 
     @property
     def sum_stages(self) -> int:
@@ -327,7 +334,7 @@ class ConvEngine(wiring.Component):
         tree, the lane split (1 stage), the tree over the chunks."""
         if self.packing:
             return ptree_stages(max(self.chunks)) + 1 + ptree_stages(len(self.chunks))
-        return ptree_stages(self.P)
+        return ptree_stages(len(self.live))
 
     @property
     def pipe_depth(self) -> int:
@@ -416,7 +423,7 @@ class ConvEngine(wiring.Component):
         prod = [[[None] * P for _ in range(och)] for _ in xa]
         for q in range(len(xa)):
             for o in range(och):
-                for i in range(P):
+                for i in self.live:  # a dead tap slot's lanes get no multiplier
                     if self.mult == "lut":
                         pps = []
                         for k, pp in enumerate(lut_mul_pps(xa[q][i], w2[o][i])):
@@ -439,8 +446,9 @@ class ConvEngine(wiring.Component):
             if self.packing:
                 ct = ptree_stages(max(self.chunks))
                 los, his = [], []
-                for c0 in range(0, P, self.chunk):
-                    part = prod[0][o][c0:c0 + self.chunk]
+                live = [prod[0][o][i] for i in self.live]
+                for c0 in range(0, len(live), self.chunk):
+                    part = live[c0:c0 + self.chunk]
                     cs = delay(m, ptree(m, part, f"cs_{o}_{c0}"), ct - ptree_stages(len(part)), f"cs_{o}_{c0}")
                     lo = Signal(signed(18), name=f"lo_{o}_{c0}")
                     hi = Signal(signed(22), name=f"hi_{o}_{c0}")
@@ -450,7 +458,7 @@ class ConvEngine(wiring.Component):
                 ps[0][o], ps[1][o] = ptree(m, los, f"slo_{o}"), ptree(m, his, f"shi_{o}")
             else:
                 for q in range(pix):
-                    ps[q][o] = ptree(m, prod[q][o], f"ps_{q}_{o}")
+                    ps[q][o] = ptree(m, [prod[q][o][i] for i in self.live], f"ps_{q}_{o}")
         v3, first3, wlast3, p13 = (delay(m, s, self.sum_stages, s.name) for s in flags4)
 
         # ---- accumulate (one adder); a finished window enters the result FIFO(s), which always have room ----
@@ -570,7 +578,7 @@ class Conv(LayerCore, wiring.Component):
             weights=embedded_weights(layer), bias=layer.bias, requant=layer.requant, in_signed=in_signed,
             out_pixels=self.window.Ho * self.window.Wo, ich_par=ich_par, och_par=och_par, pix=pix_par,
             packing=packing, storage=storage, res_m=layer.res_m if res else None, res_zp=layer.res_zp,
-            skip_signed=skip_signed, mult=mult, tap=tap_par)
+            skip_signed=skip_signed, mult=mult, tap=tap_par, live_slots=conv_live_slots(layer, tap_par))
         sig = {"i": In(act_signature(ich_par)), "o": Out(act_signature(och_par))}
         if res:
             sig["skip"] = In(act_signature(och_par))
@@ -676,10 +684,10 @@ class Conv(LayerCore, wiring.Component):
     @property
     def dsp(self) -> int:
         e = self.engine
-        n = dsp_count(e.och, e.P, e.pix, e.packing, e.mult)
+        n = dsp_count(e.och, len(e.live), e.pix, e.packing, e.mult)
         if self.proj_layer is not None:
             p = self.proj_engine
-            n += dsp_count(p.och, p.P, p.pix, p.packing, p.mult)
+            n += dsp_count(p.och, len(p.live), p.pix, p.packing, p.mult)
         return n
 
     def resources(self) -> dict:
@@ -694,8 +702,8 @@ class Conv(LayerCore, wiring.Component):
         def parts(eng, wg):
             rq = eng.requant
             return {
-                "dsp_mac": dsp_count(eng.och, eng.P, eng.pix, eng.packing, eng.mult),
-                "lut_mults": eng.och * eng.P * eng.pix if eng.mult == "lut" else 0,
+                "dsp_mac": dsp_count(eng.och, len(eng.live), eng.pix, eng.packing, eng.mult),
+                "lut_mults": eng.och * len(eng.live) * eng.pix if eng.mult == "lut" else 0,
                 "requant_mults": 0 if rq.m_shift else eng.och,
                 "residual_mults": (0 if rq.r_shift else eng.och) if rq.residual else 0,
                 "line_buffer_bits": wg.DG * wg.lanes * 8 * wg.pix * wg.T,

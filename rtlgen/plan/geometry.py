@@ -47,6 +47,14 @@ def dw_live_slots(K: int, oy: int, ox: int, kh: int, kw: int, tap: int) -> list[
     return [j for j in range(tap) if any(live(tg * tap + j) for tg in range(ntg))]
 
 
+def conv_live_slots(layer, tap: int) -> list[int]:
+    """:func:`dw_live_slots` of a conv layer's embedded kernel (ordinary or depthwise) at ``tap`` taps per beat: the
+    tap slots that get multipliers (all of them for a square odd kernel; ``cores/conv.py`` builds these)."""
+    kh, kw = layer.kernel
+    K, oy, ox, _ = conv_window(layer)
+    return dw_live_slots(K, oy, ox, kh, kw, tap)
+
+
 def dw_dsp_count(ch_live: int, taps_live: int, pix_par: int, packing: bool, mult: str = "dsp") -> int:
     """Multipliers (DSP48E2) of the depthwise MAC array: ``ch_live * taps_live`` per pixel (one for both pixels when
     packed); 0 with ``mult="lut"``. The requant's multipliers come on top when ``m`` is not a power of 2."""
