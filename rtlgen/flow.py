@@ -88,28 +88,30 @@ def check_hardware(net: ir.Network):
         if isinstance(lay, ir.Conv):
             if lay.stride[0] != lay.stride[1] or lay.stride[0] not in (1, 2):
                 raise bad(lay, f"stride {lay.stride[0]}x{lay.stride[1]} not supported in hardware (1 or 2, equal on H and W)")
-            _check_window(lay, bad, "")
+            _check_window(lay, bad, "", MAX_WINDOW)
         if isinstance(lay, ir.Pool) and not lay.is_global:
             if max(lay.pads) >= min(lay.kernel):
                 raise bad(lay, f"padding {tuple(lay.pads)} not supported (each pad must be smaller than the window)")
 
 
-#: the largest odd square window a conv kernel may need (ordinary or depthwise: its kernel embedded with its pads,
-#: :func:`rtlgen.plan.geometry.embed_kernel`)
-MAX_WINDOW = 7
-MAX_DW_WINDOW = MAX_WINDOW
+#: the largest odd square window an ordinary conv kernel may need (its kernel embedded with its pads,
+#: :func:`rtlgen.plan.geometry.embed_kernel`): 11x11 holds DS-CNN's 10x4 stride-2 first kernel (sim_tests/
+#: test_input_shapes.py builds it)
+MAX_WINDOW = 11
+#: the same for a depthwise kernel (``cores/dwconv.py``, tested up to 7x7)
+MAX_DW_WINDOW = 7
 
 
-def _check_window(lay: ir.Conv, bad, what: str):
+def _check_window(lay: ir.Conv, bad, what: str, limit: int):
     """Any ``kh x kw`` kernel whose window (embedded with its pads in the smallest odd square, the window the cores
-    build) is at most :data:`MAX_WINDOW`."""
+    build) is at most ``limit``."""
     from .plan.geometry import embed_kernel
 
     kh, kw = lay.kernel
     K = embed_kernel(kh, kw, lay.pads)[0]
-    if K > MAX_WINDOW:
+    if K > limit:
         raise bad(lay, f"{what}{kh}x{kw} kernel with pads {tuple(lay.pads)} needs a {K}x{K} window (at most "
-                       f"{MAX_WINDOW}x{MAX_WINDOW} in hardware)")
+                       f"{limit}x{limit} in hardware)")
 
 
 def _check_depthwise(lay: ir.Conv, bad):
@@ -127,7 +129,7 @@ def _check_depthwise(lay: ir.Conv, bad):
                        "has no hardware core (multiplier 1 only; rtlgen inspect, predict and the golden model support it)")
     if lay.stride[0] != lay.stride[1] or lay.stride[0] not in (1, 2):
         raise bad(lay, f"stride {lay.stride[0]}x{lay.stride[1]} not supported in hardware (1 or 2, equal on H and W)")
-    _check_window(lay, bad, "depthwise ")
+    _check_window(lay, bad, "depthwise ", MAX_DW_WINDOW)
     if lay.residual is not None:
         raise bad(lay, "a residual add merged into a depthwise convolution is not supported in hardware (quantize "
                        "the depthwise output before the Add)")

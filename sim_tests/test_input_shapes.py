@@ -15,8 +15,9 @@ Default run (four small Verilator builds, about two minutes):
   3 slots carry no multiplier, packed pixel pairs) edited into the bottleneck, so the measured cycles check the
   conv core's embedded-kernel cycle model.
 
-Opt-in (``--runslow``): 2x2 stride 2 and 3x1 first kernels (planned and as the bottleneck), a float NCHW input, and
-a deeper 128 -> 64 -> 16 -> 64 -> 128 autoencoder on a uint8 input.
+Opt-in (``--runslow``): 2x2 stride 2 and 3x1 first kernels (planned and as the bottleneck), DS-CNN's 10x4 stride-2
+first kernel (an 11x11 window) on a 20 x 10 x 1 int8 input, a float NCHW input, and a deeper 128 -> 64 -> 16 -> 64 ->
+128 autoencoder on a uint8 input.
 """
 
 from __future__ import annotations
@@ -156,6 +157,27 @@ def test_kws_tiny_12x6x1_k4x2_in_rtl(edit, tmp_path):
 @pytest.mark.parametrize("k1,stride1", [(2, 2), ((3, 1), 1)], ids=["k2s2", "k3x1"])
 def test_kws_tiny_other_kernels_in_rtl(k1, stride1, edit, tmp_path):
     _kws(tmp_path, k1, stride1, edit=edit)
+
+
+@pytest.mark.slow
+def test_ds_cnn_first_kernel_in_rtl(tmp_path):
+    """DS-CNN's 10x4 stride-2 first kernel (pads 4, 1, 5, 2; an 11x11 window) on a 20 x 10 x 1 int8 input, as the
+    bottleneck (2 output channels and a window row of 11 taps per beat: 4 live slots)."""
+    d = Design.load(Z.kws_tiny(H=20, W=10, k1=(10, 4), stride1=2, pads1=(4, 1, 5, 2), in_type="int8"), board="generic",
+                    budget=BUDGET)
+    d.plan()
+    conv1 = next(lay for lay in d.net.layers if isinstance(lay, ir.Conv))
+    d.set_layer(conv1.name, och_par=2, ich_par=1, pix_par=1, packing=False, tap_par=11, mult="dsp", storage="bram")
+    assert d.plan_.layer(conv1.name).dsp == 2 * 4
+    out = tmp_path / "build"
+    rep = d.build(out)
+    assert rep["bottleneck"] == conv1.name
+    px = np.random.default_rng(1).integers(0, 256, size=(6, 20, 10, 1), dtype=np.uint8)
+    _varied(golden.run(d.net, px), 6)
+    res = run_sim(out, px, stall=STALL, seed=5, progress=False, log=False, shards=1)
+    assert res["mismatches"] == 0, res["summary"]
+    res0 = _no_stall_cycles(out, px, rep["cycles_per_frame"])
+    print(f"ds-cnn 10x4 s2: {res['summary']} | no stalls: {res0['summary']}")
 
 
 @pytest.mark.slow

@@ -278,9 +278,9 @@ MODEL_CASES = {
 
 # the importer accepts these (the golden model computes them); rtlgen.flow.check_hardware refuses them before planning
 UNBUILDABLE_CASES = {
-    "conv_window_9": (_conv_mid("conv_k9", k=9), ["'conv_k9'", "9x9", "at most 7x7"]),
-    "conv_1x9_window_9": (_conv_mid("conv_1x9", k=(1, 9), pads=[0, 4, 0, 4]), ["'conv_1x9'", "1x9", "at most 7x7"]),
-    "conv_pad_grows_window": (_conv_post("conv_p6", k=5, pads=[6, 6, 6, 6]), ["'conv_p6'", "5x5", "9x9 window"]),
+    "conv_window_13": (_conv_mid("conv_k13", k=13), ["'conv_k13'", "13x13", "at most 11x11"]),
+    "conv_1x13_window_13": (_conv_mid("conv_1x13", k=(1, 13), pads=[0, 6, 0, 6]), ["'conv_1x13'", "1x13", "at most 11x11"]),
+    "conv_pad_grows_window": (_conv_post("conv_p10", k=9, pads=[10, 10, 10, 10]), ["'conv_p10'", "9x9", "13x13 window"]),
     "conv_stride_3": (_conv_post("conv_s3", k=3, stride=3), ["'conv_s3'"]),
     "conv_unequal_strides": (_unequal_strides, ["'conv_s12'"]),
     "grouped_conv": (_conv_mid("conv_g", group=2), ["'conv_g'", "grouped", "group=2", "no hardware core"]),

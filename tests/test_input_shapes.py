@@ -144,10 +144,17 @@ def test_some_tap_slots_get_no_multiplier():
     assert len(core.engine.slots) == 2 and core.dsp == 2
 
 
+def test_ds_cnn_first_kernel_plans():
+    """DS-CNN's 10x4 stride-2 first kernel (pads 4, 1, 5, 2) embeds in an 11x11 window and plans."""
+    d, plan = _planned(Z.kws_tiny(H=20, W=10, k1=(10, 4), stride1=2, pads1=(4, 1, 5, 2), in_type="int8"))
+    conv1 = next(lay for lay in d.net.layers if lay.kind == "conv")
+    assert geometry.conv_window(conv1)[:3] == (11, 1, 7) and conv1.out_shape == (10, 5, 4)
+
+
 def test_conv_window_limit_is_refused():
     from rtlgen.errors import ModelError
     from rtlgen.flow import check_hardware
 
-    net = load_model(Z.kws_tiny(H=16, W=8, k1=(9, 3)))
-    with pytest.raises(ModelError, match="9x3 kernel .* needs a 9x9 window"):
+    net = load_model(Z.kws_tiny(H=16, W=8, k1=(13, 3)))
+    with pytest.raises(ModelError, match="13x3 kernel .* needs a 13x13 window"):
         check_hardware(net)
