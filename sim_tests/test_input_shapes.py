@@ -16,7 +16,8 @@ Default run (four small Verilator builds, about two minutes):
   conv core's embedded-kernel cycle model.
 
 Opt-in (``--runslow``): 2x2 stride 2 and 3x1 first kernels (planned and as the bottleneck), DS-CNN's 10x4 stride-2
-first kernel (an 11x11 window) on a 20 x 10 x 1 int8 input, a float NCHW input, and a deeper 128 -> 64 -> 16 -> 64 ->
+first kernel (an 11x11 window) on a 20 x 10 x 1 int8 input, a small DS-CNN on the real 49 x 10 x 1 input (10x4
+stride-2 conv, depthwise-separable blocks, average pool, dense), a float NCHW input, and a deeper 128 -> 64 -> 16 -> 64 ->
 128 autoencoder on a uint8 input.
 """
 
@@ -178,6 +179,21 @@ def test_ds_cnn_first_kernel_in_rtl(tmp_path):
     assert res["mismatches"] == 0, res["summary"]
     res0 = _no_stall_cycles(out, px, rep["cycles_per_frame"])
     print(f"ds-cnn 10x4 s2: {res['summary']} | no stalls: {res0['summary']}")
+
+
+@pytest.mark.slow
+def test_small_ds_cnn_49x10x1_in_rtl(tmp_path):
+    """The DS-CNN shape on the real 49 x 10 x 1 int8 input (8 channels, 2 depthwise-separable blocks) as planned."""
+    d = Design.load(Z.ds_cnn(c=8, blocks=2), board="generic", budget=BUDGET)
+    d.plan()
+    out = tmp_path / "build"
+    pred = d.build(out)["cycles_per_frame"]
+    px = np.random.default_rng(1).integers(0, 256, size=(6, 49, 10, 1), dtype=np.uint8)
+    _varied(golden.run(d.net, px), 6)
+    res = run_sim(out, px, stall=STALL, seed=5, progress=False, log=False, shards=1)
+    assert res["mismatches"] == 0, res["summary"]
+    res0 = _no_stall_cycles(out, px, pred)
+    print(f"ds-cnn 49x10x1: {res['summary']} | no stalls: {res0['summary']}")
 
 
 @pytest.mark.slow

@@ -151,6 +151,20 @@ def test_ds_cnn_first_kernel_plans():
     assert geometry.conv_window(conv1)[:3] == (11, 1, 7) and conv1.out_shape == (10, 5, 4)
 
 
+@pytest.mark.parametrize("board", ["kv260", "ultra96v2"])
+def test_mlperf_tiny_ds_cnn_plans(board):
+    """The MLPerf-Tiny keyword-spotting DS-CNN shape at full size (49 x 10 x 1 int8 MFCCs, 64 channels, 4 depthwise-
+    separable blocks, average pool, 12 classes) plans on the boards with the cores' cycles."""
+    d, plan = _planned(Z.ds_cnn(), board)
+    kinds = [lay.kind for lay in d.net.layers]
+    assert kinds[:2] == ["input", "conv"] and kinds.count("conv") == 9 and kinds[-1] == "dense"
+    conv1 = d.net.layers[1]
+    assert conv1.kernel == (10, 4) and conv1.stride == (2, 2) and conv1.out_shape == (25, 5, 64)
+    tot = plan.totals()
+    for k in ("dsp", "lut", "bram36"):
+        assert tot[k] <= getattr(d.budget, k), k
+
+
 def test_conv_window_limit_is_refused():
     from rtlgen.errors import ModelError
     from rtlgen.flow import check_hardware

@@ -83,3 +83,29 @@ def kws_tiny(H: int = 12, W: int = 6, k1=3, stride1: int = 1, pads1=None, c1: in
     y = g.q(g.gemm(g.flatten(x), n, classes, in_scale=1 / 32, w_scale=1 / 64, name="fc"), 1 / 16, 0, name="q_fc")
     g.output(y, [1, classes])
     return g.model()
+
+
+def ds_cnn(H: int = 49, W: int = 10, c: int = 64, blocks: int = 4, classes: int = 12, in_type: str = "int8",
+           seed: int = 0, avgpool: bool = True) -> onnx.ModelProto:
+    """MLPerf-Tiny keyword spotting's DS-CNN shape: ``H x W x 1`` MFCC input -> conv 10x4 stride 2 ('same': pads
+    4, 1, 5, 1 on 49 x 10) + ReLU -> ``blocks`` x (depthwise 3x3 + ReLU -> pointwise 1x1 + ReLU) -> average pool over
+    the whole map (``AveragePool`` with the map's size, or ``GlobalAveragePool``) -> dense ``classes``."""
+    nhwc = in_type != "float"
+    g = G(shape=(1, H, W, 1) if nhwc else (1, 1, H, W), in_dtype=IN_TYPES[in_type], seed=seed)
+    x = g.graph_in(in_type, nhwc=nhwc)
+    Ho, Wo = -(-H // 2), -(-W // 2)
+    ph, pw = (Ho - 1) * 2 + 10 - H, (Wo - 1) * 2 + 4 - W
+    pads = [ph // 2, pw // 2, ph - ph // 2, pw - pw // 2]
+    h = g.conv(x, 1, c, k=(10, 4), stride=2, pads=pads, in_scale=IN_Q[in_type][0], w_scale=1 / 128, name="conv1")
+    x = g.q(g.relu(h), 1 / 32, 0, name="q_conv1")
+    for b in range(blocks):
+        h = g.conv(x, c, c, k=3, group=c, in_scale=1 / 32, w_scale=1 / 32, name=f"dw{b}")
+        x = g.q(g.relu(h), 1 / 32, 0, name=f"q_dw{b}")
+        h = g.conv(x, c, c, k=1, pads=[0, 0, 0, 0], in_scale=1 / 32, w_scale=2 ** -int(np.log2(2 * c)),
+                   name=f"pw{b}")
+        x = g.q(g.relu(h), 1 / 32, 0, name=f"q_pw{b}")
+    p = g.node("AveragePool", [x], kernel_shape=[Ho, Wo], strides=[Ho, Wo], name="avg") if avgpool else g.gap(x)
+    p = g.q(p, 1 / 32, 0, name="q_avg")
+    y = g.q(g.gemm(g.flatten(p), c, classes, in_scale=1 / 32, w_scale=1 / 16, name="fc"), 1 / 16, 0, name="q_fc")
+    g.output(y, [1, classes])
+    return g.model()
