@@ -50,6 +50,9 @@ class BuildConfig:
     mean: list | None = None
     #: per-channel std of the preprocessing; None: the model's metadata, else 1
     std: list | None = None
+    #: the hardware takes the graph input's first quantizer's codes themselves (identity input stage; excludes
+    #: ``input_scale``/``mean``/``std``); an int8/uint8 graph input without preprocessing is taken so anyway
+    input_codes: bool = False
     #: a ``plan.json`` (as written by a build, possibly edited) used instead of planning
     plan_file: str | None = None
     #: the planner may implement multipliers in LUTs
@@ -162,7 +165,7 @@ class Design:
         import onnx
 
         src = resolve(model) if not hasattr(model, "graph") else model
-        net = load_model(src, input_scale=cfg.input_scale, mean=cfg.mean, std=cfg.std)
+        net = load_model(src, input_scale=cfg.input_scale, mean=cfg.mean, std=cfg.std, input_codes=cfg.input_codes)
         d = cls(net, cfg)
         d.source = src if hasattr(src, "graph") else onnx.load(src)
         d.timings["import"] = time.perf_counter() - t

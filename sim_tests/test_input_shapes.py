@@ -5,9 +5,9 @@ the measured steady-state cycles per frame equal the plan's prediction (within 1
 
 Default run (four small Verilator builds, about two minutes):
 
-* a dense-only autoencoder 64 -> 32 -> 8 -> 32 -> 64 on a 2-D ``[1, 64]`` float input: ``rtlgen build`` with a pixel
-  preprocessing whose table reaches every code, ``rtlgen sim --inputs`` on float32 ``N x 64`` features (quantized by
-  the graph's first QuantizeLinear) and ``rtlgen run`` on the same floats = the golden model the RTL matched;
+* a dense-only autoencoder 64 -> 32 -> 8 -> 32 -> 64 on a 2-D ``[1, 64]`` float input: ``rtlgen build --input-codes``
+  (the hardware takes the codes of the graph's first QuantizeLinear), ``rtlgen sim --inputs`` on float32 ``N x 64``
+  features and ``rtlgen run`` on the same floats = the golden model the RTL matched;
 * the same autoencoder on an int8 ``[1, 64]`` graph input fed as it is (identity input table, no ROM):
   ``rtlgen sim --inputs`` / ``rtlgen run`` on int8 codes;
 * a keyword-spotting-like net on a non-square one-channel uint8 NHWC input (12 x 6 x 1: conv 4x2 -> max pool -> conv
@@ -67,14 +67,15 @@ def _sim_cli(out, x_path):
 
 
 def test_mlp_float_features_in_rtl(tmp_path):
-    """Float32 N x 64 features, quantized by the graph's first QuantizeLinear (1/32): the build's input table
-    (pixel/32 - 4) reaches every int8 code, so the floats map exactly onto the bytes the hardware takes."""
+    """Float32 N x 64 features, quantized by the graph's first QuantizeLinear (1/32): built with --input-codes the
+    hardware takes those int8 codes (identity input stage), so every float maps onto the bytes it is fed."""
     src = tmp_path / "mlp.onnx"
     onnx.save(Z.mlp(), str(src))
     out = tmp_path / "b"
-    r = cli("build", src, "--board", "generic", "--budget", BUDGET, "--out", out, "--input-scale", 1 / 32, "--mean", 4)
+    r = cli("build", src, "--board", "generic", "--budget", BUDGET, "--out", out, "--input-codes")
     assert r.exit_code == 0, r.output
     net, rep, man = load_design(out)
+    assert net.input.passthrough and rep["preprocess"] == {"codes": "int8"}
     assert man["input"]["lanes"] == 64 and man["input"]["beats_per_frame"] == 1 and man["output"]["values"] == 64
     rng = np.random.default_rng(3)
     x = (rng.integers(-300, 300, size=(8, 64)) / 64).astype(np.float32)  # half steps of 1/32 (ties), clamped values

@@ -73,6 +73,30 @@ def test_integer_input_with_preprocessing_keeps_the_pixel_table():
     assert net.input.table[0, 255] == -1 and net.input.table[0, 127] == 127
 
 
+def test_float_input_codes_option(tmp_path):
+    """--input-codes: a float graph input's first quantizer's codes go to the hardware as they are (identity table);
+    it excludes pixel preprocessing (one-line error)."""
+    from click.testing import CliRunner
+
+    from rtlgen.cli import main
+    from rtlgen.errors import ModelError
+
+    net = load_model(Z.mlp(), input_codes=True)
+    assert net.input.passthrough and net.input.preprocess == {"codes": "int8"}
+    assert not load_model(Z.mlp()).input.passthrough
+    with pytest.raises(ModelError, match="--input-codes excludes"):
+        load_model(Z.mlp(), input_codes=True, input_scale=0.5)
+    import onnx
+
+    onnx.save(Z.mlp(), str(tmp_path / "mlp.onnx"))
+    r = CliRunner().invoke(main, ["build", str(tmp_path / "mlp.onnx"), "--board", "kv260", "--out", str(tmp_path / "o"),
+                                  "--no-rtl", "--input-codes", "--json"])
+    assert r.exit_code == 0, r.output
+    assert '"codes": "int8"' in (tmp_path / "o" / "report.json").read_text()
+    r = CliRunner().invoke(main, ["inspect", str(tmp_path / "mlp.onnx"), "--input-codes", "--mean", "1"])
+    assert r.exit_code == 2 and "--input-codes excludes" in r.output
+
+
 def _conv_layer(H=7, W=6, C=3, O=5, kh=3, kw=3, stride=1, pads=None, seed=0):
     rng = np.random.default_rng(seed)
     pads = pads if pads is not None else Z.same_pads(kh, kw)

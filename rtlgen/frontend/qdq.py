@@ -192,9 +192,13 @@ class QuantOps:
             C = gi.shape[gi.axes.index("C")]
             H = gi.shape[gi.axes.index("H")]
             W = gi.shape[gi.axes.index("W")]
-        if gi.elem_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and not self.preprocessing_given():
-            # integer graph input without pixel preprocessing: the hardware takes its codes as they are (the input
-            # stage is the identity on the 8-bit bus: int8 codes as two's-complement bytes)
+        if self.user_pre.get("codes") and any(self.user_pre.get(k) is not None for k in META_KEYS):
+            raise ModelError("--input-codes excludes --input-scale/--mean/--std (the hardware takes the input's codes)")
+        is_int = gi.elem_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+        if self.user_pre.get("codes") or (is_int and not self.preprocessing_given()):
+            # --input-codes, or an integer graph input without pixel preprocessing: the hardware takes the first
+            # quantizer's codes as they are (the input stage is the identity on the 8-bit bus: int8 codes as
+            # two's-complement bytes; the host quantizes float inputs)
             byte = np.arange(256, dtype=np.int64)
             codes = np.where(byte >= 128, byte - 256, byte) if qt.signed else byte
             table = np.tile(codes, (C, 1))
