@@ -93,6 +93,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtlgen import ir
+from rtlgen.plan.geometry import conv_live_slots, conv_window
 from rtlgen.quant import bits_signed
 
 from .arith import credit_counter, delay, ptree, ptree_stages, tree_reduce
@@ -144,6 +145,19 @@ def _load_port(m: Module, mem: Memory, port, n_words: int, loaded: Signal):
         with m.Else():
             m.d.sync += addr.eq(addr + 1)
     return wp
+
+
+def embedded_weights(layer: ir.Conv) -> np.ndarray:
+    """The layer's ``[O, kh, kw, C]`` weights inside its ``K' x K'`` window (:func:`rtlgen.plan.geometry.conv_window`,
+    the one embedding the planner costs): the kernel at offset ``(oy, ox)``, zeros elsewhere (the added taps read
+    the window's grown pads or real pixels and add nothing). A square odd kernel with pads below ``K`` is itself."""
+    O, kh, kw, C = layer.weights.shape
+    K, oy, ox, _ = conv_window(layer)
+    if (K, oy, ox) == (kh, 0, 0) and kh == kw:
+        return layer.weights
+    emb = np.zeros((O, K, K, C), dtype=np.int64)
+    emb[:, oy:oy + kh, ox:ox + kw] = layer.weights
+    return emb
 
 
 def tree_and(terms):
@@ -216,7 +230,7 @@ class ConvEngine(wiring.Component):
     def __init__(self, *, weights: np.ndarray, bias: np.ndarray, requant: ir.Requant, in_signed: bool,
                  out_pixels: int, ich_par: int, och_par: int = 1, pix: int = 1, packing: bool = True,
                  storage: str = "bram", res_m=None, res_zp: int = 0, skip_signed: bool = True, mult: str = "dsp",
-                 tap: int = 1):
+                 tap: int = 1, live_slots=None):
         O, Kh, Kw, C = weights.shape
         if mult not in ("dsp", "lut"):
             raise ValueError("mult must be 'dsp' or 'lut'")
@@ -235,6 +249,12 @@ class ConvEngine(wiring.Component):
         self.ich = ich_par
         # MAC lanes per pixel: T tap slots x ich_par channels (lane l = slot j, channel i: l = j*ich_par + i)
         self.P, self.och, self.pix = ich_par * self.T, och_par, pix
+        #: tap slots that carry a real kernel tap in some tap group (an embedded kernel's others only ever meet zero
+        #: weights: no multiplier); the MAC lanes of those slots
+        self.slots = sorted(set(range(self.T) if live_slots is None else live_slots))
+        if not self.slots or not set(self.slots) <= set(range(self.T)):
+            raise ValueError(f"live_slots must be a non-empty subset of range({self.T})")
+        self.live = [j * ich_par + i for j in self.slots for i in range(ich_par)]
         self.mult = mult  # "lut": multipliers in fabric (cores/arith.py lut_mul), never packed
         self.packing = bool(packing and pix == 2 and mult == "dsp")
         self.storage = storage
@@ -306,7 +326,8 @@ class ConvEngine(wiring.Component):
     @property
     def chunks(self) -> list[int]:
         """Sizes of the packed-product chunks summed before the lane split (packing only)."""
-        return [min(self.chunk, self.P - c0) for c0 in range(0, self.P, self.chunk)]
+        n = len(self.live)
+        return [min(self.chunk, n - c0) for c0 in range(0, n, self.chunk)]
 
     @property
     def sum_stages(self) -> int:
@@ -314,7 +335,7 @@ class ConvEngine(wiring.Component):
         tree, the lane split (1 stage), the tree over the chunks."""
         if self.packing:
             return ptree_stages(max(self.chunks)) + 1 + ptree_stages(len(self.chunks))
-        return ptree_stages(self.P)
+        return ptree_stages(len(self.live))
 
     @property
     def pipe_depth(self) -> int:
@@ -395,7 +416,7 @@ class ConvEngine(wiring.Component):
         prod = [[[None] * P for _ in range(och)] for _ in xa]
         for q in range(len(xa)):
             for o in range(och):
-                for i in range(P):
+                for i in self.live:  # a dead tap slot's lanes get no multiplier
                     prod[q][o][i] = mac_product(m, xa[q][i], w2[o][i], self.mult, self.packing, f"{q}_{o}_{i}")
         flags4 = [delay(m, s, 3, s.name) for s in (v1, first1, wlast1, p11)]
 
@@ -403,10 +424,11 @@ class ConvEngine(wiring.Component):
         ps = [[None] * och for _ in range(pix)]
         for o in range(och):
             if self.packing:
-                ps[0][o], ps[1][o] = packed_sums(m, prod[0][o], self.chunk, self.chunks, str(o))
+                ps[0][o], ps[1][o] = packed_sums(m, [prod[0][o][i] for i in self.live], self.chunk, self.chunks,
+                                                 str(o))
             else:
                 for q in range(pix):
-                    ps[q][o] = ptree(m, prod[q][o], f"ps_{q}_{o}")
+                    ps[q][o] = ptree(m, [prod[q][o][i] for i in self.live], f"ps_{q}_{o}")
         v3, first3, wlast3, p13 = (delay(m, s, self.sum_stages, s.name) for s in flags4)
 
         # ---- accumulate (one adder); a finished window enters the result FIFO(s), which always have room ----
@@ -496,9 +518,9 @@ class Conv(LayerCore, wiring.Component):
                  proj_storage: str = "bram", mult: str = "dsp", proj_mult: str = "dsp", tap_par: int = 1):
         self.layer = layer
         H, W, C = layer.in_shape
-        O, K, _, _ = layer.weights.shape
         if layer.stride[0] != layer.stride[1]:
             raise ValueError("equal strides only")
+        O = layer.weights.shape[0]
         self.ich_par, self.och_par, self.pix_par, self.tap_par = ich_par, och_par, pix_par, tap_par
         in_signed = bool(layer.in_q.signed) if layer.in_q is not None else True
         self.R = math.ceil(O / och_par)
@@ -511,10 +533,10 @@ class Conv(LayerCore, wiring.Component):
         res = layer.residual is not None
         skip_signed = bool(layer.res_q.signed) if (res and layer.res_q is not None) else True
         self.engine = ConvEngine(
-            weights=layer.weights, bias=layer.bias, requant=layer.requant, in_signed=in_signed,
+            weights=embedded_weights(layer), bias=layer.bias, requant=layer.requant, in_signed=in_signed,
             out_pixels=self.window.Ho * self.window.Wo, ich_par=ich_par, och_par=och_par, pix=pix_par,
             packing=packing, storage=storage, res_m=layer.res_m if res else None, res_zp=layer.res_zp,
-            skip_signed=skip_signed, mult=mult, tap=tap_par)
+            skip_signed=skip_signed, mult=mult, tap=tap_par, live_slots=conv_live_slots(layer, tap_par))
         sig = {"i": In(act_signature(ich_par)), "o": Out(act_signature(och_par))}
         if res:
             sig["skip"] = In(act_signature(och_par))
@@ -556,8 +578,9 @@ class Conv(LayerCore, wiring.Component):
     @staticmethod
     def _window_args(layer, ich_par, och_par, pix_par, tap_par, centre) -> dict:
         H, W, C = layer.in_shape
-        O, K, _, _ = layer.weights.shape
-        return dict(H=H, W=W, C=C, lanes=ich_par, K=K, stride=layer.stride[0], pads=layer.pads,
+        O = layer.weights.shape[0]
+        K, _, _, pads = conv_window(layer)  # a non-square or even kernel: its odd square window, pads grown
+        return dict(H=H, W=W, C=C, lanes=ich_par, K=K, stride=layer.stride[0], pads=pads,
                     pad_value=layer.pad_value, repeats=math.ceil(O / och_par), pix=pix_par, centre=centre, tap=tap_par)
 
     @staticmethod
@@ -619,10 +642,10 @@ class Conv(LayerCore, wiring.Component):
     @property
     def dsp(self) -> int:
         e = self.engine
-        n = dsp_count(e.och, e.P, e.pix, e.packing, e.mult)
+        n = dsp_count(e.och, len(e.live), e.pix, e.packing, e.mult)
         if self.proj_layer is not None:
             p = self.proj_engine
-            n += dsp_count(p.och, p.P, p.pix, p.packing, p.mult)
+            n += dsp_count(p.och, len(p.live), p.pix, p.packing, p.mult)
         return n
 
     def resources(self) -> dict:
@@ -637,8 +660,8 @@ class Conv(LayerCore, wiring.Component):
         def parts(eng, wg):
             rq = eng.requant
             return {
-                "dsp_mac": dsp_count(eng.och, eng.P, eng.pix, eng.packing, eng.mult),
-                "lut_mults": eng.och * eng.P * eng.pix if eng.mult == "lut" else 0,
+                "dsp_mac": dsp_count(eng.och, len(eng.live), eng.pix, eng.packing, eng.mult),
+                "lut_mults": eng.och * len(eng.live) * eng.pix if eng.mult == "lut" else 0,
                 "requant_mults": 0 if rq.m_shift else eng.och,
                 "residual_mults": (0 if rq.r_shift else eng.och) if rq.residual else 0,
                 "line_buffer_bits": wg.DG * wg.lanes * 8 * wg.pix * wg.T,

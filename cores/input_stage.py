@@ -8,7 +8,9 @@ Stream contract (:class:`InputStageCore`)
   ``lanes`` lanes (3 lanes = one RGB pixel per beat; 1 lane = one channel per beat).
 * ``o``: the same frame, same lanes, each value replaced by ``table[c][pixel]`` (8 bits, int8 or uint8 per the
   first layer's input type). Tail lanes stay zero.
-* One ROM per lane holding the tables of the channels that lane carries (``ceil(C / lanes) * 256`` entries), read
+* The identity table (every byte onto itself: an integer graph input fed as it is, ``rtlgen.ir.table_is_identity``)
+  builds no ROM: the bytes pass through the output register.
+* Otherwise one ROM per lane holding the tables of the channels that lane carries (``ceil(C / lanes) * 256`` entries), read
   synchronously (block/distributed RAM). Latency 1 cycle, one beat per cycle: cycles per frame
   ``H * W * ceil(C / lanes)``.
 """
@@ -19,6 +21,8 @@ import numpy as np
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
+
+from rtlgen.ir import table_is_identity
 
 from .arith import count_beats
 from .interface import LayerCore
@@ -55,6 +59,8 @@ class InputStageCore(LayerCore, wiring.Component):
         if self.table.min() < -128 or self.table.max() > 255:
             raise ValueError("input table values must fit 8 bits")
         self.C = self.table.shape[0]
+        #: the table is the identity on the bus (an integer graph input fed as it is): no ROM, a register
+        self.passthrough = table_is_identity(self.table)
         self.lanes = lanes
         self.shape = tuple(shape) if shape is not None else None
         super().__init__({"i": In(act_signature(lanes)), "o": Out(act_signature(lanes))})
@@ -65,12 +71,12 @@ class InputStageCore(LayerCore, wiring.Component):
 
     @classmethod
     def plan_knobs(cls, layer, lp, ctx=None) -> dict:
-        return {}  # one pixel per beat
+        return {"lanes": layer.in_shape[2]}  # one pixel per beat: the top's input port (all C channels per beat)
 
     @classmethod
     def plan_cycles(cls, layer, lp, ctx=None) -> int:
         H, W, C = layer.in_shape
-        return H * W * beats_per_pixel(C, 3)
+        return H * W
 
     def cycles_per_frame(self) -> int:
         H, W, C = self.shape
@@ -95,15 +101,19 @@ class InputStageCore(LayerCore, wiring.Component):
         m.d.comb += self.i.ready.eq(en)
         fire = self.i.valid & en
         count_beats(m, b, fire, self.i.payload.last, bpp)
-        outs = []
-        for i in range(L):
-            mem = memory.Memory(shape=8, depth=256 * bpp, init=self.rom(i))
-            m.submodules[f"table{i}"] = mem
-            rp = mem.read_port()
-            px = self.i.payload.data[i * 8 : (i + 1) * 8]
-            m.d.comb += [rp.addr.eq(Cat(px, b) if bpp > 1 else px), rp.en.eq(en)]
-            outs.append(rp.data)
-        m.d.comb += self.o.payload.data.eq(Cat(*outs))
+        if self.passthrough:  # the identity table: the bytes pass through the output register, no ROM
+            with m.If(en):
+                m.d.sync += self.o.payload.data.eq(self.i.payload.data)
+        else:
+            outs = []
+            for i in range(L):
+                mem = memory.Memory(shape=8, depth=256 * bpp, init=self.rom(i))
+                m.submodules[f"table{i}"] = mem
+                rp = mem.read_port()
+                px = self.i.payload.data[i * 8 : (i + 1) * 8]
+                m.d.comb += [rp.addr.eq(Cat(px, b) if bpp > 1 else px), rp.en.eq(en)]
+                outs.append(rp.data)
+            m.d.comb += self.o.payload.data.eq(Cat(*outs))
         with m.If(en):
             m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.last.eq(self.i.payload.last)]
         return m

@@ -50,6 +50,9 @@ class BuildConfig:
     mean: list | None = None
     #: per-channel std of the preprocessing; None: the model's metadata, else 1
     std: list | None = None
+    #: the hardware takes the graph input's first quantizer's codes themselves (identity input stage; excludes
+    #: ``input_scale``/``mean``/``std``); an int8/uint8 graph input without preprocessing is taken so anyway
+    input_codes: bool = False
     #: a ``plan.json`` (as written by a build, possibly edited) used instead of planning
     plan_file: str | None = None
     #: the planner may implement multipliers in LUTs
@@ -86,27 +89,38 @@ def check_hardware(net: ir.Network):
             _check_depthwise(lay, bad)
             continue
         if isinstance(lay, ir.Conv):
-            kh, kw = lay.kernel
-            if kh != kw or kh % 2 == 0 or kh > 7:
-                raise bad(lay, f"{kh}x{kw} kernel not supported in hardware (square odd kernels 1, 3, 5, 7 only)")
             if lay.stride[0] != lay.stride[1] or lay.stride[0] not in (1, 2):
                 raise bad(lay, f"stride {lay.stride[0]}x{lay.stride[1]} not supported in hardware (1 or 2, equal on H and W)")
-            if max(lay.pads) >= kh:
-                raise bad(lay, f"padding {tuple(lay.pads)} not supported (each pad must be smaller than the kernel)")
+            _check_window(lay, bad, "", MAX_WINDOW)
         if isinstance(lay, ir.Pool) and not lay.is_global:
             if max(lay.pads) >= min(lay.kernel):
                 raise bad(lay, f"padding {tuple(lay.pads)} not supported (each pad must be smaller than the window)")
 
 
-#: the largest odd square window a depthwise kernel may need (its kernel embedded with its pads:
-#: :func:`rtlgen.plan.geometry.embed_kernel`), as the ordinary conv's 7x7
+#: the largest odd square window an ordinary conv kernel may need (its kernel embedded with its pads,
+#: :func:`rtlgen.plan.geometry.embed_kernel`): 11x11 holds DS-CNN's 10x4 stride-2 first kernel (sim_tests/
+#: test_input_shapes.py builds it)
+MAX_WINDOW = 11
+#: the same for a depthwise kernel (``cores/dwconv.py``, tested up to 7x7)
 MAX_DW_WINDOW = 7
+
+
+def _check_window(lay: ir.Conv, bad, what: str, limit: int):
+    """Any ``kh x kw`` kernel whose window (embedded with its pads in the smallest odd square, the window the cores
+    build) is at most ``limit``."""
+    from .plan.geometry import embed_kernel
+
+    kh, kw = lay.kernel
+    K = embed_kernel(kh, kw, lay.pads)[0]
+    if K > limit:
+        raise bad(lay, f"{what}{kh}x{kw} kernel with pads {tuple(lay.pads)} needs a {K}x{K} window (at most "
+                       f"{limit}x{limit} in hardware)")
 
 
 def _check_depthwise(lay: ir.Conv, bad):
     """A depthwise convolution with depth multiplier 1 (``cores/dwconv.py``): any kernel whose embedded window is at
     most :data:`MAX_DW_WINDOW`, equal strides 1 or 2, no merged residual; other grouped convolutions are refused."""
-    from .plan.geometry import embed_kernel, is_depthwise
+    from .plan.geometry import is_depthwise
 
     C, O = lay.in_shape[2], lay.out_shape[2]
     if not lay.depthwise:
@@ -118,11 +132,7 @@ def _check_depthwise(lay: ir.Conv, bad):
                        "has no hardware core (multiplier 1 only; rtlgen inspect, predict and the golden model support it)")
     if lay.stride[0] != lay.stride[1] or lay.stride[0] not in (1, 2):
         raise bad(lay, f"stride {lay.stride[0]}x{lay.stride[1]} not supported in hardware (1 or 2, equal on H and W)")
-    kh, kw = lay.kernel
-    K = embed_kernel(kh, kw, lay.pads)[0]
-    if K > MAX_DW_WINDOW:
-        raise bad(lay, f"depthwise {kh}x{kw} kernel with pads {tuple(lay.pads)} needs a {K}x{K} window (at most "
-                       f"{MAX_DW_WINDOW}x{MAX_DW_WINDOW} in hardware)")
+    _check_window(lay, bad, "depthwise ", MAX_DW_WINDOW)
     if lay.residual is not None:
         raise bad(lay, "a residual add merged into a depthwise convolution is not supported in hardware (quantize "
                        "the depthwise output before the Add)")
@@ -155,7 +165,7 @@ class Design:
         import onnx
 
         src = resolve(model) if not hasattr(model, "graph") else model
-        net = load_model(src, input_scale=cfg.input_scale, mean=cfg.mean, std=cfg.std)
+        net = load_model(src, input_scale=cfg.input_scale, mean=cfg.mean, std=cfg.std, input_codes=cfg.input_codes)
         d = cls(net, cfg)
         d.source = src if hasattr(src, "graph") else onnx.load(src)
         d.timings["import"] = time.perf_counter() - t

@@ -116,10 +116,22 @@ class InputStage(Layer):
     def params(self):
         return int(self.table.size)
 
+    @property
+    def passthrough(self) -> bool:
+        """The table is the identity on the 8-bit bus (every channel maps byte ``b`` to the code whose two's-complement
+        byte is ``b``: an integer graph input fed as it is): the input stage holds no table."""
+        return table_is_identity(self.table)
+
     def describe(self):
         d = super().describe()
         d.update(layout=self.layout, preprocess=self.preprocess)
         return d
+
+
+def table_is_identity(table) -> bool:
+    """``table`` ``[C, 256]`` maps every byte onto itself (codes taken modulo 256)."""
+    t = np.asarray(table, dtype=np.int64)
+    return t.ndim == 2 and t.shape[1] == 256 and bool(np.all((t & 0xFF) == np.arange(256)))
 
 
 @dataclass

@@ -278,9 +278,9 @@ MODEL_CASES = {
 
 # the importer accepts these (the golden model computes them); rtlgen.flow.check_hardware refuses them before planning
 UNBUILDABLE_CASES = {
-    "even_kernel_asymmetric_pads": (_conv_mid("conv_k2", k=2, pads=[0, 0, 1, 1]), ["'conv_k2'"]),
-    "even_kernel_2x2_stride2": (_conv_post("conv_k2s2", k=2, stride=2, pads=[0, 0, 0, 0]), ["'conv_k2s2'"]),
-    "non_square_kernel": (_conv_mid("conv_1x3", k=(1, 3), pads=[0, 1, 0, 1]), ["'conv_1x3'"]),
+    "conv_window_13": (_conv_mid("conv_k13", k=13), ["'conv_k13'", "13x13", "at most 11x11"]),
+    "conv_1x13_window_13": (_conv_mid("conv_1x13", k=(1, 13), pads=[0, 6, 0, 6]), ["'conv_1x13'", "1x13", "at most 11x11"]),
+    "conv_pad_grows_window": (_conv_post("conv_p10", k=9, pads=[10, 10, 10, 10]), ["'conv_p10'", "9x9", "13x13 window"]),
     "conv_stride_3": (_conv_post("conv_s3", k=3, stride=3), ["'conv_s3'"]),
     "conv_unequal_strides": (_unequal_strides, ["'conv_s12'"]),
     "grouped_conv": (_conv_mid("conv_g", group=2), ["'conv_g'", "grouped", "group=2", "no hardware core"]),
@@ -320,6 +320,22 @@ def test_unbuildable_conv_refused_before_planning(case, tmp_path):
     p = save(m, tmp_path)
     assert_cli_error(cli("build", p, "--board", "kv260", "--out", tmp_path / "out", "--no-rtl"), *needles)
     assert_no_output(tmp_path)
+
+
+# even and non-square ordinary kernels build (embedded in the smallest odd square window, as depthwise ones)
+BUILDABLE_KERNELS = {
+    "even_kernel_asymmetric_pads": _conv_mid("conv_k2", k=2, pads=[0, 0, 1, 1]),
+    "even_kernel_2x2_stride2": _conv_post("conv_k2s2", k=2, stride=2, pads=[0, 0, 0, 0]),
+    "non_square_kernel": _conv_mid("conv_1x3", k=(1, 3), pads=[0, 1, 0, 1]),
+}
+
+
+@pytest.mark.parametrize("case", list(BUILDABLE_KERNELS))
+def test_even_and_non_square_kernels_plan(case):
+    from rtlgen.flow import Design
+
+    d = Design.load(BUILDABLE_KERNELS[case](), board="kv260")
+    assert d.plan().layers
 
 
 def test_odd_kernel_asymmetric_pads_is_supported():

@@ -197,10 +197,19 @@ def test_sim_graph_form_unmappable_is_refused(float_model):
 
 
 def test_sim_int8_graph_form_maps_onto_pixels(int8_model):
-    """int8 NHWC codes -> pixels through the inverted input table (here pixel/255 at scale 1/32, zp 3: codes 3..35)."""
+    """int8 NHWC codes -> pixels through the inverted input table. Without preprocessing the integer graph input is
+    fed as it is (the identity table: every int8 code is its two's-complement byte); with ``--input-scale`` (here
+    pixel/255 at scale 1/32, zp 3: codes 3..35) the pixel table applies and other codes are refused."""
     net = load_model(str(int8_model))
     gi = userdata.graph_input(net, int8_model)
     assert gi.layout == "NHWC" and gi.is_int
+    assert net.input.passthrough and net.input.preprocess == {"codes": "int8"}
+    codes = np.random.default_rng(7).integers(-128, 128, size=(4, 8, 8, 3)).astype(np.int8)
+    px = userdata.pixels(net, gi, codes)
+    np.testing.assert_array_equal(px, codes.view(np.uint8))
+    np.testing.assert_array_equal(golden.run(net, px), golden.run_codes(net, codes.astype(np.int64)))
+    net = load_model(str(int8_model), input_scale=1 / 255)
+    assert not net.input.passthrough
     codes = np.random.default_rng(7).integers(3, 36, size=(4, 8, 8, 3)).astype(np.int8)
     px = userdata.pixels(net, gi, codes)
     np.testing.assert_array_equal(golden.run(net, px), golden.run_codes(net, codes.astype(np.int64)))

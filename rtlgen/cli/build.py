@@ -40,7 +40,7 @@ from .common import _floats, preprocess_options, resource_line
 @click.option("--json", "as_json", is_flag=True, help="print report.json")
 @preprocess_options
 def build(model, board, clock_mhz, budget, plan_file, out_dir, no_lut_mult, no_packing, search, taps, no_rtl,
-          timing, tdata_width, as_json, input_scale, mean, std):
+          timing, tdata_width, as_json, input_scale, mean, std, input_codes):
     """Plan and generate the accelerator for MODEL (default: the bundled ResNet8) into --out DIR."""
     from ..flow import STEPS, BuildConfig, Design
     from ..outdir import check_out_dir
@@ -56,7 +56,7 @@ def build(model, board, clock_mhz, budget, plan_file, out_dir, no_lut_mult, no_p
         if not yosys_path():
             raise click.UsageError("--timing needs yosys on PATH (apt-get install yosys)")
     cfg = BuildConfig(board=board, clock_mhz=clock_mhz, budget=budget, input_scale=input_scale,
-                      mean=_floats(mean, "--mean"), std=_floats(std, "--std"), plan_file=plan_file,
+                      mean=_floats(mean, "--mean"), std=_floats(std, "--std"), input_codes=input_codes, plan_file=plan_file,
                       allow_lut_mult=not no_lut_mult, allow_packing=not no_packing, search=search, taps=taps,
                       tdata_width=int(tdata_width),
                       steps=tuple(s for s in STEPS if not (no_rtl and s in ("compose", "verilog"))))

@@ -15,18 +15,20 @@ def _floats(text, opt):
 
 
 def preprocess_options(f):
-    """--input-scale/--mean/--std, shared by predict, build and sim."""
+    """--input-scale/--mean/--std/--input-codes, shared by inspect, predict and build."""
+    f = click.option("--input-codes", is_flag=True, help="the hardware takes the input's codes (its first quantizer's) as they are: identity input stage, no pixel table (default for an int8/uint8 graph input without --input-scale/--mean/--std)")(f)
     f = click.option("--std", default=None, help="per-channel std, e.g. 0.229,0.224,0.225 (default: model metadata or 1)")(f)
     f = click.option("--mean", default=None, help="per-channel mean, e.g. 0.485,0.456,0.406 (default: model metadata or 0)")(f)
     f = click.option("--input-scale", type=click.FloatRange(min=0.0, min_open=True), default=None, help="pixel scale S: float input = (pixel*S - mean)/std (default: metadata or 1/255)")(f)
     return f
 
 
-def load_net(model, input_scale=None, mean=None, std=None):
+def load_net(model, input_scale=None, mean=None, std=None, input_codes=False):
     from ..frontend import load_model
     from ..models import resolve
 
-    return load_model(resolve(model), input_scale=input_scale, mean=_floats(mean, "--mean"), std=_floats(std, "--std"))
+    return load_model(resolve(model), input_scale=input_scale, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+                      input_codes=input_codes)
 
 
 def resource_line(res: dict, budget: dict) -> str:

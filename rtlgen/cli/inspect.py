@@ -17,9 +17,9 @@ def _fmt_scale(x):
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="print {layers, total_macs, total_params} as JSON")
 @preprocess_options
-def inspect(model, as_json, input_scale, mean, std):
+def inspect(model, as_json, input_scale, mean, std, input_codes):
     """Per-layer table of the integer IR of MODEL (an .onnx path or a bundled model name)."""
-    net = load_net(model, input_scale, mean, std)
+    net = load_net(model, input_scale, mean, std, input_codes)
     d = net.describe()
     if as_json:
         click.echo(json.dumps(d, indent=1))

@@ -18,7 +18,7 @@ from .common import load_net, preprocess_options
 @click.option("--batch", type=click.IntRange(min=1), default=100, show_default=True, help="images per golden-model batch")
 @click.option("--json", "as_json", is_flag=True, help='print {"images", "top1", "seconds"} as JSON')
 @preprocess_options
-def predict(model, dataset, limit, batch, as_json, input_scale, mean, std):
+def predict(model, dataset, limit, batch, as_json, input_scale, mean, std, input_codes):
     """Top-1 of MODEL through the bit-exact golden model on the CIFAR-10 test batch."""
     import time
 
@@ -26,7 +26,7 @@ def predict(model, dataset, limit, batch, as_json, input_scale, mean, std):
 
     from .. import data, golden
 
-    net = load_net(model, input_scale, mean, std)
+    net = load_net(model, input_scale, mean, std, input_codes)
     x, y = data.load_test(dataset, limit)
     t0 = time.perf_counter()
     with tqdm(total=len(x), unit="img", desc=f"golden {net.name}", disable=as_json or None, file=sys.stderr) as bar:

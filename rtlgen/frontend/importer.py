@@ -349,11 +349,14 @@ def _single_node_model(n2, names, ins, n_out, opset):
     return ReferenceEvaluator(m)
 
 
-def load_model(model, *, input_scale=None, mean=None, std=None, name: str | None = None) -> ir.Network:
+def load_model(model, *, input_scale=None, mean=None, std=None, name: str | None = None,
+               input_codes: bool = False) -> ir.Network:
     """Import a quantized ONNX model (path, bytes or ModelProto) into the integer IR.
 
     ``input_scale``/``mean``/``std`` define the input table (float input = (pixel*input_scale - mean)/std); when None,
-    the model's metadata (``rtlgen.input_scale`` ...) or the defaults (1/255, 0, 1) apply.
+    the model's metadata (``rtlgen.input_scale`` ...) or the defaults (1/255, 0, 1) apply. ``input_codes`` (or an
+    int8/uint8 graph input without any of these): the hardware takes the graph input's first quantizer's codes
+    themselves (the identity input table; the host quantizes float inputs with that quantizer).
     """
     if isinstance(model, (str, os.PathLike)):
         p = Path(model)
@@ -379,5 +382,5 @@ def load_model(model, *, input_scale=None, mean=None, std=None, name: str | None
         raise ModelError(f"model {name or proto.graph.name!r} is empty or not an ONNX model")
     name = name or proto.graph.name or "model"
     name = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "model"
-    imp = Importer(proto, name, {"input_scale": input_scale, "mean": mean, "std": std})
+    imp = Importer(proto, name, {"input_scale": input_scale, "mean": mean, "std": std, "codes": bool(input_codes)})
     return imp.run()

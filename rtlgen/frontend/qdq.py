@@ -192,19 +192,34 @@ class QuantOps:
             C = gi.shape[gi.axes.index("C")]
             H = gi.shape[gi.axes.index("H")]
             W = gi.shape[gi.axes.index("W")]
-        pre = self.preprocessing(C)
-        px = np.arange(256, dtype=np.float32)
-        table = np.empty((C, 256), dtype=np.int64)
-        for c in range(C):
-            x = (px * np.float32(pre["input_scale"]) - np.float32(pre["mean"][c])) / np.float32(pre["std"][c])
-            if gi.elem_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
-                pass  # the host quantizes with the model's input parameters (same formula)
-            table[c] = quantize(x, np.float32(qt.scale), qt.zero_point, qt.lo, qt.hi, mode)
+        if self.user_pre.get("codes") and any(self.user_pre.get(k) is not None for k in META_KEYS):
+            raise ModelError("--input-codes excludes --input-scale/--mean/--std (the hardware takes the input's codes)")
+        is_int = gi.elem_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+        if self.user_pre.get("codes") or (is_int and not self.preprocessing_given()):
+            # --input-codes, or an integer graph input without pixel preprocessing: the hardware takes the first
+            # quantizer's codes as they are (the input stage is the identity on the 8-bit bus: int8 codes as
+            # two's-complement bytes; the host quantizes float inputs)
+            byte = np.arange(256, dtype=np.int64)
+            codes = np.where(byte >= 128, byte - 256, byte) if qt.signed else byte
+            table = np.tile(codes, (C, 1))
+            pre = {"codes": "int8" if qt.signed else "uint8"}
+        else:
+            pre = self.preprocessing(C)
+            px = np.arange(256, dtype=np.float32)
+            table = np.empty((C, 256), dtype=np.int64)
+            for c in range(C):
+                x = (px * np.float32(pre["input_scale"]) - np.float32(pre["mean"][c])) / np.float32(pre["std"][c])
+                table[c] = quantize(x, np.float32(qt.scale), qt.zero_point, qt.lo, qt.hi, mode)
         lay = ir.InputStage("input", [], (H, W, C), (H, W, C), qt, [node.name], table=table,
                             layout="".join(gi.axes), preprocess=pre)
         self.layers.insert(0, lay)
         self.input_layer = lay
         return Act("input", qt, gi.shape, gi.axes)
+
+    def preprocessing_given(self) -> bool:
+        """Pixel preprocessing was chosen: an ``input_scale``/``mean``/``std`` option or the model's metadata."""
+        meta = {p.key for p in self.model.metadata_props}
+        return any(self.user_pre.get(k) is not None or key in meta for k, key in META_KEYS.items())
 
     def preprocessing(self, C):
         meta = {p.key: p.value for p in self.model.metadata_props}

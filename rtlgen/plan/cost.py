@@ -7,8 +7,8 @@ import math
 
 from .. import ir
 from .data import RESOURCES
-from .geometry import (conv_dims, dw_dsp_count, dw_live_slots, dw_weight_word_bits, embed_kernel, is_depthwise,
-                       line_buffer_depth, weight_word_bits)
+from .geometry import (conv_dims, conv_live_slots, dw_dsp_count, dw_live_slots, dw_weight_word_bits, embed_kernel,
+                       is_depthwise, line_buffer_depth, weight_word_bits)
 
 
 
@@ -68,7 +68,8 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
     in_beats = in_h * in_w * ceil_div(in_c, lanes_in)
     out_beats = npix * ceil_div(O, po)
     cycles = max(compute, in_beats, out_beats)
-    mults = pi * po * pp * tp
+    # multipliers: the tap slots that carry a real tap of the (embedded) kernel in some tap group (cores/conv.py)
+    mults = pi * po * pp * (len(conv_live_slots(layer, tp)) if isinstance(layer, ir.Conv) else tp)
     if mult == "dsp":
         packed = packing and pp == 2
         dsp = ceil_div(mults, 2) if packed else mults
@@ -212,8 +213,8 @@ def fixed_stage_costs(net):
         # FF: the pipelined requant of adds, average pools and requant cores (<= 2 adders per stage, output FIFO)
         ff = 200 + (FF_PER_REQUANT_LANE if isinstance(lay, (ir.Add, ir.Requantize, ir.Pool)) else 40) * lanes
         res = {"dsp": 0, "lut": 150 + 30 * lanes, "ff": ff, "bram36": 0, "uram": 0}
-        if isinstance(lay, ir.InputStage):
-            res["lut"] += 3 * 8 * 4  # 3 x 256 x 8 table ROMs in LUTs
+        if isinstance(lay, ir.InputStage) and not lay.passthrough:
+            res["lut"] += 8 * 4 * lanes  # a 256 x 8 table ROM per lane (one pixel of C lanes per beat) in LUTs
         if isinstance(lay, ir.Pool) and not lay.is_global:
             res["bram36"] = 0.5
         out[lay.name] = (cyc, res, lanes)

@@ -47,6 +47,14 @@ def dw_live_slots(K: int, oy: int, ox: int, kh: int, kw: int, tap: int) -> list[
     return [j for j in range(tap) if any(live(tg * tap + j) for tg in range(ntg))]
 
 
+def conv_live_slots(layer, tap: int) -> list[int]:
+    """:func:`dw_live_slots` of a conv layer's embedded kernel (ordinary or depthwise) at ``tap`` taps per beat: the
+    tap slots that get multipliers (all of them for a square odd kernel; ``cores/conv.py`` builds these)."""
+    kh, kw = layer.kernel
+    K, oy, ox, _ = conv_window(layer)
+    return dw_live_slots(K, oy, ox, kh, kw, tap)
+
+
 def dw_dsp_count(ch_live: int, taps_live: int, pix_par: int, packing: bool, mult: str = "dsp") -> int:
     """Multipliers (DSP48E2) of the depthwise MAC array: ``ch_live * taps_live`` per pixel (one for both pixels when
     packed); 0 with ``mult="lut"``. The requant's multipliers come on top when ``m`` is not a power of 2."""
@@ -55,10 +63,16 @@ def dw_dsp_count(ch_live: int, taps_live: int, pix_par: int, packing: bool, mult
     return ch_live * taps_live * (1 if (pix_par == 2 and packing) else pix_par)
 
 
-def dw_window(layer) -> tuple[int, int, int, tuple[int, int, int, int]]:
-    """:func:`embed_kernel` of a depthwise conv layer: ``(K', oy, ox, window pads)``."""
+def conv_window(layer) -> tuple[int, int, int, tuple[int, int, int, int]]:
+    """:func:`embed_kernel` of a conv layer (ordinary or depthwise): ``(K', oy, ox, window pads)``, the window the
+    core's window generator builds (``cores/conv.py``, ``cores/dwconv.py``); ``(K, 0, 0, pads)`` for a square odd
+    kernel with every pad below ``K``."""
     kh, kw = layer.kernel
     return embed_kernel(kh, kw, layer.pads)
+
+
+#: the depthwise name of :func:`conv_window`
+dw_window = conv_window
 
 
 def is_depthwise(layer) -> bool:
@@ -67,11 +81,13 @@ def is_depthwise(layer) -> bool:
 
 
 def conv_dims(layer):
-    """(Ho*Wo, O, C, K*K, W_in, K) of a conv or dense layer (dense: 1x1 conv on a 1x1 frame of all inputs)."""
+    """(Ho*Wo, O, C, K*K, W_in, K) of a conv or dense layer (dense: 1x1 conv on a 1x1 frame of all inputs); ``K``:
+    the conv's window, its kernel embedded in the smallest odd square (:func:`conv_window`: a non-square or even
+    kernel streams ``K*K`` taps, the added ones with zero weights)."""
     if isinstance(layer, ir.Conv):
         Ho, Wo, O = layer.out_shape
-        kh, kw = layer.kernel
-        return Ho * Wo, O, layer.in_shape[2], kh * kw, layer.in_shape[1], kh
+        K = conv_window(layer)[0]
+        return Ho * Wo, O, layer.in_shape[2], K * K, layer.in_shape[1], K
     O, Cin = layer.weights.shape
     return 1, O, Cin, 1, 1, 1
 
@@ -120,8 +136,8 @@ def window_delay_pixels(lay: ir.Conv, pix: int) -> int:
     """Input pixels a conv must see beyond pixel p before it emits output p (its window look-ahead)."""
     W = lay.in_shape[1]
     s = lay.stride[0]
-    if lay.group != 1:  # depthwise: the embedded window's look-ahead below and right of the output origin
-        K, _, _, (pt, pl, _, _) = dw_window(lay)
-        return (K - 1 - pt) * W + (K - 1 - pl) + 2 * pix + (W if s > 1 else 0) + 2
     kh, kw = lay.kernel
+    K, _, _, (pt, pl, _, _) = conv_window(lay)
+    if lay.group != 1 or (K, K) != (kh, kw):  # the embedded window's look-ahead below and right of the output origin
+        return (K - 1 - pt) * W + (K - 1 - pl) + 2 * pix + (W if s > 1 else 0) + 2
     return (kh // 2) * W + kw // 2 + 2 * pix + (W if s > 1 else 0) + 2

@@ -82,6 +82,7 @@ def load_design(build_dir) -> tuple[ir.Network, dict, dict]:
     rep = json.loads((d / "report.json").read_text())
     pre = rep.get("preprocess", {})
     net = load_model(d / "model.onnx", input_scale=pre.get("input_scale"), mean=pre.get("mean"), std=pre.get("std"),
+                     input_codes=bool(pre.get("codes")),
                      name=rep["model"])
     man = json.loads((d / "rtl" / "manifest.json").read_text())
     return net, rep, man
