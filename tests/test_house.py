@@ -38,6 +38,10 @@ def test_unresolved_import_check_catches_a_moved_module(tmp_path):
     assert not any("rtlgen.verify.synth" in f for f in found)
 
 
+def test_no_two_test_modules_share_a_name():
+    assert house.clashing_test_names() == []
+
+
 def test_no_module_over_800_lines():
     assert house.long_modules() == []
 

@@ -8,7 +8,7 @@
   conv (any ``kh x kw`` kernel, stride 1 or 2) + ReLU -> 2x2 max pool -> conv 3x3 + ReLU -> flatten -> dense.
   Graph input float32 NCHW, or int8/uint8 NHWC (``DequantizeLinear -> Transpose``, TFLite style).
 
-Used by tests/test_input_shapes.py (import, plan, cost) and sim_tests/test_input_shapes.py (RTL end to end).
+Used by tests/test_input_shape_plans.py (import, plan, cost) and sim_tests/test_input_shapes.py (RTL end to end).
 """
 
 from __future__ import annotations

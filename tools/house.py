@@ -202,8 +202,23 @@ def unresolved_imports() -> list[str]:
     return out
 
 
+def clashing_test_names() -> list[str]:
+    """Test module basenames present in more than one of ``tests/`` and ``sim_tests/`` (pytest's rootdir-less
+    import mode cannot collect both: "import file mismatch")."""
+    seen: dict[str, str] = {}
+    out = []
+    for d in ("tests", "sim_tests"):
+        for f in sorted((ROOT / d).glob("*.py")):
+            if f.name in seen:
+                out.append(f"{seen[f.name]}/{f.name} and {d}/{f.name}")
+            seen.setdefault(f.name, d)
+    return out
+
+
 def main() -> int:
     bad = []
+    for clash in clashing_test_names():
+        bad.append(f"two test modules with one name: {clash}")
     rc, text = lint_imports()
     if rc != 0:
         bad.append("import-linter contracts broken:\n" + text)
