@@ -17,21 +17,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-import badmodels as B
+import zoo_dw
 
 IN_TYPES = {"float": TensorProto.FLOAT, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8}
 #: the graph input's quantization: (scale, zero point) per input type (uint8: zero point 128, as int8 shifted)
 IN_Q = {"float": (1 / 32, 0), "int8": (1 / 32, 0), "uint8": (1 / 32, 128)}
 
 
-class G(B.G):
-    """badmodels.G with a scalar bias zero point (ONNX Runtime requires it with a scalar scale)."""
-
-    def qb(self, b_int, scale):
-        b = self.init(self.uid("b"), np.asarray(b_int, dtype=np.int32))
-        s = self.init(self.uid("bs"), np.asarray(scale, dtype=np.float32))
-        z = self.init(self.uid("bzp"), np.int32(0))
-        return self.node("DequantizeLinear", [b, s, z])
+class G(zoo_dw.G):
+    """zoo_dw.G (badmodels.G with a scalar bias zero point) with typed graph inputs."""
 
     def graph_in(self, in_type: str, nhwc: bool = False):
         """The first quantized tensor: QuantizeLinear/DequantizeLinear of a float input, or DequantizeLinear of an
