@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Verilator ``--lint-only -Wall`` over the Verilog of every core of this library built by ``rtlgen core`` (pooling,
-dense, argmax, input stage, add, option-A shortcut, FIFO, skid buffer, lane converters; conv and line buffer too when
-present), in several configurations. Clean except for the documented waivers below.
+dense, argmax, input stage, add, option-A shortcut, FIFO, skid buffer, lane converters; conv, depthwise conv and line
+buffer too when present), in several configurations. Clean except for the documented waivers below.
 
 Waivers (artifacts of Amaranth's Verilog style, not of the designs; the same list as ``sim_tests/test_conv.py``):
 
@@ -49,6 +49,8 @@ CONFIGS = {
                    "--lanes-out", "3"],),
     "conv": ("conv", ["--k", "3", "--cin", "16", "--cout", "16", "--och-par", "8", "--pix-par", "2", "--packing"],),
     "linebuffer": ("linebuffer", ["--h", "6", "--w", "5", "--c", "3", "--lanes", "2"],),
+    "dwconv": ("dwconv", ["--h", "6", "--w", "6", "--c", "6", "--ch-par", "3", "--pix-par", "2", "--tap-par", "3",
+                          "--relu"],),
 }
 
 
@@ -71,7 +73,7 @@ def test_every_core_is_configured():
 @pytest.mark.parametrize("cfg", list(CONFIGS))
 def test_verilator_lint(tmp_path, cfg):
     core, args = CONFIGS[cfg]
-    if core in ("conv", "linebuffer"):
+    if core in ("conv", "linebuffer", "dwconv"):
         pytest.importorskip(f"rtlgen.cores.{core}")
     comp = build_core(core, args)
     v = write_verilog(comp, f"rtlgen_{cfg}", tmp_path / f"{cfg}.v")
