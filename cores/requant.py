@@ -53,6 +53,11 @@ from .stream import act_signature
 __all__ = ["RequantStage", "acc_layout"]
 
 
+def _pow2(a: np.ndarray) -> bool:
+    """Every entry of ``a`` (positive) is a power of two."""
+    return bool(np.all((a & (a - 1)) == 0))
+
+
 def _ubits(n: int) -> int:
     return max(1, int(n).bit_length())
 
@@ -132,9 +137,8 @@ class RequantStage(wiring.Component):
         lsv = S - self.sh
         self.sh = np.full(n, S, dtype=np.int64)
         res_m = None if res_m is None else padded(res_m, 1)
-        pow2 = lambda a: bool(np.all((a & (a - 1)) == 0))
         if np.any(lsv):
-            if pow2(self.m) and (res_m is None or pow2(res_m)):
+            if _pow2(self.m) and (res_m is None or _pow2(res_m)):
                 self.m = self.m << lsv
                 res_m = None if res_m is None else res_m << lsv
             else:
@@ -146,7 +150,7 @@ class RequantStage(wiring.Component):
         self.residual = res_m is not None
         self.res_zp = int(res_zp)
         self.skip_signed = skip_signed
-        self.m_shift = bool(np.all((self.m & (self.m - 1)) == 0))
+        self.m_shift = _pow2(self.m)
         self.fields = [_Field("bias", self.bias, True), _Field("sh", self.sh, False)]
         if self.m_shift:
             self.fields.append(_Field("ma", np.array([int(x).bit_length() - 1 for x in self.m]), False))
@@ -156,7 +160,7 @@ class RequantStage(wiring.Component):
             self.res_m = res_m
             if np.any(self.res_m < 1):
                 raise ValueError("res_m must be >= 1")
-            self.r_shift = bool(np.all((self.res_m & (self.res_m - 1)) == 0))
+            self.r_shift = _pow2(self.res_m)
             if self.r_shift:
                 self.fields.append(_Field("ra", np.array([int(x).bit_length() - 1 for x in self.res_m]), False))
             else:
