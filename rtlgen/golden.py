@@ -163,6 +163,10 @@ def _conv_fused(layer: ir.Conv, x: np.ndarray, skip: np.ndarray | None) -> np.nd
         round_array(a, rq.rounding, out=a)
         a += zp
         np.clip(a, lo, hi, out=a)
+        if rq.out_shift:
+            a -= zp
+            a *= f32(1 << rq.out_shift)
+            a += zp
     return out
 
 
@@ -203,14 +207,21 @@ def conv_post(layer: ir.Conv, acc: np.ndarray, skip: np.ndarray | None = None) -
     lo, hi = layer.post_range()
     bound = max(abs(lo), abs(hi))
     if layer.residual is None:
-        return _exact_requant(acc, rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding, bound)
+        return out_shift(_exact_requant(acc, rq.m, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding, bound), rq)
     if bound < _F64_EXACT:
         dt = np.float32 if bound < _F32_EXACT else np.float64
         v = np.asarray(acc, dtype=dt) * rq.m.astype(dt)
         v += (np.asarray(skip, dtype=dt) - dt(layer.res_zp)) * layer.res_m.astype(dt)
-        return _exact_requant(v, 1, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding, bound)
+        return out_shift(_exact_requant(v, 1, rq.sh, rq.zp_out, rq.lo, rq.hi, rq.rounding, bound), rq)
     v = np.asarray(acc, dtype=np.int64) * rq.m + (np.asarray(skip, dtype=np.int64) - layer.res_zp) * layer.res_m
-    return np.clip(rshift_round(v, rq.sh, rq.rounding) + rq.zp_out, rq.lo, rq.hi)
+    return out_shift(np.clip(rshift_round(v, rq.sh, rq.rounding) + rq.zp_out, rq.lo, rq.hi), rq)
+
+
+def out_shift(q, rq: ir.Requant):
+    """The requant's exact output left shift ``((q - zp_out) << out_shift) + zp_out`` (identity when 0)."""
+    if not rq.out_shift:
+        return q
+    return (q - rq.zp_out) * (1 << rq.out_shift) + rq.zp_out
 
 
 def run_dense(layer: ir.Dense, x: np.ndarray) -> np.ndarray:
@@ -227,13 +238,14 @@ def run_dense(layer: ir.Dense, x: np.ndarray) -> np.ndarray:
 
 def run_add(layer: ir.Add, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``clamp(rshift_round((a-za)*ma + (b-zb)*mb, sh) + zp_out, lo, hi)``."""
-    q = layer.out_q
+    lo, hi = layer.bounds
+    k = 1 << layer.out_shift  # exact output shift (zero point 0 where it is used)
     bound = 256 * (abs(layer.ma) + abs(layer.mb)) * 2
     if bound < _F64_EXACT:
         v = (np.asarray(a, np.float64) - layer.a_q.zero_point) * layer.ma + (np.asarray(b, np.float64) - layer.b_q.zero_point) * layer.mb
-        return _exact_requant(v, 1, layer.sh, layer.zp_out, q.lo, q.hi, layer.rounding, bound)
+        return (_exact_requant(v, 1, layer.sh, layer.zp_out, lo, hi, layer.rounding, bound) - layer.zp_out) * k + layer.zp_out
     v = (np.asarray(a, np.int64) - layer.a_q.zero_point) * layer.ma + (np.asarray(b, np.int64) - layer.b_q.zero_point) * layer.mb
-    return np.clip(rshift_round(v, layer.sh, layer.rounding) + layer.zp_out, q.lo, q.hi)
+    return (np.clip(rshift_round(v, layer.sh, layer.rounding) + layer.zp_out, lo, hi) - layer.zp_out) * k + layer.zp_out
 
 
 def run_pool(layer: ir.Pool, x: np.ndarray) -> np.ndarray:

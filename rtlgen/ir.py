@@ -11,7 +11,8 @@ Conventions
   folded into them (``bias - zp_in * sum(w[o])``) so the MAC array multiplies raw activations and pads with
   the input zero point.
 * Every requantization is ``clamp(rshift_round(v * m[o], sh[o]) + zp_out, lo, hi)`` (see :mod:`rtlgen.quant`);
-  a fused ReLU is just ``lo = zp_out``.
+  a fused ReLU is just ``lo = zp_out``. A conv's requant may end in an exact left shift (``Requant.out_shift``: a
+  folded finer-scale requantization, see :mod:`rtlgen.frontend.optimize`).
 * A :class:`Conv` may carry a merged residual: the skip value ``(x_skip - zp_skip) * res_m[o]`` is added to
   ``acc * m[o]`` before the shared rounding shift. This is exact when the source model adds the skip to the
   un-requantized convolution output (as rtlgen's Brevitas models do).
@@ -52,13 +53,14 @@ class Requant:
     lo: int
     hi: int
     rounding: str = "half_even"
+    out_shift: int = 0  # exact left shift after the clamp: ((out - zp_out) << out_shift) + zp_out (zp_out 0 in hardware)
 
     @property
     def kind(self) -> str:
         return "shift" if is_pow2_multiplier(self.m) else "multiplier"
 
     def to_json(self):
-        return {
+        d = {
             "kind": self.kind,
             "rounding": self.rounding,
             "m": self.m.tolist(),
@@ -66,6 +68,9 @@ class Requant:
             "zp_out": self.zp_out,
             "clamp": [self.lo, self.hi],
         }
+        if self.out_shift:
+            d["out_shift"] = self.out_shift
+        return d
 
 
 @dataclass
@@ -267,12 +272,20 @@ class Add(Layer):
     zp_out: int = 0
     rounding: str = "half_even"
     relu: bool = False
+    out_shift: int = 0  # exact left shift after the clamp (zero point 0), as Requant.out_shift
+    clamp: tuple[int, int] | None = None  # clamp before out_shift (None: out_q's range)
 
     kind = "add"
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return self.clamp if self.clamp is not None else (self.out_q.lo, self.out_q.hi)
 
     def describe(self):
         d = super().describe()
         d.update(ma=self.ma, mb=self.mb, shift=self.sh, relu=self.relu, rounding=self.rounding)
+        if self.out_shift:
+            d.update(out_shift=self.out_shift, clamp=list(self.bounds))
         return d
 
 

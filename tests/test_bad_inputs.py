@@ -244,8 +244,9 @@ def _int16_act_qdq():
 
 
 def _float_output():
+    """Raw (unquantized) conv outputs end a network only as a whole-frame (dense) classifier; this one is per pixel."""
     g = B.G()
-    p = g.q(g.gap(g.block(g.stem())), 1 / 32, 0)
+    p = g.block(g.stem())
     g.output(g.conv(p, 4, 10, k=1, pads=[0, 0, 0, 0], name="conv_logits"))
     return g.model()
 

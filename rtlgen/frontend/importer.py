@@ -15,7 +15,8 @@ from onnx import numpy_helper
 from .. import ir
 from ..errors import ModelError
 from ..quant import fixed_point_multiplier
-from .cleanup import _fold_clamps, _prune
+from .cleanup import _prune
+from .optimize import optimize
 from .compute import ComputeOps
 from .qdq import QuantOps
 from .qoperator import QOperatorOps
@@ -32,6 +33,7 @@ from .values import (
     _f32mul,
     _hwc,
     _ratio,
+    conv_as_dense,
 )
 
 #: every op type the importer reads (error messages list them)
@@ -307,6 +309,8 @@ class Importer(ShapeOps, QuantOps, ComputeOps, QOperatorOps):
             raise ModelError(f"graph output {out_name!r} is not produced by any node")
         if self.input_layer is None:
             raise ModelError(f"graph input {self.input.name!r} is never quantized (no QuantizeLinear/Quant on it)")
+        if isinstance(v, Pending) and v.kind == "conv" and not (v.relu or v.clip or v.residual is not None):
+            v = conv_as_dense(self.graph.node[-1], v, "graph output")
         if isinstance(v, Pending):
             if v.kind != "dense" or v.relu or v.clip:
                 raise ModelError(f"graph output {out_name!r} is an unquantized {v.kind} result; only a final dense layer may output raw accumulators")
@@ -325,11 +329,12 @@ class Importer(ShapeOps, QuantOps, ComputeOps, QOperatorOps):
         else:
             raise ModelError(f"graph output {out_name!r} is not a network result")
         layers = _prune(self.layers, out_layer)
-        layers = _fold_clamps(layers)
+        layers, out_layer, notes = optimize(layers, out_layer)
         fmt = "qonnx" if "qonnx" in self.formats else ("qoperator" if "qoperator" in self.formats else "qdq")
         if "int-input" in self.formats:
             fmt += "+int-input"
         net = ir.Network(self.name, layers, out_layer, fmt, self.softmax, np.asarray(out_scale, dtype=np.float64), out_zp)
+        net.fusion_notes = notes
         return net
 
 

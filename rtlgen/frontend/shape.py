@@ -9,7 +9,7 @@ from onnx import numpy_helper
 
 from .. import ir
 from .registry import onnx_handler
-from .values import Act, Const, GraphInput, Pending, QConst, _attrs, _err, _hwc, _s
+from .values import Act, Const, GraphInput, Pending, QConst, _attrs, _err, _hwc, _s, conv_as_dense
 
 
 class ShapeOps:
@@ -99,7 +99,7 @@ class ShapeOps:
     def op_Flatten(self, node):
         v = self.get(node, 0)
         if isinstance(v, Pending):
-            raise _err(node, "Flatten of an unquantized value")
+            return self.out(node, conv_as_dense(node, v, "Flatten"))
         x = self.act(node, 0)
         axis = _attrs(node).get("axis", 1)
         if axis != 1:
@@ -111,7 +111,7 @@ class ShapeOps:
         v = self.get(node, 0)
         shape = [int(s) for s in self.const(node, 1, what="shape")]
         if isinstance(v, Pending):
-            raise _err(node, "Reshape of an unquantized value")
+            return self.out(node, conv_as_dense(node, v, "Reshape"))
         x = self.act(node, 0)
         total = int(np.prod(x.shape))
         shape = [x.shape[k] if s == 0 else s for k, s in enumerate(shape)]
@@ -123,6 +123,9 @@ class ShapeOps:
 
     @onnx_handler("Squeeze")
     def op_Squeeze(self, node):
+        v = self.get(node, 0)
+        if isinstance(v, Pending):
+            return self.out(node, conv_as_dense(node, v, "Squeeze"))
         x = self.act(node, 0)
         axes = _attrs(node).get("axes")
         if axes is None:

@@ -147,3 +147,21 @@ def _hwc(x: Act):
 def _pending_hwc(p: Pending):
     _, C, H, W = p.shape
     return (H, W, C)
+
+
+def conv_as_dense(node, p: Pending, what: str) -> Pending:
+    """A pending (unquantized) convolution whose kernel covers its whole input frame (one output pixel, no padding,
+    no groups: a 1x1-conv classifier after a global pool, say) as the equivalent pending dense layer, so it may end the
+    network with raw accumulators. The conv's ``[O, kh, kw, C]`` weights flatten in the stream's NHWC order."""
+    if p.kind == "dense":
+        return p
+    x = p.inputs[0] if p.inputs else None
+    if p.kind != "conv" or p.relu or p.clip or p.residual is not None:
+        raise _err(node, f"{what} of an unquantized {p.kind} result")
+    pr = p.params
+    O, kh, kw, C = pr["weights"].shape
+    H, W, _ = _hwc(x)
+    if pr.get("group", 1) != 1 or any(pr["pads"]) or (H, W) != (kh, kw):
+        raise _err(node, f"{what} of an unquantized conv output that is not a whole-frame (dense) conv")
+    params = dict(weights=pr["weights"].reshape(O, -1), bias=pr["bias"], w_scale=pr["w_scale"], bias_bits=pr["bias_bits"])
+    return Pending("dense", p.node, (1, O), p.acc_scale, params, [x], nodes=list(p.nodes))

@@ -201,23 +201,41 @@ def edge_costs(net, plan) -> dict[str, dict]:
     return out
 
 
-def fixed_stage_costs(net):
-    """(cycles, resources) of the non-MAC stages (input table, pools, adds, shortcuts) at one pixel per cycle."""
+def slim_lanes(lay, target: int | None) -> int:
+    """Lanes of a standalone add or requant core (elementwise, one beat per cycle): the fewest (1, 2, 4, 8, 16,
+    capped at the channel count) that keep it within ``target`` cycles per frame; ``None``: one pixel per cycle (up
+    to 16 lanes). The slowest MAC stage sets ``target``, so these cores (and their skip buffers) shrink with it."""
+    H, W, C = lay.in_shape
+    top = max(1, min(C, 16))
+    if target is None:
+        return top
+    lanes = 1
+    while lanes < top and H * W * ceil_div(C, lanes) > target:
+        lanes *= 2
+    return min(lanes, top)
+
+
+def fixed_stage_costs(net, target: int | None = None, lanes: dict | None = None):
+    """(cycles, resources, lanes) of the non-MAC stages (input table, pools, adds, shortcuts, requants): one pixel per
+    cycle, except standalone adds and requants, which get the fewest lanes that meet ``target`` cycles per frame
+    (:func:`slim_lanes`) or the ``lanes`` given per layer name (a plan's own decision)."""
     out = {}
     for lay in net.layers:
         if isinstance(lay, (ir.Conv, ir.Dense)):
             continue
         H, W, C = lay.in_shape if not isinstance(lay, ir.InputStage) else lay.out_shape
-        lanes = C if isinstance(lay, ir.InputStage) else max(1, min(C, 16))
-        cyc = H * W * ceil_div(C, lanes)
+        lanes_ = C if isinstance(lay, ir.InputStage) else max(1, min(C, 16))
+        if isinstance(lay, (ir.Add, ir.Requantize)):
+            lanes_ = (lanes or {}).get(lay.name) or slim_lanes(lay, target)
+        cyc = H * W * ceil_div(C, lanes_)
         # FF: the pipelined requant of adds, average pools and requant cores (<= 2 adders per stage, output FIFO)
-        ff = 200 + (FF_PER_REQUANT_LANE if isinstance(lay, (ir.Add, ir.Requantize, ir.Pool)) else 40) * lanes
-        res = {"dsp": 0, "lut": 150 + 30 * lanes, "ff": ff, "bram36": 0, "uram": 0}
+        ff = 200 + (FF_PER_REQUANT_LANE if isinstance(lay, (ir.Add, ir.Requantize, ir.Pool)) else 40) * lanes_
+        res = {"dsp": 0, "lut": 150 + 30 * lanes_, "ff": ff, "bram36": 0, "uram": 0}
         if isinstance(lay, ir.InputStage) and not lay.passthrough:
-            res["lut"] += 8 * 4 * lanes  # a 256 x 8 table ROM per lane (one pixel of C lanes per beat) in LUTs
+            res["lut"] += 8 * 4 * lanes_  # a 256 x 8 table ROM per lane (one pixel of C lanes per beat) in LUTs
         if isinstance(lay, ir.Pool) and not lay.is_global:
             res["bram36"] = 0.5
-        out[lay.name] = (cyc, res, lanes)
+        out[lay.name] = (cyc, res, lanes_)
     return out
 
 

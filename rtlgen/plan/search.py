@@ -188,11 +188,19 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
         proj_ok = np.array([r[2][2] == 1 and not r[2][3] for r in rows], dtype=bool)
         arrays[name] = (cyc, res, pis, proj_ok)
     cap = np.array([max(getattr(budget, k) * UTILIZATION[k], 1e-9) for k in RESOURCES])
-    fixed_tot = np.array([sum(f[1][k] for f in fixed.values()) for k in RESOURCES], dtype=np.float64)
+    fixed_tots: dict = {}
+
+    def fixed_tot_at(T):
+        """Resources of the non-MAC stages when the slowest stage takes ``T`` cycles (standalone adds and requants
+        get the fewest lanes that keep up: :func:`~rtlgen.plan.cost.slim_lanes`)."""
+        if T not in fixed_tots:
+            f = fixed_stage_costs(net, T)
+            fixed_tots[T] = np.array([sum(x[1][k] for x in f.values()) for k in RESOURCES], dtype=np.float64)
+        return fixed_tots[T]
 
     def choose(T, weights):
         wv = np.array([weights[k] for k in RESOURCES]) / cap
-        chosen, tot = {}, fixed_tot.copy()
+        chosen, tot = {}, fixed_tot_at(T).copy()
         for lay in macs:
             cyc, res, pis, proj_ok = arrays[lay.name]
             ok = cyc <= T
@@ -219,7 +227,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
         wv = np.array([weights[k] for k in RESOURCES]) / cap
         wv_other = wv.copy()
         wv_other[ri["dsp"]] = 0.0
-        cap_d = int(math.floor(room("dsp") - fixed_tot[ri["dsp"]] + 1e-9))
+        cap_d = int(math.floor(room("dsp") - fixed_tot_at(T)[ri["dsp"]] + 1e-9))
         if cap_d < 0:
             return None, None
         # items: per stage (a layer, or a host with its loop-merged projection) the cheapest choice per DSP count
@@ -285,7 +293,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
             for name, j in zip(names, rows[t]):
                 picks[name] = int(j)
             u -= int(ks[t])
-        chosen, tot = {}, fixed_tot.copy()
+        chosen, tot = {}, fixed_tot_at(T).copy()
         for lay in macs:  # exact adapters now that every producer is known
             j = picks[lay.name]
             res_eff = arrays[lay.name][1][j] + adapters(lay, chosen)[j]
@@ -368,7 +376,9 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
         if best is None:  # reserved too much: back off halfway towards the last plan's own adapters
             reserve = {k: (reserve[k] + last_need[k]) / 2 for k in RESOURCES}
             continue
-        plan = _build_plan(net, board, budget, clock, best, fixed, allow_lut_mult, allow_packing, search, taps)
+        T_best = max((best[lay.name][1] for lay in macs), default=None)  # the fixed stages keep up with it
+        plan = _build_plan(net, board, budget, clock, best, fixed_stage_costs(net, T_best), allow_lut_mult,
+                           allow_packing, search, taps)
         extra = edge_costs(net, plan)
         idx = {lay.name: next(j for j, r in enumerate(table[lay.name]) if r[2] == best[lay.name][3]) for lay in macs}
         counted = sum((adapters(lay, best)[idx[lay.name]] for lay in macs), np.zeros(len(RESOURCES)))
@@ -446,7 +456,7 @@ def recost(net: ir.Network, plan: Plan, exact_cycles=None):
     function ``(net, plan) -> {layer: cycles}`` (the cores' own cycle models, what RTL simulation measures) that
     replaces the closed form's cycles; the plan layer imports no core, so the caller passes it
     (:func:`rtlgen.cores.registry.core_cycles`)."""
-    fixed = fixed_stage_costs(net)
+    fixed = fixed_stage_costs(net, lanes={lp.name: lp.lanes_out for lp in plan.layers if lp.kind in ("add", "requant")})
     for lay in net.layers:
         lp = plan.layer(lay.name)
         if isinstance(lay, (ir.Conv, ir.Dense)):
