@@ -231,7 +231,7 @@ class Design:
                 "storage": lp.storage, "fifo_depth": lp.fifo_depth, "skip_fifo_depth": lp.skip_fifo_depth,
                 "skip_buffer_bits": lp.skip_buffer_bits, "macs": lay.macs,
             })
-        return {
+        rep = {
             "model": self.net.name,
             "board": self.board,
             "clock_mhz": self.clock_mhz,
@@ -246,6 +246,13 @@ class Design:
             "layers": layers,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
+        if getattr(self.net, "fusion_notes", None):  # the graph optimizer folded or refused something
+            from .frontend.optimize import fusion_report
+
+            rows = fusion_report(self.net)
+            rep["fusion"] = {"folded": sum(n["action"] == "fused" for n in self.net.fusion_notes),
+                             "kept": sum(n["action"] == "kept" for n in self.net.fusion_notes), "layers": rows}
+        return rep
 
     def build(self, out_dir, steps=None, progress=None) -> dict:
         """Run the steps (default: the config's) into ``out_dir`` atomically, each step function writing its own
@@ -338,6 +345,12 @@ def report_markdown(rep: dict) -> str:
         lines.append(f"| {L['name']} | {L['op']} | {p['och_par']}/{p['ich_par']}/{p['pix_par']}{taps} | {'yes' if L['packing'] else 'no'} | "
                      f"{L['mult']} | {L['storage']} | {L['cycles']:,} | {100 * L['utilization']:.0f} % | {L['dsp']} | {L['lut']:,} | "
                      f"{L['bram36']} | {L['fifo_depth']} | {L['skip_fifo_depth']} |")
+    if rep.get("fusion"):
+        f = rep["fusion"]
+        lines += ["", f"## Graph optimizer: {f['folded']} folded, {f['kept']} kept", "",
+                  "| layer | op | ONNX nodes implemented | notes |", "|---|---|---|---|"]
+        for r in f["layers"]:
+            lines.append(f"| {r['layer']} | {r['op']} | {', '.join(r['source_nodes'])} | {'<br>'.join(r['notes'])} |")
     lines += ["", "Predictions from the planner's model; `rtlgen sim` measures cycles per frame in RTL simulation and "
               "`rtlgen report --synth` estimates resources with yosys; `rtlgen report --timing` estimates Fmax from the yosys netlist (no Vivado: not a sign-off).", ""]
     return "\n".join(lines)

@@ -151,3 +151,16 @@ def test_pure_shifts_and_clamps_fold():
     r2 = _rq("r2", "r1", q, _qt(False, 0, 255), 1, 2, "half_even")  # ReLU + /4 to uint8
     chans, lo, hi, k = compose(r1, r2)
     assert k == 0 and chans == [([1], 2)] and (lo, hi) == (0, 32)
+
+
+def test_build_reports_the_fusion(seed_style, tmp_path):
+    _, path, net = seed_style
+    out = tmp_path / "b"
+    r = CliRunner().invoke(main, ["build", str(path), "--board", "generic", "--budget", "dsp=64,lut=40000,bram36=100,uram=0",
+                                  "--out", str(out), "--no-rtl"])
+    assert r.exit_code == 0, r.output
+    assert "graph optimizer:" in r.output and "folded" in r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["fusion"]["folded"] == sum(n["action"] == "fused" for n in net.fusion_notes) > 0
+    assert [x["layer"] for x in rep["fusion"]["layers"]] == [lay.name for lay in net.layers if lay.kind != "input"]
+    assert "## Graph optimizer" in (out / "report.md").read_text()

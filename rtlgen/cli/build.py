@@ -72,6 +72,11 @@ def build(model, board, clock_mhz, budget, plan_file, out_dir, no_lut_mult, no_p
                f"(bottleneck {rep['bottleneck']}), {fmt_fps(rep['fps'])} FPS predicted")
     click.echo(f"resources (planner) / {rep['board']} budget: {resource_line(rep['resources'], rep.get('budget', {}))}; "
                f"skip buffers {rep['skip_buffer_bits']:,} bits")
+    if rep.get("fusion"):
+        f = rep["fusion"]
+        left = [r["layer"] for r in f["layers"] if r["op"] in ("requant", "add")]
+        click.echo(f"graph optimizer: {f['folded']} requantizations/adds folded, {f['kept']} kept"
+                   + (f" ({', '.join(left)} stay cores)" if left else "") + "; per layer: report.md, rtlgen inspect --fusion")
     rtl = not no_rtl
     vivado = rtl and (Path(out_dir) / "vivado" / "build.tcl").exists()
     extra = (", rtl/" if rtl else "") + (", vivado/, driver/" if vivado else "")
