@@ -18,11 +18,12 @@ Stream contract (:class:`AddCore`)
 from __future__ import annotations
 
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import REQUANT_PIPE_STAGES, const_mul, count_beats, credit_fifo, delay, lane, requant_pipe
+from .arith import (REQUANT_PIPE_STAGES, check_out_shift, const_mul, count_beats, credit_fifo, delay, lane, requant_pipe,
+                    shift_out)
 from .interface import FrameStreamCore
 from .stream import act_signature, beats_per_pixel
 
@@ -46,8 +47,8 @@ class AddCore(FrameStreamCore, wiring.Component):
         int8 (else uint8) inputs.
     rounding : str
         A mode of :data:`rtlgen.quant.ROUNDING_MODES`.
-    out_shift : int
-        Exact left shift of the clamped result (zero point 0): wiring.
+    out_shift, out_hi :
+        Exact left shift of the clamped result (zero point 0): wiring; ``out_hi`` saturates the shifted value.
 
     Members
     -------
@@ -60,16 +61,16 @@ class AddCore(FrameStreamCore, wiring.Component):
     """
 
     def __init__(self, shape, lanes: int, za: int, zb: int, ma: int, mb: int, sh: int, zo: int, lo: int, hi: int,
-                 a_signed: bool = True, b_signed: bool = True, rounding: str = "half_even", out_shift: int = 0):
+                 a_signed: bool = True, b_signed: bool = True, rounding: str = "half_even", out_shift: int = 0,
+                 out_hi=None):
         self.shape = tuple(shape)
         self.lanes = lanes
         self.za, self.zb, self.ma, self.mb, self.sh, self.zo = int(za), int(zb), int(ma), int(mb), int(sh), int(zo)
         self.lo, self.hi = int(lo), int(hi)
         self.a_signed, self.b_signed = a_signed, b_signed
         self.rounding = rounding
-        self.out_shift = int(out_shift)
-        if self.out_shift and (self.zo != 0 or not (-128 <= self.lo << self.out_shift and self.hi << self.out_shift <= 255)):
-            raise ValueError("an output shift needs zero point 0 and a shifted clamp range within 8 bits")
+        self.out_shift, self.out_hi = int(out_shift), out_hi
+        check_out_shift(self.out_shift, self.out_hi, self.zo, self.lo, self.hi)
         if self.ma < 0 or self.mb < 0:
             raise ValueError("add multipliers must be non-negative")
         super().__init__({"a": In(act_signature(lanes)), "b": In(act_signature(lanes)), "o": Out(act_signature(lanes))})
@@ -78,7 +79,7 @@ class AddCore(FrameStreamCore, wiring.Component):
     def from_layer(cls, layer, lanes: int = 1):
         lo, hi = layer.bounds
         return cls(layer.in_shape, lanes, layer.a_q.zero_point, layer.b_q.zero_point, layer.ma, layer.mb, layer.sh,
-                   layer.zp_out, lo, hi, layer.a_q.signed, layer.b_q.signed, layer.rounding, layer.out_shift)
+                   layer.zp_out, lo, hi, layer.a_q.signed, layer.b_q.signed, layer.rounding, layer.out_shift, layer.out_hi)
 
     @property
     def has_mult(self) -> bool:
@@ -122,8 +123,7 @@ class AddCore(FrameStreamCore, wiring.Component):
             outs.append(requant_pipe(m, s, self.sh, self.zo, self.lo, self.hi, self.rounding, f"rq{i}"))
         D = self.pipe_depth
         vD, lastD, tailD = (delay(m, x, D - 1, x.name) for x in (v1, last1, tail1))
-        if self.out_shift:  # exact left shift of the clamped code (zero point 0): wiring
-            outs = [Cat(Const(0, self.out_shift), o[:8 - self.out_shift]) for o in outs]
+        outs = [shift_out(o, self.out_shift, self.out_hi) for o in outs]
         outs = [Mux(tailD, 0, o) if (bpp - 1) * L + i >= C else o for i, o in enumerate(outs)]
         m.d.comb += ok.eq(credit_fifo(m, "out", fire, self.o, vD, Cat(*outs), lastD, D))
         return m

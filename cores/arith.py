@@ -319,6 +319,24 @@ def requant_pipe(m, v, sh: int, zp: int, lo: int, hi: int, mode: str, name: str)
     return o
 
 
+def check_out_shift(k: int, out_hi, zp: int, lo: int, hi: int):
+    """An exact output shift (:attr:`rtlgen.ir.Requant.out_shift`) needs zero point 0 and shifted codes within 8 bits:
+    the clamped range shifted fits, or non-negative codes saturate at ``out_hi`` <= 255."""
+    if not k:
+        return
+    fits = -128 <= lo << k and hi << k <= 255
+    if zp != 0 or not (fits or (out_hi is not None and lo >= 0 and 0 <= out_hi <= 255)):
+        raise ValueError("an output shift needs zero point 0 and a shifted range within 8 bits (or a saturation)")
+
+
+def shift_out(o, k: int, out_hi):
+    """The clamped 8-bit code ``o`` shifted left by ``k`` (wiring), saturated at ``out_hi`` (one compare of ``o``)."""
+    if not k:
+        return o
+    s = Cat(Const(0, k), o[:8 - k])
+    return s if out_hi is None else Mux(o > (int(out_hi) >> k), int(out_hi), s)
+
+
 def normalize_requant(m, sh, channels: int) -> tuple[list[int], int]:
     """Per-channel ``(m, sh)`` -> per-channel multipliers ``m'`` and ONE constant shift ``S``.
 

@@ -275,7 +275,8 @@ class ConvEngine(wiring.Component):
         self.requant = RequantStage(
             lanes=och_par, channels=O, acc_range=(lo, hi), bias=bias, m=requant.m, sh=requant.sh,
             zp_out=requant.zp_out, lo=requant.lo, hi=requant.hi, rounding=requant.rounding,
-            beats_per_frame=out_pixels * self.R, res_m=res_m, res_zp=res_zp, skip_signed=skip_signed, out_shift=requant.out_shift)
+            beats_per_frame=out_pixels * self.R, res_m=res_m, res_zp=res_zp, skip_signed=skip_signed, out_shift=requant.out_shift,
+            out_hi=requant.out_hi)
         self.residual = res_m is not None
         sig = {"win": In(stream.Signature(window_layout(self.P, pix))), "o": Out(act_signature(och_par))}
         if self.residual:

@@ -171,7 +171,8 @@ class DWConvEngine(wiring.Component):
         self.requant = RequantStage(
             lanes=ch_par, channels=C, acc_range=(lo, hi), bias=bias, m=requant.m, sh=requant.sh,
             zp_out=requant.zp_out, lo=requant.lo, hi=requant.hi, rounding=requant.rounding,
-            beats_per_frame=out_pixels * self.G, out_shift=requant.out_shift)
+            beats_per_frame=out_pixels * self.G, out_shift=requant.out_shift,
+            out_hi=requant.out_hi)
         super().__init__({"win": In(stream.Signature(window_layout(self.T * ch_par, pix))),
                           "o": Out(act_signature(ch_par))})
         self._MustUse__silence = True  # also built as a pure cycle/shape model

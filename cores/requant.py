@@ -47,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtlgen.quant import bits_signed
 
-from .arith import credit_counter, delay, logic_rom, pmul, pmul_stages, requant_pipe
+from .arith import check_out_shift, credit_counter, delay, logic_rom, pmul, pmul_stages, requant_pipe, shift_out
 from .stream import act_signature
 
 __all__ = ["RequantStage", "acc_layout"]
@@ -96,8 +96,9 @@ class RequantStage(wiring.Component):
         Beats per frame (the stage counts them itself for ``last``).
     res_m, res_zp, skip_signed :
         Merged residual: length-``C`` multipliers, the skip's zero point and signedness (None: no residual).
-    out_shift : int
-        Exact left shift of the clamped result (zero point 0): wiring, no logic.
+    out_shift, out_hi :
+        Exact left shift of the clamped result (zero point 0): wiring; ``out_hi`` (or None) saturates the shifted
+        value (one compare of the unshifted code).
 
     Members
     -------
@@ -111,7 +112,7 @@ class RequantStage(wiring.Component):
 
     def __init__(self, *, lanes: int, channels: int, acc_range: tuple[int, int], bias, m, sh, zp_out: int,
                  lo: int, hi: int, rounding: str = "half_even", beats_per_frame: int,
-                 res_m=None, res_zp: int = 0, skip_signed: bool = True, out_shift: int = 0):
+                 res_m=None, res_zp: int = 0, skip_signed: bool = True, out_shift: int = 0, out_hi=None):
         self.lanes = lanes
         self.channels = channels
         self.groups = math.ceil(channels / lanes)
@@ -148,9 +149,8 @@ class RequantStage(wiring.Component):
         self.zp_out, self.lo, self.hi = int(zp_out), int(lo), int(hi)
         if not (-128 <= lo <= hi <= 255):
             raise ValueError("requant clamp range must fit an 8-bit type")
-        self.out_shift = int(out_shift)
-        if self.out_shift and (self.zp_out != 0 or not (-128 <= lo << out_shift and hi << out_shift <= 255)):
-            raise ValueError("an output shift needs zero point 0 and a shifted clamp range within 8 bits")
+        self.out_shift, self.out_hi = int(out_shift), out_hi
+        check_out_shift(self.out_shift, self.out_hi, self.zp_out, self.lo, self.hi)
         self.rounding = rounding
         self.residual = res_m is not None
         self.res_zp = int(res_zp)
@@ -353,8 +353,7 @@ class RequantStage(wiring.Component):
         # (the dropped bits decide an increment), then the zero point added beside the clamp compares
         S = int(self.sh[0])
         outs = [requant_pipe(m, vs[k], S, self.zp_out, self.lo, self.hi, self.rounding, f"rq{k}") for k in range(L)]
-        if self.out_shift:  # exact left shift of the clamped code (zero point 0): wiring
-            outs = [Cat(Const(0, self.out_shift), o[:8 - self.out_shift]) for o in outs]
+        outs = [shift_out(o, self.out_shift, self.out_hi) for o in outs]
         vD, lastD = delay(m, v1, D - 1, "v"), delay(m, last1, D - 1, "last")
         # zero the tail lanes of the last group
         tail = self.channels - (self.groups - 1) * L

@@ -167,6 +167,8 @@ def _conv_fused(layer: ir.Conv, x: np.ndarray, skip: np.ndarray | None) -> np.nd
             a -= zp
             a *= f32(1 << rq.out_shift)
             a += zp
+            if rq.out_hi is not None:
+                np.minimum(a, f32(rq.out_hi), out=a)
     return out
 
 
@@ -218,10 +220,12 @@ def conv_post(layer: ir.Conv, acc: np.ndarray, skip: np.ndarray | None = None) -
 
 
 def out_shift(q, rq: ir.Requant):
-    """The requant's exact output left shift ``((q - zp_out) << out_shift) + zp_out`` (identity when 0)."""
+    """The requant's exact output left shift ``((q - zp_out) << out_shift) + zp_out``, saturated at ``out_hi`` when
+    set (identity when ``out_shift`` is 0)."""
     if not rq.out_shift:
         return q
-    return (q - rq.zp_out) * (1 << rq.out_shift) + rq.zp_out
+    q = (q - rq.zp_out) * (1 << rq.out_shift) + rq.zp_out
+    return q if rq.out_hi is None else np.minimum(q, rq.out_hi)
 
 
 def run_dense(layer: ir.Dense, x: np.ndarray) -> np.ndarray:
@@ -243,9 +247,11 @@ def run_add(layer: ir.Add, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     bound = 256 * (abs(layer.ma) + abs(layer.mb)) * 2
     if bound < _F64_EXACT:
         v = (np.asarray(a, np.float64) - layer.a_q.zero_point) * layer.ma + (np.asarray(b, np.float64) - layer.b_q.zero_point) * layer.mb
-        return (_exact_requant(v, 1, layer.sh, layer.zp_out, lo, hi, layer.rounding, bound) - layer.zp_out) * k + layer.zp_out
+        q = (_exact_requant(v, 1, layer.sh, layer.zp_out, lo, hi, layer.rounding, bound) - layer.zp_out) * k + layer.zp_out
+        return q if layer.out_hi is None else np.minimum(q, layer.out_hi)
     v = (np.asarray(a, np.int64) - layer.a_q.zero_point) * layer.ma + (np.asarray(b, np.int64) - layer.b_q.zero_point) * layer.mb
-    return (np.clip(rshift_round(v, layer.sh, layer.rounding) + layer.zp_out, lo, hi) - layer.zp_out) * k + layer.zp_out
+    q = (np.clip(rshift_round(v, layer.sh, layer.rounding) + layer.zp_out, lo, hi) - layer.zp_out) * k + layer.zp_out
+    return q if layer.out_hi is None else np.minimum(q, layer.out_hi)
 
 
 def run_pool(layer: ir.Pool, x: np.ndarray) -> np.ndarray:

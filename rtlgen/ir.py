@@ -54,6 +54,7 @@ class Requant:
     hi: int
     rounding: str = "half_even"
     out_shift: int = 0  # exact left shift after the clamp: ((out - zp_out) << out_shift) + zp_out (zp_out 0 in hardware)
+    out_hi: int | None = None  # with out_shift: saturation of the shifted value (min(shifted, out_hi))
 
     @property
     def kind(self) -> str:
@@ -70,6 +71,8 @@ class Requant:
         }
         if self.out_shift:
             d["out_shift"] = self.out_shift
+        if self.out_hi is not None:
+            d["out_hi"] = self.out_hi
         return d
 
 
@@ -274,6 +277,7 @@ class Add(Layer):
     relu: bool = False
     out_shift: int = 0  # exact left shift after the clamp (zero point 0), as Requant.out_shift
     clamp: tuple[int, int] | None = None  # clamp before out_shift (None: out_q's range)
+    out_hi: int | None = None  # with out_shift: saturation of the shifted value
 
     kind = "add"
 
@@ -285,7 +289,7 @@ class Add(Layer):
         d = super().describe()
         d.update(ma=self.ma, mb=self.mb, shift=self.sh, relu=self.relu, rounding=self.rounding)
         if self.out_shift:
-            d.update(out_shift=self.out_shift, clamp=list(self.bounds))
+            d.update(out_shift=self.out_shift, clamp=list(self.bounds), out_hi=self.out_hi)
         return d
 
 

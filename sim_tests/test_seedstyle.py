@@ -1,6 +1,7 @@
 """A seed-paper-style Brevitas export in RTL (issue 22 item 1): every conv ``Conv -> Quant(int8) -> Relu -> Quant(uint8)``
 and every residual ``Add -> Quant -> Relu -> Quant`` folded by the graph optimizer into the conv's / add's one
-requantization, including the exact output shift of a ReLU quantizer at half the conv's scale
+requantization, including the exact output shift of a ReLU quantizer at half (or a quarter) of the conv's scale, saturating at the
+second clamp
 (:attr:`rtlgen.ir.Requant.out_shift` in :class:`~rtlgen.cores.requant.RequantStage` and
 :class:`~rtlgen.cores.add.AddCore`), simulated with the compiled Verilator harness under 30 % random input pauses and
 output back-pressure (the adds slimmed to fewer lanes than channels, behind lane converters): every frame bit-exact against the golden model (which equals QONNX's executor, tests/test_fusion.py),
@@ -32,6 +33,9 @@ def test_seed_style_tiny_resnet_in_rtl(tmp_path):
     shifted = [lay.name for lay in d.net.layers if getattr(getattr(lay, "requant", None), "out_shift", 0)
                or getattr(lay, "out_shift", 0)]
     assert shifted, "no output shift in the build: the test would not cover it"
+    saturated = [lay.name for lay in d.net.layers if getattr(getattr(lay, "requant", None), "out_hi", None) is not None
+                 or getattr(lay, "out_hi", None) is not None]
+    assert saturated, "no saturating output shift (x4 past the clamp) in the build: the test would not cover it"
     d.plan()
     # standalone adds/requants get the fewest lanes that keep up with the slowest stage (plan.cost.slim_lanes)
     slim = [lp.name for lp in d.plan_.layers if lp.kind in ("add", "requant")
@@ -46,4 +50,4 @@ def test_seed_style_tiny_resnet_in_rtl(tmp_path):
     assert res["mismatches"] == 0, res["summary"]
     res0 = run_sim(out, px, stall=0.0, progress=False, log=False, shards=1)
     assert res0["mismatches"] == 0 and abs(res0["cycles_per_frame"] - pred) <= 1, (res0["summary"], pred)
-    print(f"seed-style tiny: output shift in {shifted}; {res['summary']} | no stalls: {res0['summary']}")
+    print(f"seed-style tiny: output shift in {shifted} (saturating in {saturated}); {res['summary']} | no stalls: {res0['summary']}")

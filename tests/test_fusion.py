@@ -149,8 +149,8 @@ def test_pure_shifts_and_clamps_fold():
     q = _qt(True)
     r1 = _rq("r1", "input", q, q, 1, 0, "half_even")  # identity
     r2 = _rq("r2", "r1", q, _qt(False, 0, 255), 1, 2, "half_even")  # ReLU + /4 to uint8
-    chans, lo, hi, k = compose(r1, r2)
-    assert k == 0 and chans == [([1], 2)] and (lo, hi) == (0, 32)
+    chans, lo, hi, k, sat = compose(r1, r2)
+    assert k == 0 and sat is None and chans == [([1], 2)] and (lo, hi) == (0, 32)
 
 
 def test_build_reports_the_fusion(seed_style, tmp_path):

@@ -125,13 +125,14 @@ def _params(lay):
 
 def compose(prod, r: ir.Requantize):
     """The single requant equal to ``r`` after ``prod``'s requant on every reachable value, as
-    ``(chans, lo, hi, out_shift)`` (``chans``: per channel ``(ms, sh)``, one multiplier per term), or raise
+    ``(chans, lo, hi, out_shift, out_hi)`` (``chans``: per channel ``(ms, sh)``, one multiplier per term), or raise
     _Unfoldable with the reason.
 
     Two candidates: one rounding of the product ``m1*m2 / 2**(sh1+sh2)``; or, where ``r`` is an exact left shift by
     ``k`` (a finer output scale, e.g. int8 -> ReLU -> uint8 at half the scale), the producer's own rounding with the
-    clamp narrowed and the result shifted left by ``k`` (:attr:`rtlgen.ir.Requant.out_shift`, conv producers with
-    output zero point 0: wiring in hardware)."""
+    clamp narrowed and the result shifted left by ``k`` (:attr:`rtlgen.ir.Requant.out_shift`, conv and add producers
+    with output zero point 0: wiring in hardware), saturated at the second clamp where shifted codes pass it
+    (``out_hi``: one compare)."""
     if prod.out_q is None:
         raise _Unfoldable(f"{prod.name} outputs raw accumulators")
     zp1, lo1, hi1, mode1 = _params(prod)
@@ -143,7 +144,9 @@ def compose(prod, r: ir.Requantize):
     k = int(r.m).bit_length() - 1
     shift_ok = (isinstance(prod, (ir.Conv, ir.Add)) and r.sh == 0 and r.m == 1 << k and k > 0 and zp2 == 0
                 and (prod.out_shift if isinstance(prod, ir.Add) else prod.requant.out_shift) == 0)
-    L, H = max(lo1 - zp1, -((-lo2) >> k)), min(hi1 - zp1, hi2 >> k)
+    L, H = max(lo1 - zp1, -((-lo2) >> k)), hi1 - zp1
+    out_hi = hi2 if (H << k) > hi2 else None  # shifted codes above the second clamp saturate there
+    shift_ok = shift_ok and (out_hi is None or L >= 0)
     chans, tried = [], {"one": None, "shift": None}
     for vals, ms, sh1 in _channels(prod):
         pre = sum(v * m for v, m in zip(vals, ms))
@@ -165,24 +168,26 @@ def compose(prod, r: ir.Requantize):
                 tried["one"] = "ok"
         if shift_ok and tried["shift"] != "fail":
             got2 = np.clip(rshift_round(pre, sh1, mode1), L, H) << k
+            if out_hi is not None:
+                got2 = np.minimum(got2, out_hi)
             tried["shift"] = "ok" if np.array_equal(got2, want) else "fail"
         chans.append((ms, sh1, cand))
         if tried["one"] == "fail" and tried["shift"] != "ok" and not (shift_ok and tried["shift"] is None):
             break
     if tried["one"] == "ok":
-        return [c[2] for c in chans], nlo, nhi, 0
+        return [c[2] for c in chans], nlo, nhi, 0, None
     if tried["shift"] == "ok":
-        return [(c[0], c[1]) for c in chans], L, H, k
-    raise _Unfoldable(why + (f"; nor as an output shift by {k} (the second clamp saturates at {hi2}, not a multiple "
-                             f"of {1 << k})" if shift_ok else ""))
+        return [(c[0], c[1]) for c in chans], L, H, k, out_hi
+    raise _Unfoldable(why + (f"; nor as an output shift by {k}" if shift_ok else ""))
 
 
-def _apply(prod, r: ir.Requantize, chans, nlo, nhi, out_shift=0):
+def _apply(prod, r: ir.Requantize, chans, nlo, nhi, out_shift=0, out_hi=None):
     q = r.out_q
     zq = q.zero_point
-    out_q = ir.QType(q.scale, zq, q.signed, q.bits, ((nlo - zq) << out_shift) + zq, ((nhi - zq) << out_shift) + zq)
+    top = ((nhi - zq) << out_shift) + zq
+    out_q = ir.QType(q.scale, zq, q.signed, q.bits, ((nlo - zq) << out_shift) + zq, top if out_hi is None else min(top, out_hi))
     if isinstance(prod, ir.Add) and out_shift:  # same arithmetic, narrower clamp, then the shift
-        prod.clamp, prod.out_shift = (nlo, nhi), out_shift
+        prod.clamp, prod.out_shift, prod.out_hi = (nlo, nhi), out_shift, out_hi
         prod.zp_out = q.zero_point
         prod.relu = prod.relu or nlo >= q.zero_point
         prod.out_q = out_q
@@ -202,7 +207,7 @@ def _apply(prod, r: ir.Requantize, chans, nlo, nhi, out_shift=0):
         rq = prod.requant
         m = np.broadcast_to(rq.m, f.shape) * f
         prod.res_m = np.broadcast_to(prod.res_m, f.shape) * f
-        prod.requant = ir.Requant(m, sh, q.zero_point, nlo, nhi, mode, out_shift)
+        prod.requant = ir.Requant(m, sh, q.zero_point, nlo, nhi, mode, out_shift, out_hi)
         prod.relu = prod.relu or nlo >= q.zero_point
     else:
         m = np.array([c[0][0] for c in chans], np.int64)
@@ -211,7 +216,7 @@ def _apply(prod, r: ir.Requantize, chans, nlo, nhi, out_shift=0):
             m, sh = m[:1], sh[:1]
         if out_shift:
             m, sh = prod.requant.m, prod.requant.sh
-        prod.requant = ir.Requant(m, sh, q.zero_point, nlo, nhi, mode, out_shift)
+        prod.requant = ir.Requant(m, sh, q.zero_point, nlo, nhi, mode, out_shift, out_hi)
         if hasattr(prod, "relu"):
             prod.relu = prod.relu or nlo >= q.zero_point
     prod.out_q = out_q
@@ -258,17 +263,18 @@ def fold_requants(layers, out_name, notes):
                 changed, final = True, False
                 break
             try:
-                chans, nlo, nhi, osh = compose(prod, r)
+                chans, nlo, nhi, osh, ohi = compose(prod, r)
             except _Unfoldable as e:
                 if final:
                     _note(notes, r.name, "kept", f"{r.name} ({'+'.join(_ops(r))}) not folded into {prod.name}: {e}")
                 continue
             ratio = r.m / 2.0 ** r.sh
-            how = f"output shifted left by {osh} after its rounding" if osh else "one rounding"
+            how = (f"output shifted left by {osh} after its rounding" + (f", saturating at {ohi}" if ohi is not None else "")
+                   if osh else "one rounding")
             _note(notes, prod.name, "fused", f"{r.name} ({'+'.join(_ops(r))}: x{ratio:g}) folded into {prod.name}'s "
                   f"requant ({how}, clamp [{nlo}, {nhi}]; exact on every reachable value)")
             notes[:] = [n for n in notes if n["layer"] != r.name]
-            _apply(prod, r, chans, nlo, nhi, osh)
+            _apply(prod, r, chans, nlo, nhi, osh, ohi)
             layers = [lay for lay in layers if lay is not r]
             _rename(layers, r.name, prod.name)
             if out_name == r.name:
