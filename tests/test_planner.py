@@ -293,3 +293,21 @@ def test_report_skip_bits_equal_the_composed_rtl(net):
             assert lp.skip_buffer_bits == 0 and lp.skip_fifo_depth == 0, lp.name
     assert checked >= 2
     assert plan.skip_buffer_bits == sum(lp.skip_buffer_bits for lp in plan.layers)
+
+
+@pytest.mark.parametrize("pp,packing", [(1, False), (2, False), (2, True)])
+def test_conv_dsp_model_equals_the_core_with_a_multiplier_requant(zoo_dir, pp, packing):
+    """Float scales give multiplier requants (2 DSP48E2 per requant lane) and non-power-of-two residual multipliers
+    (1 DSP per lane): the closed form counts them per output-channel lane, as the conv core builds them (packed
+    pixel pairs leave the engine one after the other through the same requant lanes)."""
+    from rtlgen.cores.conv import Conv
+
+    zm = zoo.ort_resnet(zoo_dir, "qdq_channel_s8", seed=0)
+    net = load_model(zm.path, **zm.preprocess)
+    convs = [lay for lay in net.layers if isinstance(lay, ir.Conv) and lay.group == 1]
+    assert any(lay.requant.kind == "multiplier" for lay in convs)
+    for lay in convs:
+        po, pi = min(4, lay.out_shape[2]), min(2, lay.in_shape[2])
+        _, r = cost.conv_config_cost(lay, po, pi, pp, packing, "dsp", "lut", lanes_in=pi)
+        core = Conv(lay, ich_par=pi, och_par=po, pix_par=pp, packing=packing, storage="lut")
+        assert r["dsp"] == core.resources()["dsp"], (lay.name, r["dsp"], core.resources())

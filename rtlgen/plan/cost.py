@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from .. import ir
+from ..quant import is_pow2_multiplier
 from .data import RESOURCES
 from .geometry import (conv_dims, conv_live_slots, dw_dsp_count, dw_live_slots, dw_weight_word_bits, embed_kernel,
                        is_depthwise, line_buffer_depth, weight_word_bits)
@@ -79,8 +80,11 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
         lut = mults * LUT_PER_LUT_MAC
     lanes = po * pp
     rq = layer.requant
+    # the requant (cores/requant.py RequantStage) has och_par lanes: packed pixel pairs leave one after the other
     if rq is not None and rq.kind == "multiplier":
-        dsp += lanes * DSP_PER_MULT_REQUANT_LANE
+        dsp += po * DSP_PER_MULT_REQUANT_LANE
+    if getattr(layer, "residual", None) is not None and not is_pow2_multiplier(layer.res_m):
+        dsp += po  # skip x res_m: one DSP per lane
     lut += LUT_PER_STAGE + lanes * LUT_PER_REQUANT_LANE
     ff = mults * FF_PER_MAC + 2 * LUT_PER_STAGE + lanes * FF_PER_REQUANT_LANE
     wbits = weight_word_bits(po, pi, tp)
