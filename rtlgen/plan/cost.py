@@ -186,8 +186,17 @@ def lane_converter_cost(lanes_in: int, lanes_out: int, channels: int, width: int
     return {"lut": int(3 * B * lanes_in * width / 8 + 0.1 * B * lanes_out) + 30, "ff": B * width + 20}
 
 
+#: a stream FIFO at least this deep and this big maps to block RAM (yosys 0.23 synth_xilinx on cores/fifo.py
+#: StreamFIFO: 1828 x 9 -> 1 RAMB18 + 48 LUT, 600 x 9 -> 2 RAMB18, 160 x 33 -> 2 RAMB18; 300 x 9, 64 x 33 and
+#: 40 x 129 stay in LUT RAM)
+FIFO_BRAM_MIN_DEPTH, FIFO_BRAM_MIN_BITS = 128, 4096
+
+
 def fifo_cost(depth: int, bits: int) -> dict:
-    """LUT/FF of a stream FIFO in distributed RAM (RAM32M16: 8 LUTs per 32 x 14 bits) with its output register."""
+    """LUT/FF/BRAM36 of a stream FIFO: distributed RAM (RAM32M16: 8 LUTs per 32 x 14 bits) with its output register,
+    or block RAM with its pointers and flags when deep and big (:data:`FIFO_BRAM_MIN_DEPTH`)."""
+    if depth >= FIFO_BRAM_MIN_DEPTH and depth * bits >= FIFO_BRAM_MIN_BITS:
+        return {"lut": 80, "ff": bits + 30, "bram36": rom_blocks(bits, depth, "bram")}
     return {"lut": int(1.3 * 8 * ceil_div(bits, 14) * ceil_div(max(depth, 1), 32)) + 20, "ff": bits + 12}
 
 
@@ -197,11 +206,11 @@ def edge_costs(net, plan) -> dict[str, dict]:
 
     out: dict[str, dict] = {}
     for e in topology(net, plan).edges:
-        d = out.setdefault(e.dst, {"lut": 0, "ff": 0})
+        d = out.setdefault(e.dst, {"lut": 0, "ff": 0, "bram36": 0})
         for c in (lane_converter_cost(e.lanes_src, e.lanes_dst, e.channels, e.width),
                   fifo_cost(e.depth, e.lanes_dst * e.width + 1)):
-            d["lut"] += c["lut"]
-            d["ff"] += c["ff"]
+            for k in d:
+                d[k] += c.get(k, 0)
     return out
 
 

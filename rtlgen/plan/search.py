@@ -361,7 +361,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
     def full_totals(plan, extra):
         t = plan.totals()
         for e in extra.values():
-            for k in ("lut", "ff"):
+            for k in ("lut", "ff", "bram36"):
                 t[k] += e.get(k, 0)
         return t
 
@@ -408,6 +408,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
         lp = plan.layer(name)
         lp.lut += int(e.get("lut", 0))
         lp.ff += int(e.get("ff", 0))
+        lp.bram36 += e.get("bram36", 0)
     return plan
 
 
