@@ -164,3 +164,16 @@ def test_build_reports_the_fusion(seed_style, tmp_path):
     assert rep["fusion"]["folded"] == sum(n["action"] == "fused" for n in net.fusion_notes) > 0
     assert [x["layer"] for x in rep["fusion"]["layers"]] == [lay.name for lay in net.layers if lay.kind != "input"]
     assert "## Graph optimizer" in (out / "report.md").read_text()
+
+
+def test_int16_bias_convs_get_dsp_packing(seed_style):
+    """DSP packing (two pixels per DSP48E2) does not depend on the bias width: the seed-style convs carry int16 biases
+    (Int16Bias, listed as graph inputs) and plan packed like the bundled models."""
+    from rtlgen.plan import search
+
+    _, _, net = seed_style
+    convs = [lay for lay in net.layers if isinstance(lay, ir.Conv)]
+    assert sum(lay.bias_bits == 16 for lay in convs) >= len(convs) - 1
+    plan = search.plan_network(net, "kv260")
+    packed = [lp.name for lp in plan.layers if lp.kind == "conv" and lp.pix_par == 2 and lp.packing]
+    assert any(net[name].bias_bits == 16 for name in packed), [(lp.name, lp.pix_par, lp.packing) for lp in plan.layers]
