@@ -87,17 +87,23 @@ def _channels(lay):
         w = lay.weights.reshape(lay.weights.shape[0], -1)
         alo, ahi = ir._mac_range(w, lay.bias, lay.in_q, per_channel=True)
         res = isinstance(lay, ir.Conv) and lay.residual is not None
-        out = []
+        # channels sharing (m, sh) share one check over the union of their ranges (a superset: still sound), so a
+        # per-tensor requant is verified once, not once per channel
+        spans, keys = {}, []
         for o in range(w.shape[0]):
             mo = int(rq.m[o] if rq.m.size > 1 else rq.m[0])
             so = int(rq.sh[o] if rq.sh.size > 1 else rq.sh[0])
             if res:  # the requant input v = acc*m + (skip - zp)*res_m: enumerate v itself (one term, m = 1)
                 rm = int(lay.res_m[o] if lay.res_m.size > 1 else lay.res_m[0])
                 r = sorted(((lay.res_q.lo - lay.res_zp) * rm, (lay.res_q.hi - lay.res_zp) * rm))
-                out.append(((_window(int(alo[o]) * mo + r[0], int(ahi[o]) * mo + r[1], 1, so, rq, lay.out_q),), [1], so))
+                key, lo, hi = (1, so, rm), int(alo[o]) * mo + r[0], int(ahi[o]) * mo + r[1]
             else:
-                out.append(((_window(int(alo[o]), int(ahi[o]), mo, so, rq, lay.out_q),), [mo], so))
-        return out
+                key, lo, hi = (mo, so), int(alo[o]), int(ahi[o])
+            a, b = spans.get(key, (lo, hi))
+            spans[key] = (min(a, lo), max(b, hi))
+            keys.append(key)
+        entries = {k: ((_window(lo, hi, k[0], k[1], rq, lay.out_q),), [k[0]], k[1]) for k, (lo, hi) in spans.items()}
+        return [entries[k] for k in keys]
     raise _Unfoldable(f"{lay.name} ({lay.kind}) has no requantization to fold into")
 
 
@@ -147,8 +153,12 @@ def compose(prod, r: ir.Requantize):
     L, H = max(lo1 - zp1, -((-lo2) >> k)), hi1 - zp1
     out_hi = hi2 if (H << k) > hi2 else None  # shifted codes above the second clamp saturate there
     shift_ok = shift_ok and (out_hi is None or L >= 0)
-    chans, tried = [], {"one": None, "shift": None}
-    for vals, ms, sh1 in _channels(prod):
+    chans, tried, seen = [], {"one": None, "shift": None}, {}
+    for entry in _channels(prod):
+        vals, ms, sh1 = entry
+        if id(entry) in seen:  # the same check as an earlier channel's (shared (m, sh) group)
+            chans.append(seen[id(entry)])
+            continue
         pre = sum(v * m for v, m in zip(vals, ms))
         want = R2(_requant(pre, 1, sh1, zp1, lo1, hi1, mode1))
         if tried["one"] != "fail":
@@ -172,6 +182,7 @@ def compose(prod, r: ir.Requantize):
                 got2 = np.minimum(got2, out_hi)
             tried["shift"] = "ok" if np.array_equal(got2, want) else "fail"
         chans.append((ms, sh1, cand))
+        seen[id(entry)] = chans[-1]
         if tried["one"] == "fail" and tried["shift"] != "ok" and not (shift_ok and tried["shift"] is None):
             break
     if tried["one"] == "ok":
