@@ -101,8 +101,9 @@ def check_hardware(net: ir.Network):
 #: :func:`rtlgen.plan.geometry.embed_kernel`): 11x11 holds DS-CNN's 10x4 stride-2 first kernel (sim_tests/
 #: test_input_shapes.py builds it)
 MAX_WINDOW = 11
-#: the same for a depthwise kernel (``cores/dwconv.py``, tested up to 7x7)
-MAX_DW_WINDOW = 7
+#: the same for a depthwise kernel (``cores/dwconv.py``; sim_tests/test_dwconv.py --runslow simulates 9x9, 10x4 in
+#: 11x11 and 11x11 stride 2)
+MAX_DW_WINDOW = 11
 
 
 def _check_window(lay: ir.Conv, bad, what: str, limit: int):

@@ -339,6 +339,9 @@ SLOW_CASES = {
                           rq="shift", knobs=_k(1, pix=2, tap=9)),
     "k7s1_lanes_gt_c": dict(H=9, W=9, C=3, K=7, stride=1, in_signed=True, act="none", rq="shift",
                             knobs=_k(4, tap=7, storage="lut")),
+    # 9x9 'same' stride 1 and 11x11 stride 2 depthwise kernels (the largest window rtlgen builds: flow.MAX_DW_WINDOW)
+    "k9s1": dict(H=10, W=9, C=3, K=9, stride=1, in_signed=False, act="relu", rq="mult", knobs=_k(3, tap=9)),
+    "k11s2": dict(H=13, W=12, C=2, K=11, stride=2, in_signed=True, act="none", rq="shift", knobs=_k(2, tap=11)),
 }
 
 

@@ -286,7 +286,7 @@ UNBUILDABLE_CASES = {
     "conv_unequal_strides": (_unequal_strides, ["'conv_s12'"]),
     "grouped_conv": (_conv_mid("conv_g", group=2), ["'conv_g'", "grouped", "group=2", "no hardware core"]),
     "depthwise_multiplier_2": (_dw_multiplier_2, ["'conv_dwm2'", "depthwise", "multiplier 2", "no hardware core"]),
-    "depthwise_window_9": (_conv_mid("conv_dw9", k=9, group=4), ["'conv_dw9'", "9x9", "at most 7x7"]),
+    "depthwise_window_13": (_conv_mid("conv_dw13", k=13, group=4), ["'conv_dw13'", "13x13", "at most 11x11"]),
     "depthwise_merged_residual": (_dw_merged_residual, ["'conv_dwres'", "depthwise", "residual"]),
 }
 
