@@ -177,3 +177,16 @@ def test_int16_bias_convs_get_dsp_packing(seed_style):
     plan = search.plan_network(net, "kv260")
     packed = [lp.name for lp in plan.layers if lp.kind == "conv" and lp.pix_par == 2 and lp.packing]
     assert any(net[name].bias_bits == 16 for name in packed), [(lp.name, lp.pix_par, lp.packing) for lp in plan.layers]
+
+
+def test_bundled_merged_residuals_are_reported():
+    """rtlgen's own models add the skip to the un-requantized conv output: the importer merges those adds, the report
+    says so on the conv's line, and nothing is left for the optimizer (no notes: the build report is unchanged)."""
+    from rtlgen.flow import Design
+
+    d = Design.load("resnet8")
+    assert d.net.fusion_notes == []
+    rows = {r["layer"]: r for r in fusion_report(d.net)}
+    merged = [n for n, r in rows.items() if any("merged at the accumulator" in t for t in r["notes"])]
+    assert merged == [lay.name for lay in d.net.layers if isinstance(lay, ir.Conv) and lay.residual is not None]
+    assert merged

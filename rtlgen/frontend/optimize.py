@@ -369,6 +369,9 @@ def fusion_report(net) -> list[dict]:
         if lay.kind == "input":
             continue
         mine = [n["text"] for n in notes if n["layer"] == lay.name]
+        if isinstance(lay, ir.Conv) and lay.residual is not None and not any("merged" in t for t in mine):
+            mine.insert(0, f"residual add ({lay.residual} + this conv) merged at the accumulator: the model adds the "
+                           "skip to the un-requantized conv output, one rounding")
         rows.append({"layer": lay.name, "op": lay.kind, "source_nodes": list(lay.source_nodes), "notes": mine,
                      "standalone_requant": lay.kind in ("requant", "add")})
     return rows
