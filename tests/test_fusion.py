@@ -190,3 +190,17 @@ def test_bundled_merged_residuals_are_reported():
     merged = [n for n, r in rows.items() if any("merged at the accumulator" in t for t in r["notes"])]
     assert merged == [lay.name for lay in d.net.layers if isinstance(lay, ir.Conv) and lay.residual is not None]
     assert merged
+
+
+def test_requant_after_max_pool_is_kept_with_the_reason():
+    # a max pool has no requantization of its own: the requant after it stays, and the report says why (this raised
+    # AttributeError inside the optimizer on the fuzz nets of sim_tests/test_stress.py)
+    q = _qt(False, zp=3)
+    pool = ir.Pool("maxpool0", ["input"], (4, 4, 2), (2, 2, 2), q, ["mp"], in_q=q)
+    r = _rq("r1", "maxpool0", q, _qt(False), 3, 2, "half_even")
+    with pytest.raises(_Unfoldable, match="maxpool0 .maxpool. has no requantization"):
+        compose(pool, r)
+    notes = []
+    layers, out = fold_requants([pool, r], "r1", notes)
+    assert [lay.name for lay in layers] == ["maxpool0", "r1"] and out == "r1"
+    assert any(n["layer"] == "r1" and "no requantization" in n["text"] for n in notes), notes

@@ -125,7 +125,9 @@ def _params(lay):
         return lay.out_q.zero_point, lay.out_q.lo, lay.out_q.hi, lay.rounding
     if isinstance(lay, ir.Add):
         return lay.zp_out, lay.out_q.lo, lay.out_q.hi, lay.rounding
-    rq = lay.requant
+    rq = getattr(lay, "requant", None)
+    if rq is None:
+        raise _Unfoldable(f"{lay.name} ({lay.kind}) has no requantization to fold into")
     return rq.zp_out, rq.lo, rq.hi, rq.rounding
 
 
