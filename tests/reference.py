@@ -310,7 +310,8 @@ def exact_values(layer, args: list[np.ndarray] | None = None, pixels=None, bias_
         O = layer.weights.shape[0]
         zp_sum = layer.in_q.zero_point * layer.weights.reshape(O, -1).sum(1)
         if isinstance(layer, ir.Conv):
-            acc0 = golden.conv_acc(args[0], layer.weights, np.zeros(O, np.int64), layer.stride, layer.pads, layer.pad_value, layer.in_q)
+            acc0 = golden.grouped_conv_acc(args[0], layer.weights, np.zeros(O, np.int64), layer.stride, layer.pads,
+                                           layer.pad_value, layer.in_q, layer.group)
         else:
             acc0 = np.asarray(args[0], np.float64).reshape(len(args[0]), -1) @ layer.weights.T.astype(np.float64)
         mac = acc0 - zp_sum  # the padding value is the input zero point: padded taps add nothing
