@@ -91,7 +91,7 @@ def _tcl_ports(tdata_width: int, weights: bool = False) -> str:
 
 def board_config(net, plan, board: str, clock_mhz: float, manifest: dict, tdata_width: int) -> dict:
     o = manifest["output"]
-    H, W, C = manifest["input"]["shape"]
+    H, W, C = manifest["input"].get("pixel_shape", manifest["input"]["shape"])  # the image (before an input fold)
     scale = None if net.output_scale is None else [float(v) for v in np.ravel(net.output_scale)]
     if scale is not None and len(scale) == 1:
         scale = scale * o["values"]

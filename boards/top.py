@@ -478,7 +478,7 @@ def header(manifest: dict, tdata_width: int, weights: bool, model: str, board: s
     reset, the weight stream where present, the register map) and the plan summary. Only a comment: the Verilog after
     it is exactly what Amaranth wrote."""
     W = tdata_width
-    H, Wd, C = manifest["input"]["shape"]
+    H, Wd, C = manifest["input"].get("pixel_shape", manifest["input"]["shape"])  # the image (before an input fold)
     o = manifest["output"]
     V, vb = o["values"], o["width"]
     vals = ("int8 values sign-extended to 32 bits" if o["signed"] else "uint8 values zero-extended to 32 bits") \

@@ -519,8 +519,6 @@ class Conv(LayerCore, wiring.Component):
                  proj_storage: str = "bram", mult: str = "dsp", proj_mult: str = "dsp", tap_par: int = 1):
         self.layer = layer
         H, W, C = layer.in_shape
-        if layer.stride[0] != layer.stride[1]:
-            raise ValueError("equal strides only")
         O = layer.weights.shape[0]
         self.ich_par, self.och_par, self.pix_par, self.tap_par = ich_par, och_par, pix_par, tap_par
         in_signed = bool(layer.in_q.signed) if layer.in_q is not None else True
@@ -581,7 +579,7 @@ class Conv(LayerCore, wiring.Component):
         H, W, C = layer.in_shape
         O = layer.weights.shape[0]
         K, _, _, pads = conv_window(layer)  # a non-square or even kernel: its odd square window, pads grown
-        return dict(H=H, W=W, C=C, lanes=ich_par, K=K, stride=layer.stride[0], pads=pads,
+        return dict(H=H, W=W, C=C, lanes=ich_par, K=K, stride=tuple(layer.stride), pads=pads,
                     pad_value=layer.pad_value, repeats=math.ceil(O / och_par), pix=pix_par, centre=centre, tap=tap_par)
 
     @staticmethod

@@ -111,8 +111,9 @@ class WindowModel:
                  depth: int | None = None, tap: int = 1):
         if K % 2 != 1 or K < 1:
             raise ValueError("K must be odd")
-        if stride not in (1, 2):
-            raise ValueError("stride must be 1 or 2")
+        sy, sx = (stride, stride) if isinstance(stride, int) else (int(stride[0]), int(stride[1]))
+        if sy not in (1, 2) or sx not in (1, 2):
+            raise ValueError("stride must be 1 or 2 (on each axis)")
         if pix not in (1, 2):
             raise ValueError("pix must be 1 or 2")
         if pads is None:
@@ -120,7 +121,8 @@ class WindowModel:
         pt, pl, pb, pr = (int(p) for p in pads)
         if min(pads) < 0 or max(pads) >= K:
             raise ValueError("pads must be in [0, K)")
-        self.H, self.W, self.C, self.lanes, self.K, self.s = H, W, C, lanes, K, stride
+        self.H, self.W, self.C, self.lanes, self.K = H, W, C, lanes, K
+        self.sy, self.sx = sy, sx  # vertical, horizontal stride
         self.pads = (pt, pl, pb, pr)
         self.pad_value = int(pad_value) & 0xFF
         self.R = int(repeats)
@@ -131,12 +133,12 @@ class WindowModel:
         self.T = int(tap)  # taps per window beat (tap parallelism)
         self.NTG = math.ceil(K * K / self.T)  # tap groups per window emission
         self.G = math.ceil(C / lanes)
-        self.Ho = conv_out_size(H, K, stride, pt, pb)
-        self.Wo = conv_out_size(W, K, stride, pl, pr)
+        self.Ho = conv_out_size(H, K, sy, pt, pb)
+        self.Wo = conv_out_size(W, K, sx, pl, pr)
         if self.Ho < 1 or self.Wo < 1:
             raise ValueError("empty output")
         self.NP = math.ceil(self.Ho * self.Wo / pix)
-        self.depth = depth if depth is not None else line_buffer_depth(W, K, stride, pix)
+        self.depth = depth if depth is not None else line_buffer_depth(W, K, (sy, sx), pix)
         self.DG = self.depth * self.G
         span = self._max_span()
         if self.depth < span:
@@ -146,7 +148,7 @@ class WindowModel:
     def _positions(self):
         """(row_org, col_org) of every output pixel, raster order."""
         pt, pl = self.pads[0], self.pads[1]
-        return [(y * self.s - pt, x * self.s - pl) for y in range(self.Ho) for x in range(self.Wo)]
+        return [(y * self.sy - pt, x * self.sx - pl) for y in range(self.Ho) for x in range(self.Wo)]
 
     def _need(self, ro, co):
         return (min(ro + self.K - 1, self.H - 1) * self.W + min(co + self.K - 1, self.W - 1) + 1)
@@ -154,7 +156,7 @@ class WindowModel:
     def _oldest(self, ro, co):
         """First input pixel still needed by this window or any later one (top padding rows clamp to row 0,
         so while ``ro + s <= 0`` the next output row still needs row 0 from column 0)."""
-        return max(ro, 0) * self.W + (0 if ro + self.s <= 0 else max(co, 0))
+        return max(ro, 0) * self.W + (0 if ro + self.sy <= 0 else max(co, 0))
 
     def _groups(self):
         pos = self._positions()
@@ -251,15 +253,15 @@ class WindowModel:
     # -- descriptor pipeline model (mirrors the hardware stage by stage; reset values come from it) -------------
     def _tables(self):
         """Per output row ``y`` / column ``x`` constants of the group-descriptor generator (small ROMs)."""
-        H, W, K, s, G, DG = self.H, self.W, self.K, self.s, self.G, self.DG
+        H, W, K, sy, sx, G, DG = self.H, self.W, self.K, self.sy, self.sx, self.G, self.DG
         pt, pl = self.pads[0], self.pads[1]
         ny, nx = self.Ho + 2, max(self.Wo, 2)
 
         def ro(y):
-            return y * s - pt
+            return y * sy - pt
 
         def co(x):
-            return x * s - pl
+            return x * sx - pl
         return {
             "ar": [(ro(y) * W * G) % DG for y in range(ny)],
             "ac": [(co(x) * G) % DG for x in range(nx)],
@@ -268,7 +270,7 @@ class WindowModel:
             "nr": [min(ro(y) + K - 1, H - 1) * W * G for y in range(ny)],
             "nc1": [(min(co(x) + K - 1, W - 1) + 1) * G - 1 for x in range(nx)],
             "orow": [max(ro(y), 0) * W * G for y in range(ny)],
-            "omask": [int(ro(y) + s > 0) for y in range(ny)],
+            "omask": [int(ro(y) + sy > 0) for y in range(ny)],
             "ocol": [max(co(x), 0) * G for x in range(nx)],
         }
 
@@ -343,7 +345,7 @@ class WindowGen(WindowModel, wiring.Component):
     lanes : int
         Channels per input beat (``ich_par``).
     K, stride, pads, pad_value :
-        Square odd window, stride 1 or 2, padding ``(top, left, bottom, right)`` filled with ``pad_value``.
+        Square odd window, stride 1 or 2 (an int, or ``(vertical, horizontal)``), padding ``(top, left, bottom, right)`` filled with ``pad_value``.
     repeats : int
         Emissions of every window (one per output-channel group of the engine).
     pix, tap : int
@@ -390,7 +392,7 @@ class WindowGen(WindowModel, wiring.Component):
         registers computed from next-state values, so they equal the combinational conditions exactly.
         """
         m = Module()
-        H, W, K, s, G, P, R = self.H, self.W, self.K, self.s, self.G, self.lanes, self.R
+        H, W, K, G, P, R = self.H, self.W, self.K, self.G, self.lanes, self.R
         Ho, Wo, NP, DG, pix = self.Ho, self.Wo, self.NP, self.DG, self.pix
         HWG = H * W * G
         T, NTG = self.T, self.NTG

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import ir, outdir
 from .plan import RESOURCES, LayerPlan, Plan, board_budget, load_plan_file, plan_network, recost
+from .plan.fold import FOLD, apply_fold, fold_input, plan_file_fold, why_not_foldable
 from .errors import OptionError
 from .figures import fmt_fps, fps
 from .frontend import load_model
@@ -63,6 +64,9 @@ class BuildConfig:
     search: str = "greedy"
     #: the planner may use tap parallelism (several kernel taps per cycle)
     taps: bool = True
+    #: the planner may fold pixel pairs into the stem convolution's channels (two pixels per input beat,
+    #: :mod:`rtlgen.plan.fold`) where the input stream bounds the frame and the fold makes it faster
+    input_fold: bool = True
     #: board-level AXI4-Stream input width in bits (32, 64 or 128; kv260/ultra96v2 builds)
     tdata_width: int = 64
     #: the steps :meth:`Design.build` runs (:data:`STEPS`; without ``compose``/``verilog``: plan and report only)
@@ -89,8 +93,8 @@ def check_hardware(net: ir.Network):
             _check_depthwise(lay, bad)
             continue
         if isinstance(lay, ir.Conv):
-            if lay.stride[0] != lay.stride[1] or lay.stride[0] not in (1, 2):
-                raise bad(lay, f"stride {lay.stride[0]}x{lay.stride[1]} not supported in hardware (1 or 2, equal on H and W)")
+            if lay.stride[0] not in (1, 2) or lay.stride[1] not in (1, 2):
+                raise bad(lay, f"stride {lay.stride[0]}x{lay.stride[1]} not supported in hardware (1 or 2 on each axis)")
             _check_window(lay, bad, "", MAX_WINDOW)
         if isinstance(lay, ir.Pool) and not lay.is_global:
             if max(lay.pads) >= min(lay.kernel):
@@ -150,6 +154,7 @@ class Design:
         if clock_mhz is not None and not clock_mhz > 0:
             raise OptionError(f"--clock-mhz: must be positive, got {clock_mhz}")
         self.net = net
+        self.source_net = net  # as imported (self.net may be its input-folded form after planning)
         self.board = board
         self.budget = board_budget(board, budget)
         self.clock_mhz = float(clock_mhz or DEFAULT_CLOCK.get(board, self.budget.clock_mhz))
@@ -180,12 +185,22 @@ class Design:
         self.config = cfg = self.config.updated(**options)
         plan_file = cfg.plan_file
         t = time.perf_counter()
+        self.net = self.source_net
         if plan_file is not None:
+            self.net = apply_fold(self.source_net, plan_file_fold(plan_file))
             self.plan_ = load_plan_file(plan_file, self.net)
             self.plan_.board, self.plan_.clock_mhz, self.plan_.budget = self.board, self.clock_mhz, self.budget.as_dict()
         else:
-            self.plan_ = plan_network(self.net, self.board, self.budget, self.clock_mhz, cfg.allow_lut_mult,
-                                      cfg.allow_packing, cfg.search, cfg.taps)
+            self.plan_ = self._search(self.net)
+            # the input stream takes over half the frame (the stem's line buffer writes one pixel per cycle): try
+            # two pixels per beat, kept where the plan is faster
+            bound = 2 * self.plan_.layer(self.net.input.name).cycles > self.plan_.cycles_per_frame
+            if cfg.input_fold and bound and why_not_foldable(self.net) is None:
+                folded = fold_input(self.net)
+                p2 = self._search(folded)
+                if p2.cycles_per_frame < self.plan_.cycles_per_frame:
+                    self.net, self.plan_ = folded, p2
+                    self.plan_.options["input_fold"] = FOLD
         self._recost()
         if plan_file is not None:
             tot = self.plan_.totals()
@@ -194,6 +209,11 @@ class Design:
                 raise OptionError(f"--plan: {plan_file} exceeds the {self.board} budget ({'; '.join(over)})")
         self.timings["plan"] = time.perf_counter() - t
         return self.plan_
+
+    def _search(self, net: ir.Network) -> Plan:
+        cfg = self.config
+        return plan_network(net, self.board, self.budget, self.clock_mhz, cfg.allow_lut_mult, cfg.allow_packing,
+                            cfg.search, cfg.taps)
 
     def _recost(self):
         from rtlgen.cores.registry import core_cycles  # the cores' own cycle models (no core is elaborated)
@@ -244,9 +264,12 @@ class Design:
             "budget": self.budget.as_dict(),
             "skip_buffer_bits": plan.skip_buffer_bits,
             "preprocess": self.net.input.preprocess,
+            "input_fold": getattr(self.net, "input_fold", 1),  # pixels per input beat (rtlgen.plan.fold)
             "layers": layers,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
+        if rep["input_fold"] > 1:
+            rep["input_fold_stem"] = self.net.consumers(self.net.input.name)[0].name
         if getattr(self.net, "fusion_notes", None):  # the graph optimizer folded or refused something
             from .frontend.optimize import fusion_report
 

@@ -3,7 +3,7 @@
 bit-exact against the golden model under random input pauses and output back-pressure (30 %), and without stalls
 the measured steady-state cycles per frame equal the plan's prediction (within 1).
 
-Default run (four small Verilator builds, about two minutes):
+Default run (five small Verilator builds, about two and a half minutes):
 
 * a dense-only autoencoder 64 -> 32 -> 8 -> 32 -> 64 on a 2-D ``[1, 64]`` float input: ``rtlgen build --input-codes``
   (the hardware takes the codes of the graph's first QuantizeLinear), ``rtlgen sim --inputs`` on float32 ``N x 64``
@@ -14,6 +14,9 @@ Default run (four small Verilator builds, about two minutes):
   3x3 -> dense head) as planned, and with its 4x2 conv (embedded in a 5x5 window, a row of 5 taps per beat of which
   3 slots carry no multiplier, packed pixel pairs) edited into the bottleneck, so the measured cycles check the
   conv core's embedded-kernel cycle model.
+
+* an input-bound image network (stride-2 stem on 3 x 12 x 32): two pixels per input beat (the input fold), and a
+  conv of unequal strides (1, 2).
 
 Opt-in (``--runslow``): 2x2 stride 2 and 3x1 first kernels (planned and as the bottleneck), DS-CNN's 10x4 stride-2
 first kernel (an 11x11 window) on a 20 x 10 x 1 int8 input, a small DS-CNN on the real 49 x 10 x 1 input (10x4
@@ -152,6 +155,33 @@ def test_kws_tiny_12x6x1_k4x2_in_rtl(edit, tmp_path):
     if edit:
         conv1 = next(lay for lay in d.net.layers if isinstance(lay, ir.Conv))
         assert d.plan_.layer(conv1.name).dsp == 2  # 2 live tap slots of 5, one packed pixel pair each
+
+
+def test_input_fold_two_pixels_per_beat_in_rtl(tmp_path):
+    """An input-bound image network (3 x 12 x 32 float input, stride-2 stem): the planner folds pixel pairs into the
+    stem's channels (two pixels per 6-lane input beat, the stem a 3x2 kernel of strides (2, 1)), and a second conv
+    has unequal strides (1, 2). ``rtlgen sim --random`` (image-shaped frames, streamed as the same bytes in wider
+    beats) bit-exact under stalls; without stalls the measured cycles equal the plan's, half the unfolded frame."""
+    src = tmp_path / "stem.onnx"
+    onnx.save(Z.stem_s2(), str(src))
+    out = tmp_path / "b"
+    budget = "dsp=200,lut=60000,bram36=100,uram=0"
+    r = cli("build", src, "--board", "generic", "--budget", budget, "--out", out)
+    assert r.exit_code == 0, r.output
+    net, rep, man = load_design(out)
+    assert rep["input_fold"] == 2 and man["input"]["pixels_per_beat"] == 2
+    assert man["input"]["shape"] == [12, 16, 6] and man["input"]["pixel_shape"] == [12, 32, 3]
+    assert net.input.out_shape == (12, 32, 3)  # the golden model runs the network as imported
+    unfolded = Design.load(src, board="generic", budget=budget, input_fold=False).plan().cycles_per_frame
+    assert rep["cycles_per_frame"] < unfolded and rep["cycles_per_frame"] <= 12 * 16 + 1
+    r = cli("sim", out, "--random", 8, "--stall", STALL, "--seed", 5, "--shards", 1, "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["images"] == 8 and res["mismatches"] == 0, res
+    px = np.random.default_rng(6).integers(0, 256, size=(6, 12, 32, 3), dtype=np.uint8)
+    assert len({e.tobytes() for e in golden.run(net, px)}) > 1, "golden outputs constant across frames"
+    res0 = _no_stall_cycles(out, px, rep["cycles_per_frame"])
+    print(f"input fold: {res0['summary']} (unfolded plan: {unfolded} cycles/frame)")
 
 
 @pytest.mark.slow

@@ -256,10 +256,14 @@ CASES = {
     # one beat per pixel group: the group-descriptor pipeline shifts every cycle (pixel pairs spanning rows, W = 1)
     "k1s1_one_beat_groups": dict(H=3, W=5, C=2, lanes=2, K=1, stride=1, pads=(0, 0, 0, 0), pix=1),
     "k3s1_w1_tap9_pix2_one_beat": dict(H=5, W=1, C=1, lanes=1, K=3, stride=1, pix=2, tap=9, pad_value=9),
+    # unequal strides (vertical, horizontal): the folded stem of several pixels per input beat (rtlgen.plan.fold)
+    "k3s21_fold_pix2_tap3": dict(H=7, W=5, C=6, lanes=6, K=3, stride=(2, 1), pads=(1, 2, 1, 0), pad_value=4,
+                                 repeats=2, pix=2, tap=3),
+    "k3s12_pix1_centre": dict(H=5, W=7, C=3, lanes=2, K=3, stride=(1, 2), repeats=1, pix=1, centre=True),
 }
 DEFAULT = ["k3s1_same_pix2_centre_tail", "k5s2_w1_pix1", "k1s2_pix2_odd", "k3s2_valid_asym_pix2",
            "k3s1_tap9_pix2_centre", "k3s2_tap4_pix2_asym_centre", "k1s1_one_beat_groups",
-           "k3s1_w1_tap9_pix2_one_beat"]
+           "k3s1_w1_tap9_pix2_one_beat", "k3s21_fold_pix2_tap3", "k3s12_pix1_centre"]
 
 
 def _run(names, tmp_path, pause=0.3, frames=2):

@@ -75,7 +75,8 @@ class G:
         bn = self.qb(self.rng.integers(-50, 51, size=cout), in_scale * w_scale)
         if pads is None:
             pads = [kh // 2, kw // 2, kh // 2, kw // 2]
-        attrs = dict(kernel_shape=[kh, kw], strides=[stride, stride], pads=list(pads), group=group)
+        strides = [stride, stride] if isinstance(stride, int) else list(stride)
+        attrs = dict(kernel_shape=[kh, kw], strides=strides, pads=list(pads), group=group)
         if dilations is not None:
             attrs["dilations"] = list(dilations)
         return self.node("Conv", [x, wn, bn], name=name, **attrs)

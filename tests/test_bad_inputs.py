@@ -152,7 +152,7 @@ def _unequal_strides():
     s = g.stem()
     w = g.qw(g.rng.integers(-20, 21, size=(4, 4, 3, 3)), 1 / 64)
     b = g.qb(np.zeros(4, int), 1 / 32 / 64)
-    c = g.node("Conv", [s, w, b], name="conv_s12", kernel_shape=[3, 3], strides=[1, 2], pads=[1, 1, 1, 1])
+    c = g.node("Conv", [s, w, b], name="conv_s13", kernel_shape=[3, 3], strides=[1, 3], pads=[1, 1, 1, 1])
     g.head(g.q(c, 1 / 32, 0))
     return g.model()
 
@@ -283,7 +283,7 @@ UNBUILDABLE_CASES = {
     "conv_1x13_window_13": (_conv_mid("conv_1x13", k=(1, 13), pads=[0, 6, 0, 6]), ["'conv_1x13'", "1x13", "at most 11x11"]),
     "conv_pad_grows_window": (_conv_post("conv_p10", k=9, pads=[10, 10, 10, 10]), ["'conv_p10'", "9x9", "13x13 window"]),
     "conv_stride_3": (_conv_post("conv_s3", k=3, stride=3), ["'conv_s3'"]),
-    "conv_unequal_strides": (_unequal_strides, ["'conv_s12'"]),
+    "conv_unequal_strides_3": (_unequal_strides, ["'conv_s13'", "stride 1x3", "1 or 2 on each axis"]),
     "grouped_conv": (_conv_mid("conv_g", group=2), ["'conv_g'", "grouped", "group=2", "no hardware core"]),
     "depthwise_multiplier_2": (_dw_multiplier_2, ["'conv_dwm2'", "depthwise", "multiplier 2", "no hardware core"]),
     "depthwise_window_13": (_conv_mid("conv_dw13", k=13, group=4), ["'conv_dw13'", "13x13", "at most 11x11"]),

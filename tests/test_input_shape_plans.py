@@ -56,12 +56,16 @@ def test_mlp_plans_on_boards():
                          ids=["k3", "k4x2", "k2s2", "k3x1", "k1x3s2"])
 def test_kws_tiny_plans(k1, stride1, in_type):
     d, plan = _planned(Z.kws_tiny(k1=k1, stride1=stride1, in_type=in_type))
-    conv1 = next(lay for lay in d.net.layers if lay.kind == "conv")
-    assert d.net.input.out_shape == (12, 6, 1) and conv1.in_shape == (12, 6, 1)
+    net = d.source_net  # as imported (a stride-2 stem bounded by the input is planned folded: rtlgen.plan.fold)
+    conv1 = next(lay for lay in net.layers if lay.kind == "conv")
+    assert net.input.out_shape == (12, 6, 1) and conv1.in_shape == (12, 6, 1)
     kh, kw = (k1, k1) if isinstance(k1, int) else k1
     assert conv1.kernel == (kh, kw) and conv1.stride == (stride1, stride1)
-    assert d.net.input.passthrough == (in_type != "float")
+    assert net.input.passthrough == (in_type != "float")
     assert [lay.kind for lay in d.net.layers] == ["input", "conv", "maxpool", "conv", "dense"]
+    assert (getattr(d.net, "input_fold", 1) == 2) == (plan.options.get("input_fold") == 2)
+    if stride1 == 1:
+        assert d.net is net
 
 
 def test_integer_input_with_preprocessing_keeps_the_pixel_table():
@@ -171,7 +175,7 @@ def test_some_tap_slots_get_no_multiplier():
 def test_ds_cnn_first_kernel_plans():
     """DS-CNN's 10x4 stride-2 first kernel (pads 4, 1, 5, 2) embeds in an 11x11 window and plans."""
     d, plan = _planned(Z.kws_tiny(H=20, W=10, k1=(10, 4), stride1=2, pads1=(4, 1, 5, 2), in_type="int8"))
-    conv1 = next(lay for lay in d.net.layers if lay.kind == "conv")
+    conv1 = next(lay for lay in d.source_net.layers if lay.kind == "conv")
     assert geometry.conv_window(conv1)[:3] == (11, 1, 7) and conv1.out_shape == (10, 5, 4)
 
 

@@ -52,6 +52,18 @@ def mlp(dims=(64, 32, 8, 32, 64), in_type: str = "float", seed: int = 0) -> onnx
     return g.model()
 
 
+def stem_s2(H: int = 12, W: int = 32, c1: int = 8, c2: int = 8, classes: int = 5, seed: int = 0) -> onnx.ModelProto:
+    """An image network whose input stream bounds the frame (a stride-2 3x3 stem on a float NCHW ``3 x H x W`` input,
+    then a 3x3 conv of unequal strides ``(1, 2)``, global average pool, dense): the planner folds pixel pairs into
+    the stem's channels (two pixels per input beat, :mod:`rtlgen.plan.fold`)."""
+    g = G(shape=(1, 3, H, W), seed=seed)
+    x = g.graph_in("float")
+    x = g.q(g.relu(g.conv(x, 3, c1, k=3, stride=2, in_scale=1 / 32, name="stem")), 1 / 32, 0, name="q_stem")
+    x = g.q(g.relu(g.conv(x, c1, c2, k=3, stride=(1, 2), name="conv_s12")), 1 / 32, 0, name="q_s12")
+    g.head(x, c=c2, classes=classes)
+    return g.model()
+
+
 def same_pads(kh: int, kw: int) -> list[int]:
     """ONNX pads (top, left, bottom, right) keeping the size at stride 1 (the extra row/column at the bottom/right)."""
     return [(kh - 1) // 2, (kw - 1) // 2, kh // 2, kw // 2]

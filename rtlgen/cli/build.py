@@ -30,6 +30,9 @@ from .common import _floats, preprocess_options, resource_line
 @click.option("--taps/--no-taps", default=True, show_default=True,
               help="let the planner use tap parallelism (several kernel taps per cycle: finer steps between "
                    "configurations, at the cost of line-buffer copies)")
+@click.option("--input-fold/--no-input-fold", default=True, show_default=True,
+              help="let the planner take two pixels per input beat (pixel pairs folded into the stem convolution's "
+                   "channels, rtlgen.plan.fold) where the input stream bounds the frame")
 @click.option("--no-rtl", is_flag=True, help="plan and report only (skip composition and Verilog)")
 @click.option("--tdata-width", type=click.Choice(["32", "64", "128"]), default="64", show_default=True,
               help="board-level AXI4-Stream input width (kv260/ultra96v2 builds write DIR/vivado and DIR/driver)")
@@ -39,8 +42,8 @@ from .common import _floats, preprocess_options, resource_line
                    "yosys is here and every module's is cached (a rebuild into the same folder keeps the cache)")
 @click.option("--json", "as_json", is_flag=True, help="print report.json")
 @preprocess_options
-def build(model, board, clock_mhz, budget, plan_file, out_dir, no_lut_mult, no_packing, search, taps, no_rtl,
-          timing, tdata_width, as_json, input_scale, mean, std, input_codes):
+def build(model, board, clock_mhz, budget, plan_file, out_dir, no_lut_mult, no_packing, search, taps, input_fold,
+          no_rtl, timing, tdata_width, as_json, input_scale, mean, std, input_codes):
     """Plan and generate the accelerator for MODEL (default: the bundled ResNet8) into --out DIR."""
     from ..flow import STEPS, BuildConfig, Design
     from ..outdir import check_out_dir
@@ -58,7 +61,7 @@ def build(model, board, clock_mhz, budget, plan_file, out_dir, no_lut_mult, no_p
     cfg = BuildConfig(board=board, clock_mhz=clock_mhz, budget=budget, input_scale=input_scale,
                       mean=_floats(mean, "--mean"), std=_floats(std, "--std"), input_codes=input_codes, plan_file=plan_file,
                       allow_lut_mult=not no_lut_mult, allow_packing=not no_packing, search=search, taps=taps,
-                      tdata_width=int(tdata_width),
+                      input_fold=input_fold, tdata_width=int(tdata_width),
                       steps=tuple(s for s in STEPS if not (no_rtl and s in ("compose", "verilog"))))
     d = Design.load(model, cfg)
     d.plan()
@@ -72,6 +75,9 @@ def build(model, board, clock_mhz, budget, plan_file, out_dir, no_lut_mult, no_p
                f"(bottleneck {rep['bottleneck']}), {fmt_fps(rep['fps'])} FPS predicted")
     click.echo(f"resources (planner) / {rep['board']} budget: {resource_line(rep['resources'], rep.get('budget', {}))}; "
                f"skip buffers {rep['skip_buffer_bits']:,} bits")
+    if rep.get("input_fold", 1) > 1:
+        click.echo(f"input: {rep['input_fold']} pixels per beat (the input stream bounded the frame: pixel pairs folded "
+                   f"into {rep['input_fold_stem']}'s channels, rtlgen.plan.fold; --no-input-fold keeps one)")
     if rep.get("fusion"):
         f = rep["fusion"]
         left = [r["layer"] for r in f["layers"] if r["op"] in ("requant", "add")]

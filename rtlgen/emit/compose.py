@@ -233,10 +233,13 @@ class RtlgenTop(wiring.Component):
     def manifest(self) -> dict:
         net = self.net
         H, W, C = net.input.out_shape
+        f = getattr(net, "input_fold", 1)  # pixels per input beat (rtlgen.plan.fold)
         out = net[net.output]
         return {
             "top": "rtlgen_top",
-            "input": {"port": "i", "lanes": C, "width": 8, "pixels": H * W, "beats_per_frame": H * W, "shape": [H, W, C]},
+            "input": {"port": "i", "lanes": C, "width": 8, "pixels": H * W * f, "beats_per_frame": H * W,
+                      "shape": [H, W, C], "pixels_per_beat": f,
+                      "pixel_shape": list(getattr(net, "pixel_shape", (H, W, C)))},
             "output": {"port": "o", "lanes": self.out_lanes, "width": self.out_width, "values": out.out_shape[2],
                        "beats_per_frame": math.ceil(out.out_shape[2] / self.out_lanes),
                        "signed": bool(out.out_q.signed) if out.out_q is not None else True},
@@ -294,6 +297,7 @@ def top_header(top: "RtlgenTop", man: dict, verilog: str) -> str:
     cycles). Only a comment: the Verilog after it is exactly what Amaranth wrote."""
     net, plan = top.net, top.plan
     H, W, C = net.input.out_shape
+    f = getattr(net, "input_fold", 1)  # pixels per input beat (rtlgen.plan.fold)
     o = man["output"]
     L, wd, V = o["lanes"], o["width"], o["values"]
     kind = ("int8" if o["signed"] else "uint8") if wd == 8 else "int32 raw accumulators of the final dense layer"
@@ -302,10 +306,17 @@ def top_header(top: "RtlgenTop", man: dict, verilog: str) -> str:
         "rst": ["reset: synchronous, active high (Amaranth's sync domain), sampled on a rising clk edge; returns every",
                 "register to its initial value (streams and FIFOs empty, frame positions at the start"
                 + ("; every URAM memory's loaded flag cleared: send the weights again)" if top.load_segments else ")")],
-        "i__payload": [f"[{8 * C}:0] one pixel per beat, raster order (row by row, left to right), {H}x{W} beats/frame:",
-                       f"  [8*c+7:8*c] channel c (c = 0..{C - 1}{', RGB' if C == 3 else ''}), a raw uint8 pixel: the "
-                       "input stage maps it", "  through its per-channel table (quantize((pixel*S - mean)/std))",
-                       f"  [{8 * C}] last: 1 on the frame's final pixel (beat {H * W} of {H * W})"],
+        "i__payload": ([f"[{8 * C}:0] one pixel per beat, raster order (row by row, left to right), {H}x{W} beats/frame:",
+                        f"  [8*c+7:8*c] channel c (c = 0..{C - 1}{', RGB' if C == 3 else ''}), a raw uint8 pixel: the "
+                        "input stage maps it", "  through its per-channel table (quantize((pixel*S - mean)/std))"]
+                       if f == 1 else
+                       [f"[{8 * C}:0] {f} horizontally adjacent pixels per beat (input fold: the image's bytes in raster "
+                        f"order, {8 * C // f}", f"  bits per pixel), {H}x{W} beats/frame for a "
+                        f"{H}x{W * f}x{C // f} image:",
+                        f"  [8*(p*{C // f}+c)+7:8*(p*{C // f}+c)] channel c of pixel p of the beat (p = 0..{f - 1}, "
+                        f"c = 0..{C // f - 1}), a raw", "  uint8 value: the input stage maps it through its "
+                        "per-channel table (quantize((pixel*S - mean)/std))"])
+                       + [f"  [{8 * C}] last: 1 on the frame's final beat (beat {H * W} of {H * W})"],
         "i__valid": ["input beat offered (hold payload stable until accepted)"],
         "i__ready": ["input beat accepted on a rising clk edge where valid & ready"],
         "o__payload": [f"[{L * wd}:0] {L} lane(s) of {wd} bits, {o['beats_per_frame']} beat(s)/frame, {V} values/frame "

@@ -98,7 +98,7 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
         uram = rom_blocks(wbits, depth, "uram")
         lut += LUT_PER_URAM_LOAD
         ff += FF_PER_URAM_LOAD
-    lb_bram, lb_lut = line_buffer_cost(W, C, K, layer.stride[0] if K > 1 else 1, pi, pp, tp)
+    lb_bram, lb_lut = line_buffer_cost(W, C, K, tuple(layer.stride) if K > 1 else 1, pi, pp, tp)
     return cycles, {"dsp": dsp, "lut": lut + lb_lut, "ff": ff, "bram36": bram + lb_bram, "uram": uram}
 
 
@@ -111,7 +111,7 @@ def layer_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1)
     return conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp)
 
 
-def line_buffer_cost(W: int, C: int, K: int, stride: int, lanes: int, pp: int, tp: int) -> tuple[float, int]:
+def line_buffer_cost(W: int, C: int, K: int, stride, lanes: int, pp: int, tp: int) -> tuple[float, int]:
     """(BRAM36, LUT) of a window generator's line buffer: ``(K-1)`` rows of ``W*C`` bytes (none for ``K = 1``)."""
     if K <= 1:
         return 0, 0
@@ -168,7 +168,7 @@ def dwconv_config_cost(layer, cp, pp, packing, mult, storage, lanes_in, tp=1):
         bram = rom_blocks(wbits, depth, "bram")
     else:
         raise ValueError(f"depthwise weight storage {storage!r}: bram or lut")
-    lb_bram, lb_lut = line_buffer_cost(W, C, K, layer.stride[0], cp, pp, tp)
+    lb_bram, lb_lut = line_buffer_cost(W, C, K, tuple(layer.stride), cp, pp, tp)
     return cycles, {"dsp": dsp, "lut": lut + lb_lut, "ff": ff, "bram36": bram + lb_bram, "uram": 0}
 
 

@@ -8,9 +8,11 @@ from .. import ir
 
 
 
-def line_buffer_depth(W: int, K: int, stride: int, pix: int) -> int:
-    """Pixels a window generator's circular buffer holds (the window generator, ``cores/linebuffer.py``, builds this depth)."""
-    return (K - 1 + stride - 1) * W + K + 2 * pix * stride + 2
+def line_buffer_depth(W: int, K: int, stride, pix: int) -> int:
+    """Pixels a window generator's circular buffer holds (the window generator, ``cores/linebuffer.py``, builds this
+    depth); ``stride``: an int or ``(vertical, horizontal)`` (a vertical stride of 2 keeps one more row)."""
+    sy, sx = (stride, stride) if isinstance(stride, int) else stride
+    return (K - 1 + sy - 1) * W + K + 2 * pix * sx + 2
 
 
 def embed_kernel(kh: int, kw: int, pads) -> tuple[int, int, int, tuple[int, int, int, int]]:

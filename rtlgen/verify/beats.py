@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import RtlgenError
 
-__all__ = ["words_for", "pack_beats", "unpack_beats", "input_words", "decode_output_words", "ints_from_words",
+__all__ = ["as_input_frames", "words_for", "pack_beats", "unpack_beats", "input_words", "decode_output_words", "ints_from_words",
            "words_from_ints", "frame_beats", "decode_outputs", "pack", "unpack"]
 
 
@@ -78,9 +78,21 @@ def unpack_beats(words: np.ndarray, lanes: int, width: int, signed: bool) -> tup
     return vals, last
 
 
+def as_input_frames(pixels: np.ndarray, man: dict) -> np.ndarray:
+    """uint8 NHWC frames in the shape of the build's input port (``man["input"]["shape"]``): with an input fold
+    (``pixels_per_beat`` > 1, :mod:`rtlgen.plan.fold`) the same bytes viewed as ``H x W/f x f*C``."""
+    px = np.asarray(pixels)
+    shape = tuple(man["input"]["shape"])
+    if px.shape[1:] == shape or px.ndim != 4 or int(np.prod(px.shape[1:])) != int(np.prod(shape)):
+        return px
+    return px.reshape((px.shape[0], *shape))
+
+
 def input_words(pixels: np.ndarray, man: dict) -> np.ndarray:
-    """uint8 NHWC frames -> uint32 input beats ``[N, beats, W]`` (one pixel per beat, as :func:`frame_beats`)."""
+    """uint8 NHWC frames -> uint32 input beats ``[N, beats, W]`` (one input-port pixel per beat, as
+    :func:`frame_beats`; frames of a folded input port's pixel shape are viewed as its shape)."""
     i = man["input"]
+    pixels = as_input_frames(pixels, man)
     N, H, W, C = pixels.shape
     if i["lanes"] != C or i["beats_per_frame"] != H * W:
         raise RtlgenError(f"input port has {i['lanes']} lanes x {i['beats_per_frame']} beats; frames are {H}x{W}x{C}")

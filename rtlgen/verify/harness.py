@@ -103,7 +103,10 @@ def first_differing_layer(net: ir.Network, man: dict, probes: dict, expect_all: 
             got = beats_to_frame(probes[lay.name], tuple(p["shape"]), p["lanes"], p["width"], p["signed"])
         except ValueError:
             return lay.name
-        if not np.array_equal(got, expect_all[lay.name][0]):
+        exp = expect_all[lay.name][0]
+        if got.size == exp.size:  # a folded input stage streams the same bytes in wider beats
+            got = got.reshape(exp.shape)
+        if not np.array_equal(got, exp):
             return lay.name
     return None
 

@@ -23,7 +23,7 @@ from .. import golden
 from ..errors import OptionError, RtlgenError
 from ..progress import Reporter, summary_line
 from . import score
-from .beats import decode_outputs, frame_beats
+from .beats import as_input_frames, decode_outputs, frame_beats
 from .harness import first_differing_layer, load_design, run_regression
 
 __all__ = ["run_sim", "load_design", "first_differing_layer", "frame_beats", "decode_outputs", "simulate_cocotb"]
@@ -42,7 +42,7 @@ def simulate_cocotb(build_dir, rep, man, pixels, stall=0.0, seed=1, waves=False,
     sim_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=sim_dir) as tmp:
         tmp = Path(tmp)
-        np.save(tmp / "frames.npy", frame_beats(pixels))
+        np.save(tmp / "frames.npy", frame_beats(as_input_frames(pixels, man)))
         results = tmp / "results.json"
         cfg = {"frames": str(tmp / "frames.npy"), "out_beats": man["output"]["beats_per_frame"],
                "pause_in": stall, "pause_out": stall, "seed": seed, "results": str(results),

@@ -216,7 +216,8 @@ class RtlgenTB:
             from .harness import load_design
 
             self.net, self.report, _ = load_design(self.build_dir)
-        self.input_shape = tuple(manifest["input"]["shape"])
+        # the frames' pixel shape (an input fold streams the same bytes in wider beats: manifest "shape")
+        self.input_shape = tuple(manifest["input"].get("pixel_shape", manifest["input"]["shape"]))
         self.has_wload = hasattr(dut, "wload__valid")
         self._idle = itertools.repeat(False)
         self._backpressure = itertools.repeat(False)
@@ -291,9 +292,9 @@ class RtlgenTB:
     # -- driver + monitor + scoreboard ------------------------------------------------------------------------------
     def frame_words(self, pixels) -> list[int]:
         """uint8 ``[N, H, W, C]`` frames -> input payload integers (one pixel per beat, ``last`` per frame)."""
-        from .beats import frame_beats
+        from .beats import as_input_frames, frame_beats
 
-        return [int(w) for w in frame_beats(pixels).reshape(-1)]
+        return [int(w) for w in frame_beats(as_input_frames(pixels, self.manifest)).reshape(-1)]
 
     def expected(self, pixels):
         """The golden model's output codes for ``pixels`` (``None`` without a scoreboard)."""
