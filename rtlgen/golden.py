@@ -316,9 +316,15 @@ def run(net: ir.Network, pixels: np.ndarray, return_all: bool = False):
     """Run the integer network on uint8 NHWC ``pixels`` [N, H, W, C].
 
     Returns the output layer's integers ([N, classes] int64), or a dict of every layer's NHWC output when
-    ``return_all``.
+    ``return_all``. A network planned with an input fold (:mod:`rtlgen.plan.fold`: two pixels per input beat) takes
+    the image's frames too: the same bytes, viewed in its input stage's shape.
     """
-    return _forward(net, run_input(net.input, pixels), return_all)
+    px = np.asarray(pixels)
+    shape = tuple(net.input.in_shape)
+    if getattr(net, "input_fold", 1) > 1 and px.ndim == 4 and px.shape[1:] != shape \
+            and int(np.prod(px.shape[1:])) == int(np.prod(shape)):
+        px = px.reshape((px.shape[0], *shape))
+    return _forward(net, run_input(net.input, px), return_all)
 
 
 def run_codes(net: ir.Network, codes: np.ndarray, return_all: bool = False):

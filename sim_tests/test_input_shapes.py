@@ -196,7 +196,7 @@ def test_ds_cnn_first_kernel_in_rtl(tmp_path):
     """DS-CNN's 10x4 stride-2 first kernel (pads 4, 1, 5, 2; an 11x11 window) on a 20 x 10 x 1 int8 input, as the
     bottleneck (2 output channels and a window row of 11 taps per beat: 4 live slots)."""
     d = Design.load(Z.kws_tiny(H=20, W=10, k1=(10, 4), stride1=2, pads1=(4, 1, 5, 2), in_type="int8"), board="generic",
-                    budget=BUDGET)
+                    budget=BUDGET, input_fold=False)  # the 10x4 kernel itself (folded: 10x3 on 2 channels)
     d.plan()
     conv1 = next(lay for lay in d.net.layers if isinstance(lay, ir.Conv))
     d.set_layer(conv1.name, och_par=2, ich_par=1, pix_par=1, packing=False, tap_par=11, mult="dsp", storage="bram")

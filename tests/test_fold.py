@@ -63,6 +63,7 @@ def test_folded_network_equals_the_original_on_the_same_bytes():
     assert f.input.out_shape == (12, 8, 6) and f.pixel_shape == (12, 16, 3) and f.input_fold == 2
     px = np.random.default_rng(2).integers(0, 256, size=(16, 12, 16, 3), dtype=np.uint8)
     np.testing.assert_array_equal(golden.run(net, px), golden.run(f, fold_pixels(f, px)))
+    np.testing.assert_array_equal(golden.run(net, px), golden.run(f, px))  # image-shaped frames: the same bytes
     assert apply_fold(net, None) is net and apply_fold(net, 1) is net
 
 
