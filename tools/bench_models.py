@@ -71,6 +71,7 @@ def measure(args, arch: str, fmt: str, board: str) -> dict:
     rep = json.loads((d / "report.json").read_text())
     row.update(clock_mhz=rep["clock_mhz"], predicted_cycles=rep["cycles_per_frame"], fps_at_clock=rep["fps"],
                macs=rep["total_macs"], layers=len(rep["layers"]), bottleneck=rep["bottleneck"],
+               input_fold=rep.get("input_fold", 1),
                plan=rep["resources"], board_budget=rep["budget"])
     if args.sim:
         r, dt = _run(["rtlgen", "sim", str(d), "--random", str(args.sim), "--json"])
@@ -117,7 +118,8 @@ def render_rows(runs: dict) -> str:
         y = r.get("yosys")
         ys = "-" if not y else f"{y['lut']:,} / {y['ff']:,} / {y['dsp']} / {y['bram36']}"
         fm = "-" if r.get("fmax_mhz") is None else f"{r['fmax_mhz']:.1f} MHz ({r.get('limiting_module')})"
-        L.append(f"| {arch} | {fmt} | {board} | {r['macs']:,} | {r['layers']} | {r['plan']['dsp']:,} | "
+        px = f" ({r['input_fold']} px/beat)" if r.get("input_fold", 1) > 1 else ""
+        L.append(f"| {arch}{px} | {fmt} | {board} | {r['macs']:,} | {r['layers']} | {r['plan']['dsp']:,} | "
                  f"{r['predicted_cycles']:,} | {r.get('measured_cycles', '-') if 'measured_cycles' not in r else format(r['measured_cycles'], ',')} | "
                  f"{fps:,.0f}{ok} | {'-' if tg is None else format(round(tg), ',')} | {bits} | {ys} | {fm} |")
     return "\n".join(L)
@@ -128,7 +130,8 @@ NOTE = ("Models made by tools/tinyml.py (random He-initialised weights, activati
         "classes, FC autoencoder 640-128x4-8-128x4-640, MobileNetV2 32x32x3) and tools/seedstyle.py (ResNet20, "
         "seed-paper-style Brevitas export). `qdq`: ONNX Runtime quantize_static, per-channel weights, float scales "
         "(24-bit multiplier requantization); `qonnx`: Brevitas, power-of-two scales. FPS at clock uses the measured "
-        "cycles where the row was simulated, else the planner's prediction. The seed-style ResNet20's target is the "
+        "cycles where the row was simulated, else the planner's prediction; '2 px/beat': the input stream bounded the frame "
+        "and the planner folded pixel pairs into the stem's channels (rtlgen/plan/fold.py). The seed-style ResNet20's target is the "
         "bundled ResNet20's measured cycles/frame on the same board.")
 
 
