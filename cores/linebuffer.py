@@ -410,8 +410,10 @@ class WindowGen(WindowModel, wiring.Component):
         dold_sh = signed(_sbits(-1, HWG + 1))
 
         def sel_mod(t1, t2):
-            """``t1 mod DG`` for ``t1 in [0, 2*DG)`` given ``t2 = t1 - DG`` computed by its own adder."""
-            return Mux(t2 < 0, t1, t2)
+            """``t1 mod DG`` for ``t1 in [0, 2*DG)`` given ``t2 = t1 - DG`` computed by its own adder; the select is
+            ``t2``'s sign bit itself (``t2 < 0`` became a second carry chain on ECP5: yosys' ``alumacc`` maps the
+            comparison to a subtraction)."""
+            return Mux(t2[-1], t1, t2) if t2.shape().signed else t2
 
         def rom(idx, values, shape, name):
             """``values[idx]`` (a small table of constants, or a multiplexer of signals), registered by the caller."""
