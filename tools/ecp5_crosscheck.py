@@ -175,7 +175,12 @@ def body(rows: list[dict], freq: float, note: str = "") -> str:
         "Each core is wrapped in a register on every input and output (`<core>_wrap`), so the Fmax is the core's own "
         "register-to-register paths rather than its pads. "
         "The estimate column is `rtlgen.verify.timing` (yosys `synth_xilinx -family xcup` netlist, published UltraScale+ "
-        "delays) of the same Verilog: the two should rank the cores alike, not agree in MHz."
+        "delays) of the same Verilog: the two should rank the cores alike, not agree in MHz. "
+        "The ceiling of this flow for a core with multipliers: yosys 0.23 `synth_ecp5` maps a product to "
+        "MULT18X18D without its input/output registers (no register packing, unlike DSP48E2 in `synth_xilinx`), so "
+        "a register -> MULT18X18D -> register path is ~7.4 ns routed (3.1 ns multiplier, ~3.9 ns routing to and from "
+        "the DSP column: 136 MHz); conv_shift's worst path is exactly that, conv_ref's the requant's DSP48E2-sized "
+        "(27x18) partial product, two MULT18X18D and an add on ECP5."
         + (f" Cores generated at rtlgen {', '.join(sorted({r['rev'] for r in rows if r.get('rev')}))}."
            if any(r.get("rev") for r in rows) else "") + (f" {note}" if note else ""))
 

@@ -44,7 +44,8 @@ def simulate_cocotb(build_dir, rep, man, pixels, stall=0.0, seed=1, waves=False,
         tmp = Path(tmp)
         np.save(tmp / "frames.npy", frame_beats(as_input_frames(pixels, man)))
         results = tmp / "results.json"
-        cfg = {"frames": str(tmp / "frames.npy"), "out_beats": man["output"]["beats_per_frame"],
+        cfg = {"build_dir": str(d.resolve()), "frames": str(tmp / "frames.npy"),
+               "out_beats": man["output"]["beats_per_frame"],
                "pause_in": stall, "pause_out": stall, "seed": seed, "results": str(results),
                "max_cycles": int(50 * rep["cycles_per_frame"] * (n + 4) + 200_000), "probes": list(probes)}
         if opt == "auto":  # a fast compile for a few frames, an optimised model for long runs

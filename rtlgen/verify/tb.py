@@ -304,25 +304,15 @@ class RtlgenTB:
 
         return golden.run(self.net, pixels)
 
-    async def run(self, pixels, max_cycles: int | None = None, idle_after: int = 64) -> TBResult:
-        """Stream ``pixels`` (uint8 ``[N, H, W, C]``) back to back, collect ``N`` output frames, score them.
-
-        One coroutine drives the input and consumes the output in the same clock loop (cheaper than two); ``valid``
-        stays up with a stable payload until accepted. After the last expected beat, ``idle_after`` more cycles with
-        ready high must bring no further output beat (counted in ``extra_beats``)."""
-        import numpy as np
-
-        from .beats import unpack_beats
-
-        o = self.manifest["output"]
-        obpf = o["beats_per_frame"]
-        n = len(pixels)
-        words = self.frame_words(pixels)
+    async def stream(self, words, n: int, max_cycles: int, idle_after: int = 64) -> dict:
+        """Drive the input payload integers ``words`` (``n`` frames, back to back) and consume the output until ``n``
+        frames came out or ``max_cycles`` passed. One coroutine drives the input and consumes the output in the same
+        clock loop (cheaper than two); ``valid`` stays up with a stable payload until accepted; the pause generators
+        apply. After the last expected beat, ``idle_after`` more cycles with ready high must bring no further output
+        beat (counted). Returns ``{"outs", "first_in", "last_out", "cycles", "extra_beats", "timeout"}`` (cycle
+        stamps of each frame's first input beat and last output beat, counted from the start of the stream)."""
+        obpf = self.manifest["output"]["beats_per_frame"]
         beats = len(words) // n
-        expect = self.expected(pixels)
-        if max_cycles is None:
-            cpf = (self.report or {}).get("cycles_per_frame", 100_000)
-            max_cycles = int(50 * cpf * (n + 4) + 200_000)
         dut = self.dut
         i_valid, i_ready, i_payload = dut.i__valid, dut.i__ready, dut.i__payload
         o_valid, o_ready, o_payload = dut.o__valid, dut.o__ready, dut.o__payload
@@ -335,7 +325,7 @@ class RtlgenTB:
         last_out: list = [None] * n
         while len(outs) < total_out:
             if not presenting and k < total_in and not next(idle):
-                i_payload.value = words[k]
+                i_payload.value = int(words[k])
                 i_valid.value = 1
                 presenting = True
             rdy = 0 if next(bp) else 1
@@ -356,13 +346,36 @@ class RtlgenTB:
                 if len(outs) % obpf == 0:
                     last_out[len(outs) // obpf - 1] = cyc
             if cyc > max_cycles:
-                raise TimeoutError(f"{len(outs)} of {total_out} output beats after {cyc} cycles (deadlock?)")
+                break
         o_ready.value = 1
         extra = 0
         for _ in range(idle_after):
             await edge
             if o_valid.value:
                 extra += 1
+        return {"outs": outs, "first_in": first_in, "last_out": last_out, "cycles": cyc, "extra_beats": extra,
+                "timeout": cyc > max_cycles}
+
+    async def run(self, pixels, max_cycles: int | None = None, idle_after: int = 64) -> TBResult:
+        """Stream ``pixels`` (uint8 ``[N, H, W, C]``) back to back (:meth:`stream`), collect ``N`` output frames,
+        score them against the golden model."""
+        import numpy as np
+
+        from .beats import unpack_beats
+
+        o = self.manifest["output"]
+        obpf = o["beats_per_frame"]
+        n = len(pixels)
+        words = self.frame_words(pixels)
+        expect = self.expected(pixels)
+        if max_cycles is None:
+            cpf = (self.report or {}).get("cycles_per_frame", 100_000)
+            max_cycles = int(50 * cpf * (n + 4) + 200_000)
+        r = await self.stream(words, n, max_cycles, idle_after)
+        outs, cyc, extra = r["outs"], r["cycles"], r["extra_beats"]
+        first_in, last_out = r["first_in"], r["last_out"]
+        if r["timeout"]:
+            raise TimeoutError(f"{len(outs)} of {n * obpf} output beats after {cyc} cycles (deadlock?)")
         w = np.array([[(x >> (32 * j)) & 0xFFFFFFFF for j in range((o["lanes"] * o["width"] + 32) // 32)]
                       for x in outs], dtype=np.uint64).astype(np.uint32)
         vals, last = unpack_beats(w.reshape(n, obpf, -1), o["lanes"], o["width"], o["signed"])
