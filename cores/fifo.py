@@ -22,11 +22,22 @@ from .stream import act_layout
 __all__ = ["StreamFIFO", "SkidBuffer"]
 
 
-def _payload_layout(lanes, width, layout):
-    return layout if layout is not None else act_layout(lanes, width)
+class _Plumbing(wiring.Component):
+    """A stream stage ``i`` -> ``o`` of one payload layout (default the activation layout), one beat per cycle,
+    latency 1 cycle; ``extra`` ports beside them."""
+
+    latency = 1
+
+    def __init__(self, lanes: int, width: int, layout, **extra):
+        self.layout = layout if layout is not None else act_layout(lanes, width)
+        sig = stream.Signature(self.layout)
+        super().__init__({"i": In(sig), "o": Out(sig), **extra})
+
+    def cycles_for(self, beats: int) -> int:
+        return beats
 
 
-class StreamFIFO(wiring.Component):
+class StreamFIFO(_Plumbing):
     """``depth``-entry stream FIFO (``SyncFIFOBuffered``: the read side is a register, BRAM/LUTRAM inside).
 
     Parameters
@@ -52,14 +63,7 @@ class StreamFIFO(wiring.Component):
         if depth < 1:
             raise ValueError("FIFO depth must be >= 1")
         self.depth = depth
-        self.layout = _payload_layout(lanes, width, layout)
-        sig = stream.Signature(self.layout)
-        super().__init__({"i": In(sig), "o": Out(sig), "level": Out(range((3 if depth == 2 else depth) + 1))})
-
-    def cycles_for(self, beats: int) -> int:
-        return beats
-
-    latency = 1
+        super().__init__(lanes, width, layout, level=Out(range((3 if depth == 2 else depth) + 1)))
 
     def elaborate(self, platform):
         m = Module()
@@ -79,7 +83,7 @@ class StreamFIFO(wiring.Component):
         return m
 
 
-class SkidBuffer(wiring.Component):
+class SkidBuffer(_Plumbing):
     """Register slice with a skid entry: full throughput, registered ``valid``/``payload`` and ``ready``.
 
     Parameters
@@ -98,14 +102,7 @@ class SkidBuffer(wiring.Component):
     """
 
     def __init__(self, lanes: int = 1, width: int = 8, layout=None):
-        self.layout = _payload_layout(lanes, width, layout)
-        sig = stream.Signature(self.layout)
-        super().__init__({"i": In(sig), "o": Out(sig)})
-
-    def cycles_for(self, beats: int) -> int:
-        return beats
-
-    latency = 1
+        super().__init__(lanes, width, layout)
 
     def elaborate(self, platform):
         m = Module()

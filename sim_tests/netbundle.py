@@ -69,3 +69,20 @@ def write_bundle(parts: dict, name: str, folder: Path) -> Path:
     from rtlgen.emit.verilog import write_verilog
 
     return write_verilog(bundle(parts), name, Path(folder) / f"{name}.v")
+
+
+def small_resnet_build(tmp_path_factory, name: str) -> Path:
+    """``rtlgen build`` (the CLI) of the small Brevitas ResNet of tests/zoo.py (QONNX, seed 3, with preprocessing
+    metadata) for Ultra96-V2 into a fresh temporary folder: the build folder the harness, TB and regression benches
+    share in shape (each module its own copy)."""
+    from click.testing import CliRunner
+
+    import zoo
+    from rtlgen.cli import main
+
+    tmp = tmp_path_factory.mktemp(name)
+    m = zoo.brevitas_resnet(tmp, "qonnx", seed=3, with_metadata=True)
+    out = tmp / "build"
+    r = CliRunner().invoke(main, ["build", str(m.path), "--board", "ultra96v2", "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    return out

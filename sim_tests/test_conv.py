@@ -392,21 +392,16 @@ async def throughput_matches_model(dut):
     for inst in insts:
         await inst.wait(4, 20 * inst.conv.cycles_per_frame() + 20_000)
     await ClockCycles(dut.clk, 100)
+    from streams import cycle_model_errors
+
     errors = []
     for inst in insts:
         inst.check()
-        n = inst.out_beats
-        ends = [inst.sink.cycles[(k + 1) * n - 1] for k in range(4)]
-        measured = (ends[3] - ends[1]) / 2
         model = inst.conv.cycles_per_frame()
         timed = hasattr(inst.conv, "latency") and getattr(inst, "first_in", None) is not None  # not the ResBlock pair
-        lat = inst.sink.cycles[0] - inst.first_in if timed else None  # first input beat taken -> first output beat
-        dut._log.info(f"{inst.name}: cycles/frame measured {measured} model {model}; latency measured {lat} "
-                      f"model {inst.conv.latency if timed else '-'}")
-        if abs(measured - model) > 0.02 * model:
-            errors.append(f"{inst.name}: measured {measured} cycles/frame, model {model}")
-        if timed and abs(lat - inst.conv.latency) > 1:
-            errors.append(f"{inst.name}: latency measured {lat} cycles, model {inst.conv.latency}")
+        errors += cycle_model_errors(dut, inst.name, inst.sink.cycles, inst.out_beats, model, 0.02 * model,
+                                     inst.sink.cycles[0] - inst.first_in if timed else None,  # first in -> first out
+                                     inst.conv.latency if timed else None)
     assert not errors, errors
 
 
@@ -496,18 +491,11 @@ def _run(cases, tmp_path, seed=1, frames=3):
                config={"cases": cases, "seed": seed, "frames": frames})
 
 
-def test_conv_cores(tmp_path):
-    _run(CASES, tmp_path)
-
-
-@pytest.mark.slow
-def test_conv_cores_more(tmp_path):
-    _run(SLOW_CASES, tmp_path, seed=7)
-
-
-@pytest.mark.slow
-def test_conv_cores_other_seed(tmp_path):
-    _run(CASES, tmp_path, seed=2)
+@pytest.mark.parametrize("which,seed", [("default", 1), pytest.param("more", 7, marks=pytest.mark.slow),
+                                         pytest.param("default", 2, marks=pytest.mark.slow, id="other_seed")])
+def test_conv_cores(tmp_path, which, seed):
+    """All cases of a set in one Verilator build (opt-in: the slow cases, and the default ones with another seed)."""
+    _run(CASES if which == "default" else SLOW_CASES, tmp_path, seed=seed)
 
 
 def test_layers_reference_selfcheck():

@@ -219,21 +219,14 @@ async def throughput_matches_model(dut):
     for inst in insts:
         await inst.wait(nf, 20 * inst.core.cycles_per_frame() + 20_000)
     await ClockCycles(dut.clk, 100)
+    from streams import cycle_model_errors
+
     errors = []
     for inst, f in zip(insts, firsts):
         inst.check()
-        n = inst.out_beats
-        ends = [inst.sink.cycles[(k + 1) * n - 1] for k in range(nf)]
-        measured = (ends[3] - ends[1]) / 2
-        model = inst.core.cycles_per_frame()
         t_in, t_out = f.result()
-        lat = t_out - t_in
-        dut._log.info(f"{inst.name}: cycles/frame measured {measured} model {model}; latency measured {lat} "
-                      f"model {inst.core.latency}")
-        if abs(measured - model) > 1:
-            errors.append(f"{inst.name}: measured {measured} cycles/frame, model {model}")
-        if abs(lat - inst.core.latency) > 1:
-            errors.append(f"{inst.name}: latency measured {lat}, model {inst.core.latency}")
+        errors += cycle_model_errors(dut, inst.name, inst.sink.cycles, inst.out_beats, inst.core.cycles_per_frame(),
+                                     1, t_out - t_in, inst.core.latency)
     assert not errors, errors
 
 
@@ -354,18 +347,11 @@ def _run(cases, tmp_path, seed=1, frames=3):
                config={"cases": cases, "seed": seed, "frames": frames}, cxx_opt="-O0")  # a few short frames
 
 
-def test_dwconv_cores(tmp_path):
-    _run(CASES, tmp_path)
-
-
-@pytest.mark.slow
-def test_dwconv_cores_more(tmp_path):
-    _run(SLOW_CASES, tmp_path, seed=7)
-
-
-@pytest.mark.slow
-def test_dwconv_cores_other_seed(tmp_path):
-    _run(CASES, tmp_path, seed=3)
+@pytest.mark.parametrize("which,seed", [("default", 1), pytest.param("more", 7, marks=pytest.mark.slow),
+                                         pytest.param("default", 3, marks=pytest.mark.slow, id="other_seed")])
+def test_dwconv_cores(tmp_path, which, seed):
+    """All cases of a set in one Verilator build (opt-in: the slow cases, and the default ones with another seed)."""
+    _run(CASES if which == "default" else SLOW_CASES, tmp_path, seed=seed)
 
 
 def test_layers_reference_selfcheck():
@@ -438,14 +424,6 @@ TIMING = {
     "pix2_tap3": dict(H=8, W=8, C=8, K=3, stride=2, pads=(0, 0, 1, 1), in_signed=False, act="relu6", rq="mult",
                       knobs=_k(4, pix=2, tap=3)),
 }
-
-
-@pytest.fixture(scope="module")
-def timing_work(request, tmp_path_factory):
-    try:
-        return request.config.cache.mkdir("rtlgen-timing")
-    except Exception:
-        return tmp_path_factory.mktemp("rtlgen-timing")
 
 
 @pytest.mark.parametrize("name", list(TIMING))

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import cocotb
 import pytest
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
 from rtlgen.cores.fork import Fork
@@ -15,15 +14,13 @@ from rtlgen.emit.verilog import write_verilog
 
 @cocotb.test()
 async def fork_under_stalls(dut):
-    from streams import StreamSink, StreamSource
+    from streams import StreamSink, StreamSource, hold_reset, release_reset
 
     cfg = sim_config()
-    cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
-    dut.rst.value = 1
+    hold_reset(dut)
     src = StreamSource(dut, "i", dut.clk, cfg["pause_in"], seed=11)
     sinks = [StreamSink(dut, f"o{k}", dut.clk, cfg["pause_out"][k], seed=20 + k) for k in range(cfg["n"])]
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
+    await release_reset(dut, 3)
     words = [(k * 37 + (k >> 3)) % (1 << 17) for k in range(cfg["beats"])]
     src.start(words)
     for s in sinks:

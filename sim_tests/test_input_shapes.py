@@ -125,6 +125,18 @@ def test_mlp_int8_codes_fed_as_they_are(tmp_path):
 FORCED = dict(och_par=1, ich_par=1, pix_par=2, packing=True, tap_par=0, mult="dsp", storage="bram")
 
 
+def _build_and_sim(d, tmp_path, px):
+    """Build the planned design ``d``, simulate ``px`` under stalls (bit-exact against the golden model, whose outputs
+    must vary), and without stalls check the measured cycles per frame against the plan. Returns (report, stalled
+    result, unstalled result)."""
+    out = tmp_path / "build"
+    rep = d.build(out)
+    _varied(golden.run(d.net, px), len(px))
+    res = run_sim(out, px, stall=STALL, seed=5, progress=False, log=False, shards=1)
+    assert res["mismatches"] == 0, res["summary"]
+    return rep, res, _no_stall_cycles(out, px[:6], rep["cycles_per_frame"])
+
+
 def _kws(tmp_path, k1, stride1=1, in_type="uint8", edit=False, frames=8):
     d = Design.load(Z.kws_tiny(k1=k1, stride1=stride1, in_type=in_type), board="generic", budget=BUDGET)
     d.plan()
@@ -133,16 +145,10 @@ def _kws(tmp_path, k1, stride1=1, in_type="uint8", edit=False, frames=8):
         from rtlgen.plan.geometry import conv_window
 
         d.set_layer(conv1.name, **(FORCED | {"tap_par": conv_window(conv1)[0]}))
-    out = tmp_path / "build"
-    rep = d.build(out)
-    pred = rep["cycles_per_frame"]
+    px = np.random.default_rng(1).integers(0, 256, size=(frames, 12, 6, 1), dtype=np.uint8)
+    rep, res, res0 = _build_and_sim(d, tmp_path, px)
     if edit:
         assert rep["bottleneck"] == conv1.name
-    px = np.random.default_rng(1).integers(0, 256, size=(frames, 12, 6, 1), dtype=np.uint8)
-    _varied(golden.run(d.net, px), frames)
-    res = run_sim(out, px, stall=STALL, seed=5, progress=False, log=False, shards=1)
-    assert res["mismatches"] == 0, res["summary"]
-    res0 = _no_stall_cycles(out, np.random.default_rng(2).integers(0, 256, size=(6, 12, 6, 1), dtype=np.uint8), pred)
     print(f"kws {k1} s{stride1} {in_type} {'bottleneck' if edit else 'planned'}: {res['summary']} | no stalls: "
           f"{res0['summary']}")
     return d
@@ -201,14 +207,9 @@ def test_ds_cnn_first_kernel_in_rtl(tmp_path):
     conv1 = next(lay for lay in d.net.layers if isinstance(lay, ir.Conv))
     d.set_layer(conv1.name, och_par=2, ich_par=1, pix_par=1, packing=False, tap_par=11, mult="dsp", storage="bram")
     assert d.plan_.layer(conv1.name).dsp == 2 * 4
-    out = tmp_path / "build"
-    rep = d.build(out)
-    assert rep["bottleneck"] == conv1.name
     px = np.random.default_rng(1).integers(0, 256, size=(6, 20, 10, 1), dtype=np.uint8)
-    _varied(golden.run(d.net, px), 6)
-    res = run_sim(out, px, stall=STALL, seed=5, progress=False, log=False, shards=1)
-    assert res["mismatches"] == 0, res["summary"]
-    res0 = _no_stall_cycles(out, px, rep["cycles_per_frame"])
+    rep, res, res0 = _build_and_sim(d, tmp_path, px)
+    assert rep["bottleneck"] == conv1.name
     print(f"ds-cnn 10x4 s2: {res['summary']} | no stalls: {res0['summary']}")
 
 
@@ -217,13 +218,8 @@ def test_small_ds_cnn_49x10x1_in_rtl(tmp_path):
     """The DS-CNN shape on the real 49 x 10 x 1 int8 input (8 channels, 2 depthwise-separable blocks) as planned."""
     d = Design.load(Z.ds_cnn(c=8, blocks=2), board="generic", budget=BUDGET)
     d.plan()
-    out = tmp_path / "build"
-    pred = d.build(out)["cycles_per_frame"]
     px = np.random.default_rng(1).integers(0, 256, size=(6, 49, 10, 1), dtype=np.uint8)
-    _varied(golden.run(d.net, px), 6)
-    res = run_sim(out, px, stall=STALL, seed=5, progress=False, log=False, shards=1)
-    assert res["mismatches"] == 0, res["summary"]
-    res0 = _no_stall_cycles(out, px, pred)
+    _, res, res0 = _build_and_sim(d, tmp_path, px)
     print(f"ds-cnn 49x10x1: {res['summary']} | no stalls: {res0['summary']}")
 
 
@@ -236,10 +232,5 @@ def test_kws_tiny_float_nchw_in_rtl(tmp_path):
 def test_deeper_mlp_uint8_in_rtl(tmp_path):
     d = Design.load(Z.mlp(dims=(128, 64, 16, 64, 128), in_type="uint8", seed=2), board="generic", budget=BUDGET)
     d.plan()
-    out = tmp_path / "build"
-    pred = d.build(out)["cycles_per_frame"]
     px = np.random.default_rng(6).integers(0, 256, size=(8, 1, 1, 128), dtype=np.uint8)
-    _varied(golden.run(d.net, px), 8)
-    res = run_sim(out, px, stall=STALL, seed=5, progress=False, log=False, shards=1)
-    assert res["mismatches"] == 0, res["summary"]
-    _no_stall_cycles(out, px[:6], pred)
+    _build_and_sim(d, tmp_path, px)

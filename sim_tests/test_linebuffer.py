@@ -138,20 +138,13 @@ async def throughput_matches_model(dut):
     for inst in insts:
         await inst.wait(100)
     await ClockCycles(dut.clk, 50)
+    from streams import cycle_model_errors
+
     errors = []
     for inst in insts:
         inst.check("back-to-back")
-        per = inst.gen.window_beats_per_frame()
-        ends = [inst.sink.cycles[(k + 1) * per - 1] for k in range(4)]
-        measured = (ends[3] - ends[1]) / 2
-        model = inst.gen.cycles_per_frame()
-        latency = inst.latency
-        dut._log.info(f"{inst.name}: cycles/frame measured {measured} model {model}, "
-                      f"latency measured {latency} model {inst.gen.latency}")
-        if abs(measured - model) > 1:
-            errors.append(f"{inst.name}: measured {measured} cycles/frame, model {model}")
-        if abs(latency - inst.gen.latency) > 1:
-            errors.append(f"{inst.name}: latency {latency} cycles, model {inst.gen.latency}")
+        errors += cycle_model_errors(dut, inst.name, inst.sink.cycles, inst.gen.window_beats_per_frame(),
+                                     inst.gen.cycles_per_frame(), 1, inst.latency, inst.gen.latency)
     assert not errors, errors
 
 

@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -80,23 +78,11 @@ def test_small_network_with_tap_parallelism(tmp_path):
 def test_mismatch_names_first_differing_layer(small_build, tmp_path):
     """Corrupt one weight of conv1 in the build's copy of the model: the RTL (built from the original) now differs
     from the golden model from conv1 on, and the report must name conv1."""
-    import shutil
+    from test_regress import _tamper_conv1
 
     src, _ = small_build
     out = tmp_path / "tampered"
-    shutil.copytree(src, out)  # the compiled simulator comes along (same RTL)
-    m = onnx.load(str(out / "model.onnx"))
-    # the second Conv's weight is a Quant'd initializer: flip the sign of its largest weight
-    convs = [n for n in m.graph.node if n.op_type == "Conv"]
-    wname = convs[1].input[1]
-    producer = {o: n for n in m.graph.node for o in n.output}.get(wname)
-    init_name = producer.input[0] if producer is not None else wname
-    init = next(t for t in m.graph.initializer if t.name == init_name)
-    w = numpy_helper.to_array(init).copy()
-    i = np.unravel_index(np.argmax(np.abs(w)), w.shape)
-    w[i] = -w[i]
-    init.CopyFrom(numpy_helper.from_array(w, init.name))
-    onnx.save(m, str(out / "model.onnx"))
+    _tamper_conv1(src, out)  # the compiled simulator comes along (same RTL)
     res = run_sim(out, _pixels(2, 3))
     assert res["mismatches"] > 0
     assert res["first_differing_layer"] == "conv1", res.get("first_differing_layer")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from rtlgen.verify.runner import sim_config
@@ -29,15 +28,13 @@ HERE = Path(__file__).parent
 async def stream_words(dut):
     """Drive the configured input words (``last`` wherever the words put it) with random pauses; record every output
     beat, then 200 idle cycles (nothing more may come)."""
-    from streams import StreamSink, StreamSource
+    from streams import StreamSink, StreamSource, hold_reset, release_reset
 
     cfg = sim_config()
-    cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
-    dut.rst.value = 1
+    hold_reset(dut)
     src = StreamSource(dut, "i", dut.clk, cfg["pause"], seed=3)
     sink = StreamSink(dut, "o", dut.clk, cfg["pause"], seed=4)
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
+    await release_reset(dut, 4)
     await RisingEdge(dut.clk)
     task = src.start(cfg["words"])
     n = cfg["out_beats"]

@@ -35,14 +35,9 @@ def _pixels(n, seed=0):
 
 @pytest.fixture(scope="module")
 def small_build(tmp_path_factory):
-    import zoo
+    from netbundle import small_resnet_build
 
-    tmp = tmp_path_factory.mktemp("regress")
-    m = zoo.brevitas_resnet(tmp, "qonnx", seed=3, with_metadata=True)
-    out = tmp / "build"
-    r = CliRunner().invoke(main, ["build", str(m.path), "--board", "ultra96v2", "--out", str(out)])
-    assert r.exit_code == 0, r.stderr
-    return out
+    return small_resnet_build(tmp_path_factory, "regress")
 
 
 def test_harness_bit_exact_with_stalls_and_cycle_exact_with_cocotb(small_build):

@@ -7,11 +7,10 @@ both sides and checks every beat arrives once, in order, incremented.
 from pathlib import Path
 
 import cocotb
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import RisingEdge
 
 from rtlgen.verify.runner import run_cocotb, sim_config
 
@@ -32,15 +31,13 @@ class PlusOne(wiring.Component):
 
 @cocotb.test()
 async def plus_one_under_stalls(dut):
-    from streams import StreamSink, StreamSource
+    from streams import StreamSink, StreamSource, hold_reset, release_reset
 
     cfg = sim_config()
-    cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
-    dut.rst.value = 1
+    hold_reset(dut)
     src = StreamSource(dut, "i", dut.clk, cfg["pause"], seed=3)
     sink = StreamSink(dut, "o", dut.clk, cfg["pause"], seed=4)
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
+    await release_reset(dut, 3)
     words = [(7 * k) % 256 for k in range(200)]
     src.start(words)
     got = await sink.wait_for(len(words), 10_000)

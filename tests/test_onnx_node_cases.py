@@ -86,14 +86,18 @@ def test_all_requested_cases_present():
     assert not missing, f"missing ONNX node cases: {missing}"
 
 
+def _qdq_sets(name, op):
+    """(x, scale, zp, expected, axis) of every data set of the ONNX node case ``name`` (an ``op`` node)."""
+    c, node = _case(name)
+    assert node.op_type == op
+    axis = _attr(node, "axis", 1)
+    for (x, scale, zp), outputs in c.data_sets:
+        yield x, scale, zp, outputs[0], axis
+
+
 @pytest.mark.parametrize("name", ["test_quantizelinear", "test_quantizelinear_axis"])
 def test_quantizelinear(name):
-    c, node = _case(name)
-    assert node.op_type == "QuantizeLinear"
-    axis = _attr(node, "axis", 1)
-    for inputs, outputs in c.data_sets:
-        x, scale, zp = inputs
-        expected = outputs[0]
+    for x, scale, zp, expected, axis in _qdq_sets(name, "QuantizeLinear"):
         info = np.iinfo(expected.dtype)
         got = quant.quantize(
             x,
@@ -108,12 +112,7 @@ def test_quantizelinear(name):
 
 @pytest.mark.parametrize("name", ["test_dequantizelinear", "test_dequantizelinear_axis"])
 def test_dequantizelinear(name):
-    c, node = _case(name)
-    assert node.op_type == "DequantizeLinear"
-    axis = _attr(node, "axis", 1)
-    for inputs, outputs in c.data_sets:
-        x, scale, zp = inputs
-        expected = outputs[0]
+    for x, scale, zp, expected, axis in _qdq_sets(name, "DequantizeLinear"):
         q = x.astype(np.int64) - _per_axis(zp, x.ndim, axis).astype(np.int64)
         got = q.astype(np.float32) * _per_axis(scale, x.ndim, axis).astype(np.float32)
         assert got.dtype == expected.dtype

@@ -132,12 +132,9 @@ def yosys():
 
 
 @pytest.fixture(scope="session")
-def work(request, tmp_path_factory):
-    """yosys' files and the timing cache (pytest's cache folder: reused across runs, keyed by content)."""
-    try:
-        return request.config.cache.mkdir("rtlgen-timing")
-    except Exception:
-        return tmp_path_factory.mktemp("rtlgen-timing")
+def work(timing_work):
+    """yosys' files and the timing cache (the root conftest's ``timing_work``)."""
+    return timing_work
 
 
 HAND = """

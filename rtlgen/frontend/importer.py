@@ -22,19 +22,7 @@ from .qdq import QuantOps
 from .qoperator import QOperatorOps
 from .registry import HANDLERS, QONNX_DOMAINS, supported_ops
 from .shape import ShapeOps
-from .values import (
-    Act,
-    Const,
-    GraphInput,
-    Pending,
-    QConst,
-    SoftmaxOf,
-    _err,
-    _f32mul,
-    _hwc,
-    _ratio,
-    conv_as_dense,
-)
+from .values import Act, Const, GraphInput, Pending, QConst, SoftmaxOf, _err, _f32mul, _hwc, _ratio, conv_as_dense
 
 #: every op type the importer reads (error messages list them)
 SUPPORTED_OPS = supported_ops()

@@ -89,13 +89,18 @@ def pause_generator(prob: float, seed: int = 0):
 random_pauses = pause_generator
 
 
-class StreamSource:
-    def __init__(self, dut, name: str, clk, pause_prob: float = 0.0, seed: int = 1):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
+class _StreamPort:
+    """The ``<name>__valid/ready/payload`` handles of an Amaranth stream port, a clock and a pause generator."""
+
+    def __init__(self, dut, name: str, clk, pause_prob: float, seed: int):
+        self.valid, self.ready, self.payload = (getattr(dut, f"{name}__{f}") for f in ("valid", "ready", "payload"))
         self.clk = clk
         self.pauses = pause_generator(pause_prob, seed)
+
+
+class StreamSource(_StreamPort):
+    def __init__(self, dut, name: str, clk, pause_prob: float = 0.0, seed: int = 1):
+        super().__init__(dut, name, clk, pause_prob, seed)
         self.valid.value = 0
         self.sent = 0
 
@@ -118,13 +123,9 @@ class StreamSource:
         return cocotb.start_soon(self.send(list(words)))
 
 
-class StreamSink:
+class StreamSink(_StreamPort):
     def __init__(self, dut, name: str, clk, pause_prob: float = 0.0, seed: int = 2):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.clk = clk
-        self.pauses = pause_generator(pause_prob, seed)
+        super().__init__(dut, name, clk, pause_prob, seed)
         self.words: list[int] = []
         self.cycles: list[int] = []  # cycle index of each received beat
         self.ready.value = 0
