@@ -28,7 +28,7 @@ Stream contract (:class:`DenseCore`)
   (a short frame still gives one full output frame; its missing inputs count as 0). It does NOT drop the excess of a
   long frame (that would start a second output frame): in a network it sits behind cores that already realign on
   ``last`` (line buffer, pooling; :mod:`rtlgen.cores.stream`), so it never receives one.
-* Latency: :attr:`DenseCore.latency` cycles after the frame's final input group (the engine's pipeline: ROM word,
+* Latency: :attr:`DenseCore.latency` cycles after the frame's final input group (the engine's pipeline: ROM word, its register,
   multiplier M and P registers, the dot-product tree registered every 2 adder levels, the accumulate adder; the
   raw-result FIFO; the pipelined :class:`~rtlgen.cores.requant.RequantStage`; the output lane converter). Cycles
   per frame without stalls: :meth:`DenseCore.cycles_per_frame`: ``ceil(N/ich_par)`` groups, each taking the larger
@@ -188,9 +188,10 @@ class DenseCore(LayerCore, wiring.Component):
     # -- pipeline geometry ----------------------------------------------------------------------------------------
     @property
     def pipe_depth(self) -> int:
-        """Cycles from issuing a beat (ROM address) to its accumulate stage: ROM word + input register, the
-        multipliers' M and P registers, the dot-product tree registered every 2 adder levels."""
-        return 3 + ptree_stages(self.Pi)
+        """Cycles from issuing a beat (ROM address) to its accumulate stage: ROM word + input register, the ROM
+        word's own register (a block RAM's output register: no RAM -> multiplier path), the multipliers' M and P
+        registers, the dot-product tree registered every 2 adder levels."""
+        return 4 + ptree_stages(self.Pi)
 
     @property
     def result_depth(self) -> int:
@@ -298,12 +299,15 @@ class DenseCore(LayerCore, wiring.Component):
             rp = rom.read_port()
             m.d.comb += [rp.addr.eq(addr), rp.en.eq(1), wword.eq(rp.data)]
 
-        # stages 2, 3: products (M and P registers; LUT multipliers: partial products, then their tree)
-        xs = [lane(b_x, i, 8, self.in_signed) for i in range(Pi)]
+        # stage 2: the ROM word registered (absorbed as the block RAM's output register), x along with it
+        w_reg, x_reg = Signal(wbits, name="w_reg"), Signal(Pi * 8, name="x_reg")
+        m.d.sync += [w_reg.eq(wword), x_reg.eq(b_x)]
+        # stages 3, 4: products (M and P registers; LUT multipliers: partial products, then their tree)
+        xs = [lane(x_reg, i, 8, self.in_signed) for i in range(Pi)]
         prods = [[None] * Pi for _ in range(Po)]
         for j in range(Po):
             for i in range(Pi):
-                w = wword[(j * Pi + i) * 8 : (j * Pi + i + 1) * 8].as_signed()
+                w = w_reg[(j * Pi + i) * 8 : (j * Pi + i + 1) * 8].as_signed()
                 p3 = Signal(signed(17), name=f"prod{j}_{i}")
                 if self.mult == "lut":
                     pps = []

@@ -84,7 +84,9 @@ def measure(args, arch: str, fmt: str, board: str) -> dict:
     if args.synth:
         r, dt = _run(["rtlgen", "report", str(d), "--synth", "--synth-per-module", "--json", "--no-chart",
                       "--synth-timeout", str(args.synth_timeout)])
-        row["yosys"] = {k: (r.get("synth") or {}).get(k) for k in ("lut", "ff", "dsp", "bram36", "uram")}
+        y = (r.get("synth") or {}).get("resources") or {}
+        row["yosys"] = {"lut": y.get("lut"), "ff": y.get("ff"), "dsp": y.get("dsp48e2"), "bram36": y.get("bram36_equiv"),
+                        "uram": y.get("uram"), "fits": (r.get("synth") or {}).get("fits")}
         row["synth_seconds"] = round(dt, 1)
     if args.timing:
         r, dt = _run(["rtlgen", "report", str(d), "--timing", "--json", "--no-chart", "--timing-timeout",
@@ -116,7 +118,8 @@ def render_rows(runs: dict) -> str:
                                               f"{r['stall_frames'] - r['stall_mismatches']}/{r['stall_frames']} "
                                               f"(p={r['stall']})")
         y = r.get("yosys")
-        ys = "-" if not y else f"{y['lut']:,} / {y['ff']:,} / {y['dsp']} / {y['bram36']}"
+        ys = "-" if not y or y.get("lut") is None else (f"{y['lut']:,} / {y['ff']:,} / {y['dsp']} / {y['bram36']}"
+                                                         + ("" if y.get("fits", True) else " (**over**)"))
         fm = "-" if r.get("fmax_mhz") is None else f"{r['fmax_mhz']:.1f} MHz ({r.get('limiting_module')})"
         px = f" ({r['input_fold']} px/beat)" if r.get("input_fold", 1) > 1 else ""
         L.append(f"| {arch}{px} | {fmt} | {board} | {r['macs']:,} | {r['layers']} | {r['plan']['dsp']:,} | "
