@@ -191,7 +191,14 @@ class DenseCore(LayerCore, wiring.Component):
         """Cycles from issuing a beat (ROM address) to its accumulate stage: ROM word + input register, the ROM
         word's own register (a block RAM's output register: no RAM -> multiplier path), the multipliers' M and P
         registers, the dot-product tree registered every 2 adder levels."""
-        return 4 + ptree_stages(self.Pi)
+        return 3 + int(self.weight_reg) + ptree_stages(self.Pi)
+
+    @property
+    def weight_reg(self) -> bool:
+        """The ROM word gets a register of its own before the multipliers where the weights are in block RAM or
+        UltraRAM (their output register: the RAM's clock-to-out plus a multiplier was the worst path, 289 MHz); a
+        LUT ROM's read register already feeds the multipliers directly."""
+        return self.uram or (self.storage in ("bram", "uram") and len(self.rom_words()) > 1)
 
     @property
     def result_depth(self) -> int:
@@ -299,10 +306,13 @@ class DenseCore(LayerCore, wiring.Component):
             rp = rom.read_port()
             m.d.comb += [rp.addr.eq(addr), rp.en.eq(1), wword.eq(rp.data)]
 
-        # stage 2: the ROM word registered (absorbed as the block RAM's output register), x along with it
-        w_reg, x_reg = Signal(wbits, name="w_reg"), Signal(Pi * 8, name="x_reg")
-        m.d.sync += [w_reg.eq(wword), x_reg.eq(b_x)]
-        # stages 3, 4: products (M and P registers; LUT multipliers: partial products, then their tree)
+        # stage 2 (block RAM / URAM weights): the ROM word registered (the RAM's output register), x along with it
+        if self.weight_reg:
+            w_reg, x_reg = Signal(wbits, name="w_reg"), Signal(Pi * 8, name="x_reg")
+            m.d.sync += [w_reg.eq(wword), x_reg.eq(b_x)]
+        else:
+            w_reg, x_reg = wword, b_x
+        # then the products (M and P registers; LUT multipliers: partial products, then their tree)
         xs = [lane(x_reg, i, 8, self.in_signed) for i in range(Pi)]
         prods = [[None] * Pi for _ in range(Po)]
         for j in range(Po):
