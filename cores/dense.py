@@ -196,9 +196,10 @@ class DenseCore(LayerCore, wiring.Component):
     @property
     def weight_reg(self) -> bool:
         """The ROM word gets a register of its own before the multipliers where the weights are in block RAM or
-        UltraRAM (their output register: the RAM's clock-to-out plus a multiplier was the worst path, 289 MHz); a
-        LUT ROM's read register already feeds the multipliers directly."""
-        return self.uram or (self.storage in ("bram", "uram") and len(self.rom_words()) > 1)
+        UltraRAM (their output register: the RAM's clock-to-out plus a multiplier was the worst path, 289 MHz), i.e.
+        wherever the ROM is a memory not forced into logic (``auto`` lets synthesis choose block RAM; the planner's
+        ``bram`` storage arrives here as ``auto``); a logic ROM's read register already feeds the multipliers."""
+        return self.uram or (self.storage not in ("lut", "logic") and len(self.rom_words()) > 1)
 
     @property
     def result_depth(self) -> int:
