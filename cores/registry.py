@@ -248,7 +248,7 @@ def _conv(p, rng):
     from .conv import Conv
 
     return Conv(_conv_layer(p, rng), ich_par=p["ich_par"], och_par=p["och_par"], pix_par=p["pix_par"],
-                packing=p["packing"], storage=p["storage"])
+                packing=p["packing"], storage=p["storage"], mult=p["mult"])
 
 
 _add(CoreSpec("conv", "convolution: line buffer + MAC array (DSP packing), bias, requant, ReLU (random or --weights)", {
@@ -259,6 +259,7 @@ _add(CoreSpec("conv", "convolution: line buffer + MAC array (DSP packing), bias,
     "och_par": Param(int, 1, "output channels per cycle"), "pix_par": Param(int, 1, "output pixels per cycle (1, 2)"),
     "packing": Param(bool, True, "two int8 MACs per DSP48E2 when pix_par=2"),
     "storage": Param(str, "bram", "weight ROM storage", ("bram", "uram", "lut")),
+    "mult": Param(str, "dsp", "multipliers (lut: fabric shift-and-add, pipelined, never packed)", ("dsp", "lut")),
     "relu": Param(bool, False, "fused ReLU"), "shift_requant": Param(bool, False, "power-of-two requant (pure shift)"),
     **_SEED,
 }, _conv, needs_weights=True))

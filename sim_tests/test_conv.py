@@ -15,21 +15,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import cocotb
 import numpy as np
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from rtlgen import golden, ir
 from rtlgen.cores.conv import Conv
 from rtlgen.plan.geometry import skip_fifo_entries
 from rtlgen.quant import rshift_round
 from rtlgen.cores.stream import beats_to_frame, frame_to_beats
-from rtlgen.verify.runner import run_cocotb, sim_config
+from rtlgen.verify.runner import run_cocotb
 from rtlgen.emit.verilog import write_verilog
 
 HERE = Path(__file__).parent
@@ -156,7 +153,6 @@ class ResBlock(wiring.Component):
     stream through a FIFO of :func:`rtlgen.plan.geometry.skip_fifo_entries` entries (temporal reuse)."""
 
     def __init__(self, l1: ir.Conv, l2: ir.Conv, lanes: int, mid_lanes: int, pix_par: int = 1):
-        from amaranth.lib import stream
 
         from rtlgen.cores.stream import act_signature
 
@@ -241,59 +237,49 @@ def expected(layer, x, skip):
 # cocotb side
 # ------------------------------------------------------------------------------------------------------------------
 
-class _Inst:
+from streams import CoreInst, scenario_tests  # noqa: E402  (sim_tests is on the path of both sides)
+
+
+class _Inst(CoreInst):
+    """A conv core (``<name>_i``, ``_o``; ``_skip`` with a residual, ``_centre``, ``_proj`` where the core has them)."""
+
+    cycle_tol = staticmethod(lambda model: 0.02 * model)
+
     def __init__(self, dut, name, spec, seed, pause, seeds=0):
-        from streams import StreamSink, StreamSource
-
-        self.name = name
+        super().__init__(dut, name, pause, seeds)
         self.layer, self.proj = make_layer(spec, seed)
-        self.conv = Conv(self.layer, proj=self.proj, **spec["knobs"])
-        c = self.conv
-        self.src = StreamSource(dut, f"{name}_i", dut.clk, pause, seed=seeds + 1)
-        self.skip = StreamSource(dut, f"{name}_skip", dut.clk, pause, seed=seeds + 2) if self.layer.residual else None
-        self.sink = StreamSink(dut, f"{name}_o", dut.clk, pause, seed=seeds + 3)
-        self.csink = StreamSink(dut, f"{name}_centre", dut.clk, pause, seed=seeds + 4) if c.centre_out else None
-        self.psink = StreamSink(dut, f"{name}_proj", dut.clk, pause, seed=seeds + 5) if self.proj is not None else None
-        self.tasks = []
-        self.first_in = None  # cycle (the sink's count) at which the first input beat was taken
-        cocotb.start_soon(self._watch_input(dut, name))
-
-    async def _watch_input(self, dut, name):
-        valid, ready = getattr(dut, f"{name}_i__valid"), getattr(dut, f"{name}_i__ready")
-        cycle = 0
-        while self.first_in is None:
-            await RisingEdge(dut.clk)
-            cycle += 1
-            if int(valid.value) and int(ready.value):
-                self.first_in = cycle
+        self.core = c = Conv(self.layer, proj=self.proj, **spec["knobs"])
+        self.skip = self.add_source("skip", pause, seeds + 2) if self.layer.residual else None
+        self.csink = self.add_sink("centre", pause, seeds + 4) if c.centre_out else None
+        self.psink = self.add_sink("proj", pause, seeds + 5) if self.proj is not None else None
 
     @property
     def out_beats(self):
         Ho, Wo, O = self.layer.out_shape
-        return Ho * Wo * math.ceil(O / self.conv.och_par)
+        return Ho * Wo * math.ceil(O / self.core.och_par)
 
-    def start(self, xs, skips):
-        c = self.conv
+    def frames(self, n, seed):
+        return input_frames(self.layer, n, seed), skip_frames(self.layer, n, seed)
+
+    def feed(self, xs, skips):
+        c = self.core
         self.xs, self.skips = xs, skips
-        self.tasks.append(self.src.start([w for x in xs for w in frame_to_beats(x, c.ich_par)]))
+        self.send(self.src, [w for x in xs for w in frame_to_beats(x, c.ich_par)])
         if self.skip is not None:
-            self.tasks.append(self.skip.start([w for s in skips for w in frame_to_beats(s, c.och_par)]))
+            self.send(self.skip, [w for s in skips for w in frame_to_beats(s, c.och_par)])
 
-    async def wait(self, n_frames, timeout):
-        await self.sink.wait_for(n_frames * self.out_beats, timeout)
-
-    def check(self):
-        c, L = self.conv, self.layer
+    def check(self, what=""):
+        c, L = self.core, self.layer
         n = self.out_beats
-        assert len(self.sink.words) == n * len(self.xs), f"{self.name}: {len(self.sink.words)} output beats"
+        assert len(self.sink.words) == n * len(self.xs), f"{self.name} {what}: {len(self.sink.words)} output beats"
         for k, (x, s) in enumerate(zip(self.xs, self.skips)):
             got = beats_to_frame(self.sink.words[k * n:(k + 1) * n], L.out_shape, c.och_par,
                                  signed=L.requant.lo < 0)
             exp = expected(L, x, s)
             if not np.array_equal(got, exp):
                 bad = np.argwhere(got != exp)[:5]
-                raise AssertionError(f"{self.name} frame {k}: {len(np.argwhere(got != exp))} mismatches, first "
-                                     f"{[(tuple(b), int(got[tuple(b)]), int(exp[tuple(b)])) for b in bad]}")
+                raise AssertionError(f"{self.name} {what} frame {k}: {len(np.argwhere(got != exp))} mismatches, "
+                                     f"first {[(tuple(b), int(got[tuple(b)]), int(exp[tuple(b)])) for b in bad]}")
         wg = c.window
         if self.csink is not None:
             nc = wg.Ho * wg.Wo * wg.G
@@ -311,127 +297,50 @@ class _Inst:
                 np.testing.assert_array_equal(got, expected(P, x, None), err_msg=f"{self.name} proj")
 
 
-class _BlockInst:
-    """The residual block as a bundle part: same interface as :class:`_Inst`."""
+class _BlockInst(CoreInst):
+    """The residual block (two convs, the add merged into the second) as a bundle part."""
+
+    cycle_tol = staticmethod(lambda model: 0.02 * model)
 
     def __init__(self, dut, name, spec, seed, pause, seeds=0):
-        from streams import StreamSink, StreamSource
-
-        self.name = name
+        super().__init__(dut, name, pause, seeds)
         self.l1, self.l2 = make_block(spec, seed)
-        self.conv = ResBlock(self.l1, self.l2, **spec["knobs"])
+        self.core = ResBlock(self.l1, self.l2, **spec["knobs"])
         self.lanes = spec["knobs"]["lanes"]
-        self.src = StreamSource(dut, f"{name}_i", dut.clk, pause, seed=seeds + 1)
-        self.sink = StreamSink(dut, f"{name}_o", dut.clk, pause, seed=seeds + 3)
-        self.csink = self.psink = None
-        self.tasks = []
 
     @property
     def out_beats(self):
         H, W, C = self.l2.out_shape
         return H * W * math.ceil(C / self.lanes)
 
-    def start(self, xs, skips):
+    @property
+    def latency_model(self):
+        return None  # the pair has no latency model of its own
+
+    def frames(self, n, seed):
+        return (input_frames(self.l1, n, seed),)
+
+    def feed(self, xs):
         self.xs = xs
-        self.tasks.append(self.src.start([w for x in xs for w in frame_to_beats(x, self.lanes)]))
+        self.send(self.src, [w for x in xs for w in frame_to_beats(x, self.lanes)])
 
-    async def wait(self, n_frames, timeout):
-        await self.sink.wait_for(n_frames * self.out_beats, timeout)
-
-    def check(self):
+    def check(self, what=""):
         n = self.out_beats
-        assert len(self.sink.words) == n * len(self.xs), f"{self.name}: {len(self.sink.words)} output beats"
+        assert len(self.sink.words) == n * len(self.xs), f"{self.name} {what}: {len(self.sink.words)} output beats"
         for k, x in enumerate(self.xs):
             y1 = expected(self.l1, x, None)
             exp = expected(self.l2, y1, x)
             got = beats_to_frame(self.sink.words[k * n:(k + 1) * n], self.l2.out_shape, self.lanes,
                                  signed=self.l2.requant.lo < 0)
-            assert np.array_equal(got, exp), f"{self.name} frame {k}: {int((got != exp).sum())} mismatches"
+            assert np.array_equal(got, exp), f"{self.name} {what} frame {k}: {int((got != exp).sum())} mismatches"
 
 
 def _inst(dut, name, spec, seed, pause, seeds):
-    if spec.get("block"):
-        return _BlockInst(dut, name, spec, seed, pause, seeds)
-    return _Inst(dut, name, spec, seed, pause, seeds)
+    return (_BlockInst if spec.get("block") else _Inst)(dut, name, spec, seed, pause, seeds)
 
 
-async def _setup(dut, pause, seeds=0):
-    cfg = sim_config()
-    cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
-    dut.rst.value = 1
-    insts = [_inst(dut, n, spec, cfg["seed"], pause, seeds + 10 * k) for k, (n, spec) in enumerate(cfg["cases"].items())]
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    return cfg, insts
-
-
-def _frames_for(inst, n, seed):
-    if isinstance(inst, _BlockInst):
-        return input_frames(inst.l1, n, seed), [None] * n
-    return input_frames(inst.layer, n, seed), skip_frames(inst.layer, n, seed)
-
-
-@cocotb.test()
-async def frames_under_pauses(dut):
-    cfg, insts = await _setup(dut, cfg_pause := 0.3)
-    nf = cfg["frames"]
-    for k, inst in enumerate(insts):
-        inst.start(*_frames_for(inst, nf, 100 + k))
-    for inst in insts:
-        await inst.wait(nf, 400 * nf * inst.conv.cycles_per_frame() + 20_000)
-    await ClockCycles(dut.clk, 100)
-    for inst in insts:
-        inst.check()
-
-
-@cocotb.test()
-async def throughput_matches_model(dut):
-    cfg, insts = await _setup(dut, 0.0)
-    for k, inst in enumerate(insts):
-        inst.start(*_frames_for(inst, 4, 200 + k))
-    for inst in insts:
-        await inst.wait(4, 20 * inst.conv.cycles_per_frame() + 20_000)
-    await ClockCycles(dut.clk, 100)
-    from streams import cycle_model_errors
-
-    errors = []
-    for inst in insts:
-        inst.check()
-        model = inst.conv.cycles_per_frame()
-        timed = hasattr(inst.conv, "latency") and getattr(inst, "first_in", None) is not None  # not the ResBlock pair
-        errors += cycle_model_errors(dut, inst.name, inst.sink.cycles, inst.out_beats, model, 0.02 * model,
-                                     inst.sink.cycles[0] - inst.first_in if timed else None,  # first in -> first out
-                                     inst.conv.latency if timed else None)
-    assert not errors, errors
-
-
-@cocotb.test()
-async def reset_mid_frame(dut):
-    cfg, insts = await _setup(dut, 0.2, seeds=5)
-    for k, inst in enumerate(insts):
-        inst.start(*_frames_for(inst, 2, 300 + k))
-    await ClockCycles(dut.clk, min(i.conv.cycles_per_frame() for i in insts) // 2)
-    for inst in insts:
-        for t in inst.tasks:
-            t.cancel()
-        inst.tasks.clear()
-        inst.src.valid.value = 0
-        if getattr(inst, "skip", None) is not None:
-            inst.skip.valid.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-    for k, inst in enumerate(insts):
-        for s in (inst.sink, inst.csink, inst.psink):
-            if s is not None:
-                s.words.clear()
-                s.cycles.clear()
-        inst.start(*_frames_for(inst, 1, 400 + k))
-    for inst in insts:
-        await inst.wait(1, 400 * inst.conv.cycles_per_frame() + 20_000)
-    await ClockCycles(dut.clk, 100)
-    for inst in insts:
-        inst.check()
+# the shared scenarios (sim_tests/streams.py): frames_under_pauses, throughput_matches_model, reset_mid_frame
+frames_under_pauses, throughput_matches_model, reset_mid_frame = scenario_tests(_inst, __name__, settle=100)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -19,14 +19,12 @@ from pathlib import Path
 import cocotb
 import numpy as np
 import pytest
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from rtlgen import golden, ir
 from rtlgen.cores.dwconv import DWConv, embed_kernel
 from rtlgen.cores.stream import beats_to_frame, frame_to_beats
 from rtlgen.quant import rshift_round
-from rtlgen.verify.runner import run_cocotb, sim_config
+from rtlgen.verify.runner import run_cocotb
 from rtlgen.emit.verilog import write_verilog
 
 HERE = Path(__file__).parent
@@ -134,125 +132,47 @@ def expected(layer, x):
 # cocotb side
 # ------------------------------------------------------------------------------------------------------------------
 
-class _Inst:
-    def __init__(self, dut, name, spec, seed, pause, seeds=0):
-        from streams import StreamSink, StreamSource
+from streams import CoreBench, CoreInst, scenario_tests  # noqa: E402  (sim_tests is on the path of both sides)
 
-        self.name = name
+
+class _Inst(CoreInst):
+    """A depthwise core (``<name>_i``, ``<name>_o``); :meth:`check` also checks each beat's ``last`` flag."""
+
+    def __init__(self, dut, name, spec, seed, pause, seeds=0):
+        super().__init__(dut, name, pause, seeds)
         self.layer = make_layer(spec, seed)
         self.core = DWConv(self.layer, **spec["knobs"])
-        self.src = StreamSource(dut, f"{name}_i", dut.clk, pause, seed=seeds + 1)
-        self.sink = StreamSink(dut, f"{name}_o", dut.clk, pause, seed=seeds + 3)
-        self.in_valid, self.in_ready = getattr(dut, f"{name}_i__valid"), getattr(dut, f"{name}_i__ready")
-        self.out_valid, self.out_ready = getattr(dut, f"{name}_o__valid"), getattr(dut, f"{name}_o__ready")
-        self.tasks = []
 
     @property
     def out_beats(self):
         Ho, Wo, C = self.layer.out_shape
         return Ho * Wo * math.ceil(C / self.core.ch_par)
 
-    def start(self, xs):
+    def frames(self, n, seed):
+        return (input_frames(self.layer, n, seed),)
+
+    def feed(self, xs):
         self.xs = xs
-        self.tasks.append(self.src.start([w for x in xs for w in frame_to_beats(x, self.core.ch_par)]))
+        self.send(self.src, [w for x in xs for w in frame_to_beats(x, self.core.ch_par)])
 
-    async def first_beats(self, clk):
-        """Cycles (same count for both) of the first input and the first output handshake."""
-        n, t_in = 0, None
-        while True:
-            await RisingEdge(clk)
-            n += 1
-            if t_in is None and int(self.in_valid.value) and int(self.in_ready.value):
-                t_in = n
-            if int(self.out_valid.value) and int(self.out_ready.value):
-                return t_in, n
-
-    async def wait(self, n_frames, timeout):
-        await self.sink.wait_for(n_frames * self.out_beats, timeout)
-
-    def check(self):
+    def check(self, what=""):
         L, n = self.layer, self.out_beats
-        assert len(self.sink.words) == n * len(self.xs), f"{self.name}: {len(self.sink.words)} output beats"
+        assert len(self.sink.words) == n * len(self.xs), f"{self.name} {what}: {len(self.sink.words)} output beats"
         for k, x in enumerate(self.xs):
             words = self.sink.words[k * n:(k + 1) * n]
             lastbit = 8 * self.core.ch_par
             lasts = [(w >> lastbit) & 1 for w in words]
-            assert lasts == [0] * (n - 1) + [1], f"{self.name} frame {k}: last flags {lasts}"
+            assert lasts == [0] * (n - 1) + [1], f"{self.name} {what} frame {k}: last flags {lasts}"
             got = beats_to_frame(words, L.out_shape, self.core.ch_par, signed=L.requant.lo < 0)
             exp = expected(L, x)
             if not np.array_equal(got, exp):
                 bad = np.argwhere(got != exp)[:5]
-                raise AssertionError(f"{self.name} frame {k}: {len(np.argwhere(got != exp))} mismatches, first "
-                                     f"{[(tuple(b), int(got[tuple(b)]), int(exp[tuple(b)])) for b in bad]}")
+                raise AssertionError(f"{self.name} {what} frame {k}: {len(np.argwhere(got != exp))} mismatches, "
+                                     f"first {[(tuple(b), int(got[tuple(b)]), int(exp[tuple(b)])) for b in bad]}")
 
 
-async def _setup(dut, pause, seeds=0):
-    cfg = sim_config()
-    cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
-    dut.rst.value = 1
-    insts = [_Inst(dut, n, spec, cfg["seed"], pause, seeds + 10 * k) for k, (n, spec) in enumerate(cfg["cases"].items())]
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    return cfg, insts
-
-
-@cocotb.test()
-async def frames_under_pauses(dut):
-    cfg, insts = await _setup(dut, 0.3)
-    nf = cfg["frames"]
-    for k, inst in enumerate(insts):
-        inst.start(input_frames(inst.layer, nf, 100 + k))
-    for inst in insts:
-        await inst.wait(nf, 400 * nf * inst.core.cycles_per_frame() + 20_000)
-    await ClockCycles(dut.clk, 200)
-    for inst in insts:
-        inst.check()
-
-
-@cocotb.test()
-async def throughput_matches_model(dut):
-    _, insts = await _setup(dut, 0.0)
-    firsts = [cocotb.start_soon(inst.first_beats(dut.clk)) for inst in insts]
-    nf = 4
-    for k, inst in enumerate(insts):
-        inst.start(input_frames(inst.layer, nf, 200 + k))
-    for inst in insts:
-        await inst.wait(nf, 20 * inst.core.cycles_per_frame() + 20_000)
-    await ClockCycles(dut.clk, 100)
-    from streams import cycle_model_errors
-
-    errors = []
-    for inst, f in zip(insts, firsts):
-        inst.check()
-        t_in, t_out = f.result()
-        errors += cycle_model_errors(dut, inst.name, inst.sink.cycles, inst.out_beats, inst.core.cycles_per_frame(),
-                                     1, t_out - t_in, inst.core.latency)
-    assert not errors, errors
-
-
-@cocotb.test()
-async def reset_mid_frame(dut):
-    _, insts = await _setup(dut, 0.2, seeds=5)
-    for k, inst in enumerate(insts):
-        inst.start(input_frames(inst.layer, 2, 300 + k))
-    await ClockCycles(dut.clk, min(i.core.cycles_per_frame() for i in insts) // 2)
-    for inst in insts:
-        for t in inst.tasks:
-            t.cancel()
-        inst.tasks.clear()
-        inst.src.valid.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-    for k, inst in enumerate(insts):
-        inst.sink.words.clear()
-        inst.sink.cycles.clear()
-        inst.start(input_frames(inst.layer, 1, 400 + k))
-    for inst in insts:
-        await inst.wait(1, 400 * inst.core.cycles_per_frame() + 20_000)
-    await ClockCycles(dut.clk, 100)
-    for inst in insts:
-        inst.check()
+# the shared scenarios (sim_tests/streams.py): frames_under_pauses, throughput_matches_model, reset_mid_frame
+frames_under_pauses, throughput_matches_model, reset_mid_frame = scenario_tests(_Inst, __name__, settle=200)
 
 
 def malformed(layer, lanes, xs):
@@ -282,15 +202,16 @@ def malformed(layer, lanes, xs):
 @cocotb.test()
 async def malformed_frames(dut):
     """A short, a long and a well-formed frame under pauses: three complete, correct output frames."""
-    _, insts = await _setup(dut, 0.2, seeds=7)
-    for k, inst in enumerate(insts):
+    bench = CoreBench(dut, _Inst, 0.2, seeds=7)
+    await bench.reset()
+    for k, inst in enumerate(bench.insts):
         beats, inst.xs = malformed(inst.layer, inst.core.ch_par, input_frames(inst.layer, 3, 500 + k))
-        inst.tasks.append(inst.src.start(beats))
-    for inst in insts:
-        await inst.wait(3, 400 * 3 * inst.core.cycles_per_frame() + 20_000)
-    await ClockCycles(dut.clk, 200)
-    for inst in insts:
-        inst.check()
+        inst.send(inst.src, beats)
+    for inst in bench.insts:
+        await inst.wait(3, 400)
+    await bench.settle(200)
+    for inst in bench.insts:
+        inst.check("malformed frames")
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -14,12 +14,10 @@ from pathlib import Path
 import cocotb
 import numpy as np
 import pytest
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from rtlgen.cores.linebuffer import WindowGen, window_layout
 from rtlgen.cores.stream import beats_to_frame, frame_to_beats
-from rtlgen.verify.runner import run_cocotb, sim_config
+from rtlgen.verify.runner import run_cocotb
 from rtlgen.emit.verilog import write_verilog
 
 HERE = Path(__file__).parent
@@ -49,12 +47,6 @@ def _pack_ref(gen, beat):
     return word, mask
 
 
-async def _reset(dut, cycles=3):
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, cycles)
-    dut.rst.value = 0
-
-
 def _check(gen, got, frames, what=""):
     exp = [_pack_ref(gen, b) for f in frames for b in gen.reference(f)]
     assert len(got) == len(exp), f"{what}: {len(got)} beats, expected {len(exp)}"
@@ -70,105 +62,39 @@ def _check_centre(gen, words, frames):
         np.testing.assert_array_equal(got, gen.reference_centre(f))
 
 
-class _Inst:
-    def __init__(self, dut, name, params, pause, seed):
-        from streams import StreamSink, StreamSource
+from streams import CoreBench, CoreInst, scenario_tests  # noqa: E402  (sim_tests is on the path of both sides)
 
-        self.name = name
-        self.gen = WindowGen(**params)
+
+class _Inst(CoreInst):
+    """A window generator (``<name>_i``, ``<name>_o``, ``<name>_centre`` where it has one)."""
+
+    def __init__(self, dut, name, params, seed, pause, seeds=0):
+        super().__init__(dut, name, pause, seeds)
+        self.core = self.gen = WindowGen(**params)
         self.params = params
-        self.src = StreamSource(dut, f"{name}_i", dut.clk, pause, seed=seed + 1)
-        self.sink = StreamSink(dut, f"{name}_o", dut.clk, pause, seed=seed + 2)
-        self.csink = StreamSink(dut, f"{name}_centre", dut.clk, pause, seed=seed + 3) if self.gen.centre_out else None
-        self.task = None
+        self.csink = self.add_sink("centre", pause, seeds + 4) if self.gen.centre_out else None
 
-    def start(self, n, seed):
-        self.frames = _frames({"params": self.params}, n, seed)
-        self.task = self.src.start([w for f in self.frames for w in frame_to_beats(f, self.gen.lanes)])
+    @property
+    def out_beats(self):
+        return self.gen.window_beats_per_frame()
 
-    async def measure_latency(self):
-        """Clock edges from the first accepted input beat to the first accepted window beat (sampled alike)."""
-        t = t_in = 0
-        while True:
-            await RisingEdge(self.src.clk)
-            t += 1
-            if not t_in and int(self.src.valid.value) and int(self.src.ready.value):
-                t_in = t
-            if t_in and int(self.sink.valid.value) and int(self.sink.ready.value):
-                self.latency = t - t_in
-                return
+    def frames(self, n, seed):
+        return (_frames({"params": self.params}, n, seed),)
 
-    async def wait(self, timeout_factor=200):
-        n = len(self.frames) * self.gen.window_beats_per_frame()
-        await self.sink.wait_for(n, timeout_factor * n + 10_000)
+    def feed(self, xs, words=None):
+        """Frames ``xs`` (the expected windows); ``words``: other input beats (malformed framing) instead of theirs."""
+        self.xs = xs
+        self.send(self.src, words if words is not None else
+                  [w for f in xs for w in frame_to_beats(f, self.gen.lanes)])
 
-    def check(self, what):
-        _check(self.gen, self.sink.words, self.frames, f"{self.name} {what}")
+    def check(self, what=""):
+        _check(self.gen, self.sink.words, self.xs, f"{self.name} {what}")
         if self.csink is not None:
-            _check_centre(self.gen, self.csink.words, self.frames)
+            _check_centre(self.gen, self.csink.words, self.xs)
 
 
-async def _setup(dut, pause, seed=0):
-    cfg = sim_config()
-    cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
-    dut.rst.value = 1
-    insts = [_Inst(dut, n, p, pause, seed + 10 * k) for k, (n, p) in enumerate(cfg["cases"].items())]
-    await _reset(dut)
-    return cfg, insts
-
-
-@cocotb.test()
-async def windows_under_pauses(dut):
-    cfg, insts = await _setup(dut, 0.3)
-    for k, inst in enumerate(insts):
-        inst.start(cfg["frames"], 1 + k)
-    for inst in insts:
-        await inst.wait()
-    await ClockCycles(dut.clk, 50)
-    for inst in insts:
-        inst.check("paused")
-
-
-@cocotb.test()
-async def throughput_matches_model(dut):
-    cfg, insts = await _setup(dut, 0.0)
-    for k, inst in enumerate(insts):
-        cocotb.start_soon(inst.measure_latency())
-        inst.start(4, 20 + k)
-    for inst in insts:
-        await inst.wait(100)
-    await ClockCycles(dut.clk, 50)
-    from streams import cycle_model_errors
-
-    errors = []
-    for inst in insts:
-        inst.check("back-to-back")
-        errors += cycle_model_errors(dut, inst.name, inst.sink.cycles, inst.gen.window_beats_per_frame(),
-                                     inst.gen.cycles_per_frame(), 1, inst.latency, inst.gen.latency)
-    assert not errors, errors
-
-
-@cocotb.test()
-async def reset_mid_frame(dut):
-    cfg, insts = await _setup(dut, 0.2, seed=5)
-    for k, inst in enumerate(insts):
-        inst.start(1, 40 + k)
-    await ClockCycles(dut.clk, min(i.gen.cycles_per_frame() for i in insts) // 2)
-    for inst in insts:
-        inst.task.cancel()
-        inst.src.valid.value = 0
-    await _reset(dut)
-    for k, inst in enumerate(insts):
-        for s in (inst.sink, inst.csink):
-            if s is not None:
-                s.words.clear()
-                s.cycles.clear()
-        inst.start(1, 60 + k)
-    for inst in insts:
-        await inst.wait()
-    await ClockCycles(dut.clk, 50)
-    for inst in insts:
-        inst.check("after reset")
+# the shared scenarios (sim_tests/streams.py): frames_under_pauses, throughput_matches_model, reset_mid_frame
+frames_under_pauses, throughput_matches_model, reset_mid_frame = scenario_tests(_Inst, __name__, settle=50)
 
 
 def _beats(gen, frame):
@@ -192,13 +118,14 @@ async def malformed_frames(dut):
     """Frame boundaries come from ``last``: good, short (last early), good, long (excess beats), good, 1-beat, good
     frames under random pauses. Every output frame is full length with its flags; good frames are bit-exact, the
     short ones equal the frame completed with pad values, the long one its first H*W*G beats."""
-    cfg, insts = await _setup(dut, 0.3, seed=7)
+    bench = CoreBench(dut, _Inst, 0.3, seeds=7)
+    await bench.reset()
     rng = np.random.default_rng(77)
     plans, n_words = [], {}
-    for k, inst in enumerate(insts):
+    for k, inst in enumerate(bench.insts):
         g = inst.gen
         hwg = g.H * g.W * g.G
-        frames = _frames({"params": inst.params}, 7, 90 + k)
+        (frames,) = inst.frames(7, 90 + k)
         k_short = int(rng.integers(1, hwg)) if hwg > 1 else 1
         extra = int(rng.integers(1, hwg + 2))
         words, exp = [], []
@@ -218,14 +145,13 @@ async def malformed_frames(dut):
             else:
                 exp.append(f)
             words += w
-        inst.frames = exp
-        inst.task = inst.src.start(words)
+        inst.feed(exp, words)
         plans.append((k_short, extra))
         n_words[inst.name] = len(words)
-    for inst in insts:
-        await inst.wait()
-    await ClockCycles(dut.clk, 50)
-    for inst, (ks, ex) in zip(insts, plans):
+    for inst in bench.insts:
+        await inst.wait(len(inst.xs), 400)
+    await bench.settle(50)
+    for inst, (ks, ex) in zip(bench.insts, plans):
         inst.check(f"malformed (short {ks} beats, long +{ex})")
         assert inst.src.sent == n_words[inst.name], f"{inst.name}: {inst.src.sent} of {n_words[inst.name]} beats taken"
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import test_conv as tc  # noqa: E402
+from streams import CoreInst  # noqa: E402
 
 try:
     import cocotb
@@ -135,48 +136,42 @@ class _Loaded:
 class _ConvInst(tc._Inst, _Loaded):
     def __init__(self, dut, name, spec, seed, pause, seeds=0):
         tc._Inst.__init__(self, dut, name, spec, seed, pause, seeds)
-        self._setup_load(dut, name, self.conv, pause, seeds)
+        self._setup_load(dut, name, self.core, pause, seeds)
         self.guard_handles = [(getattr(dut, f"{name}_{p}__valid"), getattr(dut, f"{name}_{p}__ready"))
                               for p in ("i", "skip") if hasattr(dut, f"{name}_{p}__valid")]
 
 
-class _DenseInst(_Loaded):
+class _DenseInst(CoreInst, _Loaded):
     def __init__(self, dut, name, pause, seeds=0):
-        from streams import StreamSink, StreamSource
-
-        from rtlgen import golden
-
-        self.name = name
+        super().__init__(dut, name, pause, seeds)
         self.layer, self.core = _dense_core(name)
-        self.golden = golden
-        self.src = StreamSource(dut, f"{name}_i", dut.clk, pause, seed=seeds + 1)
-        self.sink = StreamSink(dut, f"{name}_o", dut.clk, pause, seed=seeds + 3)
         self._setup_load(dut, name, self.core, pause, seeds)
         self.guard_handles = [(getattr(dut, f"{name}_i__valid"), getattr(dut, f"{name}_i__ready"))]
-        self.tasks = []
 
     @property
     def out_beats(self):
         return math.ceil(self.core.O / self.core.lanes_out)
 
-    def start(self, n, seed):
-        from rtlgen.cores.stream import frame_to_beats
-
+    def frames(self, n, seed):
         rng = np.random.default_rng(seed)
         q = self.layer.in_q
-        self.xs = [rng.integers(q.lo, q.hi + 1, size=self.layer.in_shape) for _ in range(n)]
-        self.xs[0][...] = q.lo
-        self.tasks.append(self.src.start([w for x in self.xs for w in frame_to_beats(x, self.core.lanes_in)]))
+        xs = [rng.integers(q.lo, q.hi + 1, size=self.layer.in_shape) for _ in range(n)]
+        xs[0][...] = q.lo
+        return (xs,)
 
-    async def wait(self, n_frames, timeout):
-        await self.sink.wait_for(n_frames * self.out_beats, timeout)
-
-    def check(self):
+    def feed(self, xs):
         from rtlgen.cores.stream import frame_to_beats
 
-        exp = [w for x in self.xs for w in frame_to_beats(self.golden.run_dense(self.layer, x[None])[0],
+        self.xs = xs
+        self.send(self.src, [w for x in xs for w in frame_to_beats(x, self.core.lanes_in)])
+
+    def check(self, what=""):
+        from rtlgen import golden
+        from rtlgen.cores.stream import frame_to_beats
+
+        exp = [w for x in self.xs for w in frame_to_beats(golden.run_dense(self.layer, x[None])[0],
                                                           self.core.lanes_out, self.core.out_width)]
-        assert self.sink.words == exp, f"{self.name}: outputs differ from golden.run_dense"
+        assert self.sink.words == exp, f"{self.name} {what}: outputs differ from golden.run_dense"
 
 
 async def _setup(dut, pause, seeds=0):
@@ -194,17 +189,6 @@ async def _setup(dut, pause, seeds=0):
     return cfg, insts
 
 
-def _start_frames(inst, n, seed):
-    if isinstance(inst, _DenseInst):
-        inst.start(n, seed)
-    else:
-        inst.start(tc.input_frames(inst.layer, n, seed), tc.skip_frames(inst.layer, n, seed))
-
-
-def _cpf(inst):
-    return inst.core.cycles_per_frame() if isinstance(inst, _DenseInst) else inst.conv.cycles_per_frame()
-
-
 if cocotb is not None:
 
     @cocotb.test()
@@ -212,13 +196,13 @@ if cocotb is not None:
         cfg, insts = await _setup(dut, 0.3)
         nf = cfg["frames"]
         for k, inst in enumerate(insts):
-            _start_frames(inst, nf, 100 + k)  # inputs offered at once ...
+            inst.feed(*inst.frames(nf, 100 + k))  # inputs offered at once ...
         await ClockCycles(dut.clk, 150)  # ... weights only later
         for inst in insts:
             assert not int(inst.loaded.value), f"{inst.name}: loaded before any weight word"
             inst.start_load()
         for inst in insts:
-            await inst.wait(nf, 400 * nf * _cpf(inst) + 50_000)
+            await inst.wait(nf, 400)
         await ClockCycles(dut.clk, 50)
         for inst in insts:
             inst.check_load()
@@ -243,12 +227,12 @@ if cocotb is not None:
             assert not int(inst.loaded.value), f"{inst.name}: 'loaded' survived the reset"
             inst.violations = inst.waited = 0
         for k, inst in enumerate(insts):
-            _start_frames(inst, 2, 300 + k)
+            inst.feed(*inst.frames(2, 300 + k))
         await ClockCycles(dut.clk, 20)
         for inst in insts:
             inst.start_load()
         for inst in insts:
-            await inst.wait(2, 800 * _cpf(inst) + 50_000)
+            await inst.wait(2, 400)
         await ClockCycles(dut.clk, 50)
         for inst in insts:
             inst.check_load()

@@ -34,6 +34,10 @@ CORES = {
     "conv_ref": ("conv", "--h 32 --w 32 --cin 16 --cout 16 --och-par 4 --ich-par 8 --pix-par 2 --no-packing"),
     "conv_shift": ("conv", "--h 8 --w 8 --cin 16 --cout 16 --och-par 4 --ich-par 8 --pix-par 2 --no-packing "
                            "--shift-requant"),
+    # the same core with fabric multipliers (cores/arith.py lut_mul, partial products registered): every path is
+    # rtlgen's own pipelining, none a hard multiplier whose registers yosys 0.23 does not pack on ECP5
+    "conv_lut": ("conv", "--h 8 --w 8 --cin 16 --cout 16 --och-par 4 --ich-par 8 --pix-par 2 --no-packing "
+                         "--shift-requant --mult lut"),
     "dense": ("dense", "--c 64 --cout 10 --ich-par 8 --och-par 2"),
     "pool_max": ("pool", "--h 16 --w 16 --c 16 --lanes 2"),
     "gavgpool": ("pool", "--h 8 --w 8 --c 64 --lanes 2 --global --mode avg --zp-out 3"),
