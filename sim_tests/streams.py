@@ -21,6 +21,22 @@ def cycle_model_errors(dut, name: str, out_cycles: list, beats_per_frame: int, m
     return errors
 
 
+def input_frames(layer, n: int, seed: int) -> list:
+    """``n`` random input frames of an IR layer (its input range), every third one (k = 1, 4, ...) an extreme frame:
+    all at the maximum, then all at the minimum, alternately."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lo, hi = layer.in_q.lo, layer.in_q.hi
+    out = []
+    for k in range(n):
+        if k % 3 == 1:
+            out.append(np.full(layer.in_shape, hi if (k // 3) % 2 == 0 else lo, dtype=np.int64))
+        else:
+            out.append(rng.integers(lo, hi + 1, layer.in_shape))
+    return out
+
+
 def hold_reset(dut, period_ns: float = 4):
     """Start the clock on ``dut.clk`` and hold ``dut.rst`` high (set up the stream models, then :func:`release_reset`)."""
     import cocotb

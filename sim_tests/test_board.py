@@ -254,54 +254,76 @@ class Monitor:
                         self.t_first_out = self.edge
 
 
-def _setup(dut):
-    from cocotb.clock import Clock
-    from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink, AxiStreamSource
+class BoardTB:
+    """The board wrapper's bench, cocotbext-axi style: the clock on ``aclk``, ``aresetn``, the AXI4-Stream source
+    (``s_axis``) and sink (``m_axis``) and the AXI4-Lite master (``s_axi_ctrl``), random pauses (30 %) on both streams,
+    the run's config (``cfg``), its test images (``imgs``) and their golden records (``exp``)."""
 
-    from rtlgen.verify.runner import sim_config
+    def __init__(self, dut):
+        from cocotb.clock import Clock
+        from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink, AxiStreamSource
 
-    cfg = sim_config()
-    cocotb.start_soon(Clock(dut.aclk, 4, unit="ns").start())
-    src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.aclk, dut.aresetn, reset_active_level=False)
-    sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.aclk, dut.aresetn, reset_active_level=False)
-    axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_ctrl"), dut.aclk, dut.aresetn, reset_active_level=False)
-    for drv in (src, sink, axil.write_if, axil.read_if):
-        drv.log.setLevel(logging.WARNING)  # no per-frame dumps of whole images
-    rng = random.Random(cfg["seed"])
+        from rtlgen.verify.runner import sim_config
 
-    def pauses(p):
+        self.dut, self.cfg = dut, sim_config()
+        cocotb.start_soon(Clock(dut.aclk, 4, unit="ns").start())
+        self.src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.aclk, dut.aresetn,
+                                   reset_active_level=False)
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.aclk, dut.aresetn,
+                                  reset_active_level=False)
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_ctrl"), dut.aclk, dut.aresetn,
+                                  reset_active_level=False)
+        self.rng = random.Random(self.cfg["seed"])
+        for drv in (self.src, self.sink, self.axil.write_if, self.axil.read_if):
+            drv.log.setLevel(logging.WARNING)  # no per-frame dumps of whole images
+        self.src.set_pause_generator(self.pauses(0.3))
+        self.sink.set_pause_generator(self.pauses(0.3))
+        self.imgs, self.exp = np.load(self.cfg["images"]), self.cfg["expected"]
+
+    def pauses(self, p: float):
+        """Pause generator: 1 (pause this cycle) with probability ``p``."""
         while True:
-            yield int(rng.random() < p)
+            yield int(self.rng.random() < p)
 
-    src.set_pause_generator(pauses(0.3))
-    sink.set_pause_generator(pauses(0.3))
-    imgs = np.load(cfg["images"])
-    return cfg, src, sink, axil, imgs
+    def weight_source(self, pause: float = 0.3):
+        """The AXI4-Stream source of the weight image port (``s_axis_weights``; URAM-weight designs only)."""
+        from cocotbext.axi import AxiStreamBus, AxiStreamSource
 
+        wsrc = AxiStreamSource(AxiStreamBus.from_prefix(self.dut, "s_axis_weights"), self.dut.aclk, self.dut.aresetn,
+                               reset_active_level=False)
+        wsrc.log.setLevel(logging.WARNING)
+        wsrc.set_pause_generator(self.pauses(pause))
+        return wsrc
 
-async def _hard_reset(dut, cycles=8):
-    dut.aresetn.value = 0
-    await ClockCycles(dut.aclk, cycles)
-    dut.aresetn.value = 1
-    await ClockCycles(dut.aclk, 2)
+    def frame(self, *images: int):
+        """One AXI4-Stream transfer (one TLAST) carrying test images ``images`` back to back."""
+        from cocotbext.axi import AxiStreamFrame
 
+        return AxiStreamFrame(b"".join(_img_bytes(self.imgs[i]) for i in images))
 
-async def _records(sink, cfg, n_packets):
-    """Receive ``n_packets`` TLAST-delimited packets; return the per-packet record lists (values, result word)."""
-    V = cfg["values"]
-    out = []
-    for _ in range(n_packets):
-        fr = await sink.recv()
-        data = bytes(fr.tdata)
-        assert len(data) % (4 * (V + 1)) == 0, f"packet of {len(data)} bytes is not whole records"
-        words = np.frombuffer(data, dtype="<u4").astype(np.int64)
-        recs = []
-        for r in range(len(words) // (V + 1)):
-            w = words[r * (V + 1): (r + 1) * (V + 1)]
-            vals = np.where(w[:V] >= 1 << 31, w[:V] - (1 << 32), w[:V])
-            recs.append((vals, int(w[V])))
-        out.append(recs)
-    return out
+    async def reset(self, cycles: int = 8):
+        """``aresetn`` low for ``cycles`` cycles, then two idle cycles."""
+        self.dut.aresetn.value = 0
+        await ClockCycles(self.dut.aclk, cycles)
+        self.dut.aresetn.value = 1
+        await ClockCycles(self.dut.aclk, 2)
+
+    async def records(self, n_packets: int):
+        """Receive ``n_packets`` TLAST-delimited packets; the per-packet record lists (values, result word)."""
+        V = self.cfg["values"]
+        out = []
+        for _ in range(n_packets):
+            fr = await self.sink.recv()
+            data = bytes(fr.tdata)
+            assert len(data) % (4 * (V + 1)) == 0, f"packet of {len(data)} bytes is not whole records"
+            words = np.frombuffer(data, dtype="<u4").astype(np.int64)
+            recs = []
+            for r in range(len(words) // (V + 1)):
+                w = words[r * (V + 1): (r + 1) * (V + 1)]
+                vals = np.where(w[:V] >= 1 << 31, w[:V] - (1 << 32), w[:V])
+                recs.append((vals, int(w[V])))
+            out.append(recs)
+        return out
 
 
 def _check_record(rec, expected, frame_no, padded, what):
@@ -329,33 +351,31 @@ if cocotb is not None:
 
     @cocotb.test()
     async def board_registers_and_batches(dut):
-        from cocotbext.axi import AxiStreamFrame
 
-        cfg, src, sink, axil, imgs = _setup(dut)
-        exp = cfg["expected"]
-        F, V = cfg["frame_bytes"], cfg["values"]
-        await _hard_reset(dut)
+        tb = BoardTB(dut)
+        F, V = tb.cfg["frame_bytes"], tb.cfg["values"]
+        await tb.reset()
         mon = Monitor(dut, F, V)
-        B = cfg["width"] // 8
-        config = B | ((cfg["value_bits"] == 32) << 8) | (int(cfg["signed"]) << 9) | (V << 16)
+        B = tb.cfg["width"] // 8
+        config = B | ((tb.cfg["value_bits"] == 32) << 8) | (int(tb.cfg["signed"]) << 9) | (V << 16)
         for name, val in [("ID", V_ID), ("VERSION", 0x00010000), ("CONFIG", config), ("FRAME_BYTES", F),
-                          ("BUILD_HASH", cfg["hash"]), ("RECORD_WORDS", V + 1), ("BATCH_LEN", 1), ("ERROR", 0),
+                          ("BUILD_HASH", tb.cfg["hash"]), ("RECORD_WORDS", V + 1), ("BATCH_LEN", 1), ("ERROR", 0),
                           ("FRAMES_IN", 0), ("FRAMES_OUT", 0), ("STATUS", 0), ("LATENCY", 0)]:
-            got = await axil.read_dword(REG[name])
+            got = await tb.axil.read_dword(REG[name])
             assert got == val, f"{name}: read {got:#x}, expected {val:#x}"
-        await axil.write_dword(REG["BATCH_LEN"], 3)
-        assert await axil.read_dword(REG["BATCH_LEN"]) == 3
-        await axil.write_dword(REG["CTRL"], 1)
+        await tb.axil.write_dword(REG["BATCH_LEN"], 3)
+        assert await tb.axil.read_dword(REG["BATCH_LEN"]) == 3
+        await tb.axil.write_dword(REG["CTRL"], 1)
         await ClockCycles(dut.aclk, 2)
         mon.reset()
         for t in range(2):  # two DMA transfers of three frames
-            await src.send(AxiStreamFrame(b"".join(_img_bytes(imgs[3 * t + i]) for i in range(3))))
-        packets = await _records(sink, cfg, 2)
+            await tb.src.send(tb.frame(*(3 * t + i for i in range(3))))
+        packets = await tb.records(2)
         assert [len(p) for p in packets] == [3, 3], "TLAST not on every third record"
         for k, rec in enumerate(packets[0] + packets[1]):
-            _check_record(rec, exp[k], k, False, f"frame {k}")
+            _check_record(rec, tb.exp[k], k, False, f"frame {k}")
         await ClockCycles(dut.aclk, 4)
-        regs = {n: await axil.read_dword(REG[n]) for n in ("FRAMES_IN", "FRAMES_OUT", "BUSY_LO", "BUSY_HI", "LATENCY",
+        regs = {n: await tb.axil.read_dword(REG[n]) for n in ("FRAMES_IN", "FRAMES_OUT", "BUSY_LO", "BUSY_HI", "LATENCY",
                                                                "STATUS", "ERROR", "LAST_RESULT")}
         assert regs["FRAMES_IN"] == 6 and regs["FRAMES_OUT"] == 6, regs
         assert regs["STATUS"] == 0 and regs["ERROR"] == 0, regs
@@ -363,136 +383,123 @@ if cocotb is not None:
         assert busy == mon.busy, f"BUSY_CYCLES {busy} != monitor {mon.busy}"
         assert regs["LATENCY"] == mon.t_first_out - mon.t_first_in, (regs["LATENCY"], mon.t_first_in, mon.t_first_out)
         assert regs["LAST_RESULT"] == packets[1][-1][1]
-        dut._log.info("width %d: 6 frames bit-exact; BUSY_CYCLES %d, LATENCY %d cycles", cfg["width"], busy,
+        dut._log.info("width %d: 6 frames bit-exact; BUSY_CYCLES %d, LATENCY %d cycles", tb.cfg["width"], busy,
                       regs["LATENCY"])
 
     @cocotb.test()
     async def board_framing_error(dut):
         from cocotbext.axi import AxiStreamFrame
 
-        cfg, src, sink, axil, imgs = _setup(dut)
-        exp = cfg["expected"]
-        await _hard_reset(dut)
-        await axil.write_dword(REG["BATCH_LEN"], 2)
-        await axil.write_dword(REG["CTRL"], 1)
-        await src.send(AxiStreamFrame(_img_bytes(imgs[6])[: cfg["cut"]]))  # TLAST early, mid-pixel
-        await src.send(AxiStreamFrame(_img_bytes(imgs[7])))
-        packets = await _records(sink, cfg, 1)
+        tb = BoardTB(dut)
+        await tb.reset()
+        await tb.axil.write_dword(REG["BATCH_LEN"], 2)
+        await tb.axil.write_dword(REG["CTRL"], 1)
+        await tb.src.send(AxiStreamFrame(_img_bytes(tb.imgs[6])[: tb.cfg["cut"]]))  # TLAST early, mid-pixel
+        await tb.src.send(tb.frame(7))
+        packets = await tb.records(1)
         assert len(packets[0]) == 2
-        _check_record(packets[0][0], exp[6], 0, True, "short frame (zero padded)")
-        _check_record(packets[0][1], exp[7], 1, False, "frame after the short one")
-        assert await axil.read_dword(REG["ERROR"]) == 1
-        assert (await axil.read_dword(REG["STATUS"])) & 4
-        await axil.write_dword(REG["ERROR"], 0)  # writing 0 leaves it set
-        assert await axil.read_dword(REG["ERROR"]) == 1
-        await axil.write_dword(REG["ERROR"], 1)  # W1C
-        assert await axil.read_dword(REG["ERROR"]) == 0
-        assert await axil.read_dword(REG["FRAMES_IN"]) == 2
-        assert await axil.read_dword(REG["FRAMES_OUT"]) == 2
+        _check_record(packets[0][0], tb.exp[6], 0, True, "short frame (zero padded)")
+        _check_record(packets[0][1], tb.exp[7], 1, False, "frame after the short one")
+        assert await tb.axil.read_dword(REG["ERROR"]) == 1
+        assert (await tb.axil.read_dword(REG["STATUS"])) & 4
+        await tb.axil.write_dword(REG["ERROR"], 0)  # writing 0 leaves it set
+        assert await tb.axil.read_dword(REG["ERROR"]) == 1
+        await tb.axil.write_dword(REG["ERROR"], 1)  # W1C
+        assert await tb.axil.read_dword(REG["ERROR"]) == 0
+        assert await tb.axil.read_dword(REG["FRAMES_IN"]) == 2
+        assert await tb.axil.read_dword(REG["FRAMES_OUT"]) == 2
 
     @cocotb.test()
     async def board_reset_recovery(dut):
-        from cocotbext.axi import AxiStreamFrame
 
-        cfg, src, sink, axil, imgs = _setup(dut)
-        exp = cfg["expected"]
-        await _hard_reset(dut)
+        tb = BoardTB(dut)
+        await tb.reset()
         # 1. SOFT_RESET in the middle of a frame (no TLAST: the source is cut off); BATCH_LEN survives it
-        await axil.write_dword(REG["BATCH_LEN"], 1)
-        src.send_nowait(AxiStreamFrame(_img_bytes(imgs[0])))
+        await tb.axil.write_dword(REG["BATCH_LEN"], 1)
+        tb.src.send_nowait(tb.frame(0))
         await ClockCycles(dut.aclk, 300)
-        src._handle_reset(True)  # drop the frame in progress, tvalid low (as the source does on aresetn)
+        tb.src._handle_reset(True)  # drop the frame in progress, tvalid low (as the source does on aresetn)
         await RisingEdge(dut.aclk)
-        src._handle_reset(False)
-        assert (await axil.read_dword(REG["STATUS"])) & 2, "partial frame not reported"
-        assert await axil.read_dword(REG["ERROR"]) == 0
-        await axil.write_dword(REG["CTRL"], 2)
+        tb.src._handle_reset(False)
+        assert (await tb.axil.read_dword(REG["STATUS"])) & 2, "partial frame not reported"
+        assert await tb.axil.read_dword(REG["ERROR"]) == 0
+        await tb.axil.write_dword(REG["CTRL"], 2)
         await ClockCycles(dut.aclk, 12)
-        assert await axil.read_dword(REG["STATUS"]) == 0
-        assert await axil.read_dword(REG["FRAMES_IN"]) == 0
-        assert await axil.read_dword(REG["BATCH_LEN"]) == 1
-        await src.send(AxiStreamFrame(_img_bytes(imgs[8])))
-        packets = await _records(sink, cfg, 1)
-        _check_record(packets[0][0], exp[8], 0, False, "frame after SOFT_RESET")
+        assert await tb.axil.read_dword(REG["STATUS"]) == 0
+        assert await tb.axil.read_dword(REG["FRAMES_IN"]) == 0
+        assert await tb.axil.read_dword(REG["BATCH_LEN"]) == 1
+        await tb.src.send(tb.frame(8))
+        packets = await tb.records(1)
+        _check_record(packets[0][0], tb.exp[8], 0, False, "frame after SOFT_RESET")
         # 2. aresetn in the middle of a frame (the source is cut off by the reset)
-        await axil.write_dword(REG["BATCH_LEN"], 2)
-        src.send_nowait(AxiStreamFrame(_img_bytes(imgs[1])))
+        await tb.axil.write_dword(REG["BATCH_LEN"], 2)
+        tb.src.send_nowait(tb.frame(1))
         await ClockCycles(dut.aclk, 300)
-        await _hard_reset(dut)
+        await tb.reset()
         for name, val in [("BATCH_LEN", 1), ("ERROR", 0), ("FRAMES_IN", 0), ("FRAMES_OUT", 0), ("STATUS", 0)]:
-            got = await axil.read_dword(REG[name])
+            got = await tb.axil.read_dword(REG[name])
             assert got == val, f"after aresetn {name} = {got:#x}, expected {val:#x}"
-        await axil.write_dword(REG["BATCH_LEN"], 2)
-        await src.send(AxiStreamFrame(_img_bytes(imgs[9]) + _img_bytes(imgs[10])))
-        packets = await _records(sink, cfg, 1)
+        await tb.axil.write_dword(REG["BATCH_LEN"], 2)
+        await tb.src.send(tb.frame(9, 10))
+        packets = await tb.records(1)
         assert len(packets[0]) == 2, "TLAST not at the end of the 2-frame batch"
-        _check_record(packets[0][0], exp[9], 0, False, "first frame after aresetn")
-        _check_record(packets[0][1], exp[10], 1, False, "second frame after aresetn")
-        assert sink.empty()
+        _check_record(packets[0][0], tb.exp[9], 0, False, "first frame after aresetn")
+        _check_record(packets[0][1], tb.exp[10], 1, False, "second frame after aresetn")
+        assert tb.sink.empty()
 
 
 if cocotb is not None:
 
     @cocotb.test()
     async def board_uram_weights(dut):
-        from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSource
+        from cocotbext.axi import AxiStreamFrame
 
         if not hasattr(dut, "s_axis_weights_tdata"):
             return  # a design without URAM weights: nothing to load
-        cfg, src, sink, axil, imgs = _setup(dut)
-        wsrc = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_weights"), dut.aclk, dut.aresetn,
-                               reset_active_level=False)
-        wsrc.log.setLevel(logging.WARNING)
-        rng = random.Random(cfg["seed"] + 1)
-
-        def pauses(p):
-            while True:
-                yield int(rng.random() < p)
-
-        wsrc.set_pause_generator(pauses(0.3))
-        exp = cfg["expected"]
-        image = Path(cfg["weights"]).read_bytes()
-        await _hard_reset(dut)
-        assert (await axil.read_dword(REG["CONFIG"])) >> 10 & 1, "CONFIG[10] (URAM weights) not set"
-        assert (await axil.read_dword(REG["STATUS"])) & 8, "STATUS[3] (weights pending) not set after reset"
-        await axil.write_dword(REG["BATCH_LEN"], 1)
-        await axil.write_dword(REG["CTRL"], 1)
+        tb = BoardTB(dut)
+        wsrc = tb.weight_source()
+        image = Path(tb.cfg["weights"]).read_bytes()
+        await tb.reset()
+        assert (await tb.axil.read_dword(REG["CONFIG"])) >> 10 & 1, "CONFIG[10] (URAM weights) not set"
+        assert (await tb.axil.read_dword(REG["STATUS"])) & 8, "STATUS[3] (weights pending) not set after reset"
+        await tb.axil.write_dword(REG["BATCH_LEN"], 1)
+        await tb.axil.write_dword(REG["CTRL"], 1)
         # an image before the weights: accepted into the input stream as far as it goes, but no result comes out
-        src.send_nowait(AxiStreamFrame(_img_bytes(imgs[0])))
+        tb.src.send_nowait(tb.frame(0))
         await ClockCycles(dut.aclk, 3000)
-        assert sink.empty(), "a result came out before the weights were loaded"
-        assert await axil.read_dword(REG["FRAMES_OUT"]) == 0
+        assert tb.sink.empty(), "a result came out before the weights were loaded"
+        assert await tb.axil.read_dword(REG["FRAMES_OUT"]) == 0
         await wsrc.send(AxiStreamFrame(image))
         await wsrc.wait()
         for _ in range(50):
-            if not (await axil.read_dword(REG["STATUS"])) & 8:
+            if not (await tb.axil.read_dword(REG["STATUS"])) & 8:
                 break
         else:
             raise AssertionError("STATUS[3] still set after the whole weight image")
-        packets = await _records(sink, cfg, 1)
-        _check_record(packets[0][0], exp[0], 0, False, "image sent before the weights")
-        await axil.write_dword(REG["BATCH_LEN"], 2)
-        await src.send(AxiStreamFrame(_img_bytes(imgs[1]) + _img_bytes(imgs[2])))
-        packets = await _records(sink, cfg, 1)
+        packets = await tb.records(1)
+        _check_record(packets[0][0], tb.exp[0], 0, False, "image sent before the weights")
+        await tb.axil.write_dword(REG["BATCH_LEN"], 2)
+        await tb.src.send(tb.frame(1, 2))
+        packets = await tb.records(1)
         assert len(packets[0]) == 2
-        _check_record(packets[0][0], exp[1], 1, False, "frame 1 after loading")
-        _check_record(packets[0][1], exp[2], 2, False, "frame 2 after loading")
+        _check_record(packets[0][0], tb.exp[1], 1, False, "frame 1 after loading")
+        _check_record(packets[0][1], tb.exp[2], 2, False, "frame 2 after loading")
         # SOFT_RESET clears the loaded state: reload in two transfers of whole words, then a clean frame
-        await axil.write_dword(REG["CTRL"], 2)
+        await tb.axil.write_dword(REG["CTRL"], 2)
         await ClockCycles(dut.aclk, 12)
-        assert (await axil.read_dword(REG["STATUS"])) & 8, "weights not pending after SOFT_RESET"
-        wb = cfg["word_bytes"]
+        assert (await tb.axil.read_dword(REG["STATUS"])) & 8, "weights not pending after SOFT_RESET"
+        wb = tb.cfg["word_bytes"]
         half = (len(image) // wb // 2) * wb
         await wsrc.send(AxiStreamFrame(image[:half]))
         await wsrc.send(AxiStreamFrame(image[half:]))
         await wsrc.wait()
         await ClockCycles(dut.aclk, 4)
-        assert not (await axil.read_dword(REG["STATUS"])) & 8, "reload did not complete"
-        await axil.write_dword(REG["BATCH_LEN"], 1)
-        await axil.write_dword(REG["CTRL"], 1)
-        await src.send(AxiStreamFrame(_img_bytes(imgs[3])))
-        packets = await _records(sink, cfg, 1)
-        _check_record(packets[0][0], exp[3], 0, False, "frame after SOFT_RESET and reload")
+        assert not (await tb.axil.read_dword(REG["STATUS"])) & 8, "reload did not complete"
+        await tb.axil.write_dword(REG["BATCH_LEN"], 1)
+        await tb.axil.write_dword(REG["CTRL"], 1)
+        await tb.src.send(tb.frame(3))
+        packets = await tb.records(1)
+        _check_record(packets[0][0], tb.exp[3], 0, False, "frame after SOFT_RESET and reload")
         dut._log.info("URAM weights: %d bytes loaded twice through s_axis_weights; 4 frames bit-exact", len(image))
 
 

@@ -28,6 +28,7 @@ from rtlgen.quant import rshift_round
 from rtlgen.cores.stream import beats_to_frame, frame_to_beats
 from rtlgen.verify.runner import run_cocotb
 from rtlgen.emit.verilog import write_verilog
+from streams import CoreInst, input_frames, scenario_tests  # sim_tests/ is on the path of pytest and cocotb
 
 HERE = Path(__file__).parent
 
@@ -199,19 +200,6 @@ def make_block(spec: dict, seed: int) -> tuple[ir.Conv, ir.Conv]:
     return l1, l2
 
 
-def input_frames(layer, n: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    lo, hi = layer.in_q.lo, layer.in_q.hi
-    out = []
-    for k in range(n):
-        if k % 3 == 1:
-            f = np.full(layer.in_shape, hi if (k // 3) % 2 == 0 else lo, dtype=np.int64)  # extreme frame
-        else:
-            f = rng.integers(lo, hi + 1, layer.in_shape)
-        out.append(f)
-    return out
-
-
 def skip_frames(layer: ir.Conv, n: int, seed: int):
     if layer.residual is None:
         return [None] * n
@@ -237,7 +225,6 @@ def expected(layer, x, skip):
 # cocotb side
 # ------------------------------------------------------------------------------------------------------------------
 
-from streams import CoreInst, scenario_tests  # noqa: E402  (sim_tests is on the path of both sides)
 
 
 class _Inst(CoreInst):

@@ -26,6 +26,7 @@ from rtlgen.cores.stream import beats_to_frame, frame_to_beats
 from rtlgen.quant import rshift_round
 from rtlgen.verify.runner import run_cocotb
 from rtlgen.emit.verilog import write_verilog
+from streams import CoreBench, CoreInst, input_frames, scenario_tests  # sim_tests/ is on the path of pytest and cocotb
 
 HERE = Path(__file__).parent
 
@@ -93,18 +94,6 @@ def build(spec, seed) -> DWConv:
     return DWConv(make_layer(spec, seed), **spec["knobs"])
 
 
-def input_frames(layer, n: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    lo, hi = layer.in_q.lo, layer.in_q.hi
-    out = []
-    for k in range(n):
-        if k % 3 == 1:
-            out.append(np.full(layer.in_shape, hi if (k // 3) % 2 == 0 else lo, dtype=np.int64))
-        else:
-            out.append(rng.integers(lo, hi + 1, layer.in_shape))
-    return out
-
-
 def expected(layer, x):
     """golden.grouped_conv_acc + golden.conv_post, cross-checked against a plain int64 loop evaluation."""
     acc = golden.grouped_conv_acc(x[None], layer.weights, layer.bias, layer.stride, layer.pads, layer.pad_value,
@@ -132,7 +121,6 @@ def expected(layer, x):
 # cocotb side
 # ------------------------------------------------------------------------------------------------------------------
 
-from streams import CoreBench, CoreInst, scenario_tests  # noqa: E402  (sim_tests is on the path of both sides)
 
 
 class _Inst(CoreInst):

@@ -5,7 +5,6 @@ sim_tests/test_deep_nets.py (whole networks in RTL) and tools/identical.py. Buil
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,21 +43,9 @@ def _he_init(model, seed, branch_gain=0.4):
 
 def _export_brevitas_qonnx(model, path, mean, std, input_scale):
     """QONNX export the way tools/train.py does it (initializers not graph inputs, rtlgen preprocessing metadata)."""
-    import onnx
-    import torch
-    from brevitas.export import export_qonnx
+    from tools.train import export_brevitas
 
-    model.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_qonnx(model, input_t=torch.zeros(1, 3, 32, 32), export_path=str(path), dynamo=False,
-                     input_names=["input"], output_names=["logits"])
-    m = onnx.load(str(path))
-    inits = {t.name for t in m.graph.initializer}
-    keep = [i for i in m.graph.input if i.name not in inits]
-    del m.graph.input[:]
-    m.graph.input.extend(keep)
-    onnx.save(m, str(path))
+    export_brevitas(model, path, "qonnx")
     set_ir_version(path, metadata=preprocess_metadata(input_scale, mean, std))
 
 

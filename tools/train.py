@@ -127,15 +127,37 @@ def calibrate(model, x, n_batches, batch=250):
             model(to_input(x[i * batch : (i + 1) * batch]))
 
 
-def export(model, path, qcdq_path=None, info=None):
-    """QONNX export with rtlgen preprocessing metadata (and optionally QCDQ)."""
+def export_brevitas(model, out, kind: str = "qonnx", metadata: dict | None = None):
+    """Brevitas export of a CIFAR-shaped model (``kind``: ``qonnx`` or ``qcdq``) to ``out`` (input ``input``, output
+    ``logits``), initializers not listed as graph inputs; ``metadata`` (if given) replaces the model's metadata."""
     import onnx
     import torch
     from brevitas.export import export_onnx_qcdq, export_qonnx
 
+    model.eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (export_qonnx if kind == "qonnx" else export_onnx_qcdq)(
+            model, torch.zeros(1, 3, 32, 32), export_path=str(out), dynamo=False, input_names=["input"],
+            output_names=["logits"])
+    m = onnx.load(str(out))
+    inits = {t.name for t in m.graph.initializer}
+    keep = [i for i in m.graph.input if i.name not in inits]
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    if metadata is not None:
+        del m.metadata_props[:]
+        for k, v in metadata.items():
+            m.metadata_props.add(key=k, value=v)
+    onnx.save(m, str(out))
+
+
+def export(model, path, qcdq_path=None, info=None):
+    """QONNX export with rtlgen preprocessing metadata (and optionally QCDQ)."""
     from resnets import INPUT_SCALE, MEAN, STD
 
-    model.eval()
     meta = {
         "rtlgen.input_scale": repr(INPUT_SCALE),
         "rtlgen.mean": ",".join(repr(v) for v in MEAN),
@@ -143,28 +165,8 @@ def export(model, path, qcdq_path=None, info=None):
     }
     for k, v in (info or {}).items():
         meta[f"rtlgen.train.{k}"] = str(v)
-    x = torch.zeros(1, 3, 32, 32)
-    jobs = [(path, "qonnx")] + ([(qcdq_path, "qcdq")] if qcdq_path else [])
-    for out, kind in jobs:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if kind == "qonnx":
-                export_qonnx(model, input_t=x, export_path=str(out), dynamo=False,
-                             input_names=["input"], output_names=["logits"])
-            else:
-                export_onnx_qcdq(model, args=x, export_path=str(out), dynamo=False,
-                                 input_names=["input"], output_names=["logits"])
-        m = onnx.load(str(out))
-        inits = {t.name for t in m.graph.initializer}
-        keep = [i for i in m.graph.input if i.name not in inits]
-        del m.graph.input[:]
-        m.graph.input.extend(keep)
-        del m.metadata_props[:]
-        for k, v in meta.items():
-            m.metadata_props.add(key=k, value=v)
-        onnx.save(m, str(out))
+    for out, kind in [(path, "qonnx")] + ([(qcdq_path, "qcdq")] if qcdq_path else []):
+        export_brevitas(model, out, kind, meta)
         print(f"exported {kind} -> {out}", flush=True)
 
 
