@@ -446,127 +446,169 @@ def _section(title: str, sec: dict) -> list[str]:
     return [f"## {title}", "", f"Command: `{sec['command']}` — {sec.get('machine', '')}, {sec.get('date', '')}", ""]
 
 
+def _render_sim(res: dict) -> list[str]:
+    """BENCHMARKS.md section: throughput against the seed paper (``res["sim"]``)."""
+    L = []
+    s = res["sim"]
+    L += _section("Throughput against the seed paper (measured in RTL simulation)", s) + [
+          "| model @ board | clock MHz | frames | mismatches | cycles/frame (measured) | predicted | FPS at clock | est. Fmax MHz | FPS at min(clock, est. Fmax) | seed paper | ratio | target (must/aim) | DSP used | packed-DSP roofline FPS (board DSPs x 2 x f / MACs) | of roofline | latency (cycles) | measured by |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+    for key, r in sorted(s["runs"].items()):
+        model, board = key.split("@")
+        paper = PAPER.get((model, board))
+        roof = roofline_fps(r)
+        tgt = TARGETS.get((model, board))
+        fmax, fps_f = timing_fps(res, key, r)
+        L.append(f"| {model} @ {board}{mark(res, key)} | {r['clock_mhz']} | {r['frames']} | {r['mismatches']} | {r['cycles_per_frame']:,} | "
+                 f"{r['predicted_cycles_per_frame']:,} | {fmt_fps(r['fps_at_clock'])} | {fmax} | {fps_f} | {paper or '-':,} | "
+                 f"{(r['fps_at_clock'] / paper) if paper else float('nan'):.2f}x | "
+                 f"{'%s / %s' % tgt if tgt else '-'} | {r['dsp']} | {roof:,.0f} | {r['fps_at_clock'] / roof:.0%} | {r['latency_cycles']:,} | "
+                 f"`{r.get('command', 'tools/bench.py --only sim')}` |")
+    L.append("")
+    L += [f"* {key.replace('@', ' @ ')}: {r['note']}" for key, r in sorted(s["runs"].items()) if r.get("note")]
+    L += mixed_notes(res, s["runs"])
+    L.append("")
+    return L
+
+
+def _render_build(res: dict) -> list[str]:
+    """BENCHMARKS.md section: builds: predicted resources (``res["build"]``)."""
+    L = []
+    b = res["build"]
+    L += ["## Builds: predicted resources, skip buffers, flow time", "", f"Command: `{b['command']}` — {b['machine']}, {b['date']}", "",
+          "| model @ board | build s | predicted cycles/frame | DSP | LUT | FF | BRAM36 | URAM | skip bits (ours) | paper's rule | naive full-frame FIFO |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, r in sorted(b["runs"].items()):
+        rs, bu = r["resources"], r["budget"]
+        opts = f" (`{r['options']}`)" if r.get("options") else ""
+        L.append(f"| {key.replace('@', ' @ ')}{opts} | {r['build_seconds']} | {r['cycles_per_frame']:,} | {rs['dsp']}/{bu['dsp']} | "
+                 f"{rs['lut']:,}/{bu['lut']:,} | {rs['ff']:,}/{bu['ff']:,} | {rs['bram36']}/{bu['bram36']} | {rs['uram']}/{bu['uram']} | "
+                 f"{r['skip_buffer_bits']:,} | {r['skip_bits_paper']:,} | {r['skip_bits_naive']:,} |")
+    L.append("")
+    return L
+
+
+def _render_golden(res: dict) -> list[str]:
+    """BENCHMARKS.md section: the golden model over CIFAR-10 (``res["golden"]``)."""
+    L = []
+    g = res["golden"]
+    L += _section("Bundled models through the golden model (full CIFAR-10 test set)", g) + [
+          "| model | top-1 | seed paper int8 | images | wall seconds | CPU seconds (both cores) | images/s | MACs/frame |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in sorted(g["models"].items()):
+        p = PAPER_ACC.get(name)
+        L.append(f"| {name} | {100 * r['top1']:.2f} % | {f'{100 * p:.1f} %' if p else '-'} | {r['images']:,} | {r['seconds']} | "
+                 f"{r.get('cpu_seconds', '-')} | {r['images_per_s']:,} | {r['macs']:,} |")
+    L.append("")
+    return L
+
+
+def _render_regress(res: dict) -> list[str]:
+    """BENCHMARKS.md section: the full-dataset RTL regression (``res["regress"]``)."""
+    L = []
+    g = res["regress"]
+    L += _section("Full-dataset RTL regression", g) + [
+          "| build | images | mismatches | top-1 (RTL) | top-1 (golden model) | cycles/frame | wall s | CPU s (all processes) | engine |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+          f"| {g['target'].replace('@', ' @ ')} | {g['images']:,} | {g['mismatches']} | {100 * g['top1_rtl']:.2f} % | "
+          f"{100 * g['top1_golden']:.2f} % | {g['cycles_per_frame']:,} | {g['wall_seconds']:,} | {g['cpu_seconds']:,} | "
+          f"{g.get('engine')} x{g.get('shards')} |", "",
+          f"Load average when it started: {g.get('load_before')} (other jobs shared the 2 cores); the CPU seconds are the "
+          "machine-independent cost: wall time on 2 free cores is about half of them." + (f" {g['note']}" if g.get("note") else ""), ""]
+    return L
+
+
+def _render_synth(res: dict) -> list[str]:
+    """BENCHMARKS.md section: resources by yosys (``res["synth"]``)."""
+    L = []
+    y = res["synth"]
+    L += _section("Resources by yosys (whole designs)", y) + [
+          "| model @ board | LUT | FF | DSP48E2 | BRAM36 (equiv.) | URAM | fits | planner's prediction (LUT / DSP / BRAM36) | yosys run | yosys s (all modules) |",
+          "|---|---:|---:|---:|---:|---:|---|---|---|---:|"]
+    from rtlgen.verify.synth import MERGE_DUPLICATES
+
+    stale = False
+    for key, r in sorted(y["runs"].items()):
+        rs, cap = r.get("resources") or {}, r.get("capacity") or {}
+
+        def f(k):
+            v = rs.get(k)
+            return "-" if v is None else f"{v:,}/{cap.get(k) if cap.get(k) is not None else '-':,}"
+        pr = res.get("build", {}).get("runs", {}).get(key, {}).get("resources", {})
+        pred = f"{pr['lut']:,} / {pr['dsp']} / {pr['bram36']}" if pr else "-"
+        old = MERGE_DUPLICATES not in (r.get("script") or "")
+        stale = stale or old
+        L.append(f"| {key.replace('@', ' @ ')}{' (*)' if old else ''} | {f('lut')} | {f('ff')} | {f('dsp48e2')} | "
+                 f"{f('bram36_equiv')} | {f('uram')} | {r.get('fits')} | {pred} | {r.get('mode', 'flat')} | "
+                 f"{r.get('yosys_seconds') or r['seconds']} |")
+    L += ["", "yosys `synth_xilinx -family xcup` (Debian 0.23) estimates, not Vivado results (`rtlgen/verify/synth.py`: "
+          "multipliers of LUT-mult layers kept out of DSPs as planned, adder trees mapped to carry chains "
+          "(`maccmap -unmap`), LUT-stored tables kept in LUTs (`proc -norom`), identical cells on the same nets "
+          "merged after mapping (`opt_merge -share_all`: ABC gave flip-flops private copies of one clock-enable LUT; "
+          "Vivado shares such logic)). \"flat\": the whole design in one run; "
+          "\"per-module\": each child of `rtlgen_top` out of context plus the top's glue, summed (`--synth-per-module`: "
+          "for designs whose flat run takes hours here; nothing crosses a module boundary but streams). The planner's prediction is the "
+          "model of `rtlgen/plan/cost.py`, fitted to per-layer yosys runs (`tools/calibrate.py`); a design that yosys finds "
+          "over capacity is NOT claimed to fit."
+          + (" (*): synthesized before the merge step was added (an over-count of LUTs: the step only removes "
+             "cells); rerun the row's command to refresh it." if stale else ""), ""]
+    return L
+
+
+def _render_timing(res: dict) -> list[str]:
+    """BENCHMARKS.md section: the timing estimate (``res["timing"]``)."""
+    L = []
+    tm = res["timing"]
+    L += _section("Timing estimate (yosys netlist per module, UltraScale+ delays)", tm) + [
+          "| model @ board | clock MHz | target MHz | est. Fmax MHz (range) | meets clock | modules below target | "
+          "limiting module | its worst register-to-register path | FPS at clock | FPS at min(clock, est. Fmax) | "
+          "yosys s (all modules) |", "|---|---:|---:|---:|---|---|---|---|---:|---:|---:|"]
+    for key, r in sorted(tm["runs"].items()):
+        rng = (f" ({r['fmax_mhz_congested']:.0f}-{r['fmax_mhz_optimistic']:.0f})"
+               if r.get("fmax_mhz_congested") and r.get("fmax_mhz_optimistic") else "")
+        below = r.get("below_target") or []
+        L.append(f"| {key.replace('@', ' @ ')}{mark(res, key)} | {r.get('clock_mhz')} | {r.get('target_mhz') or '-'} | "
+                 f"{_mhz(r.get('fmax_mhz'))}{rng} | {'yes' if r.get('meets') else 'NO'} | "
+                 f"{len(below)} of {len(r.get('modules') or [])}{': ' + ', '.join(below[:6]) if below else ''}"
+                 f"{' ...' if len(below) > 6 else ''} | {r.get('limiting_module') or '-'} | {_path(r.get('limiting_path'))} | "
+                 f"{fmt_fps(r['fps_at_clock']) if r.get('fps_at_clock') else '-'} | "
+                 f"{fmt_fps(r['fps_at_fmax']) if r.get('fps_at_fmax') else '-'} | {r.get('yosys_seconds')} |")
+    L += ["", "Each child module of `rtlgen_top` synthesized out of context by Debian yosys 0.23 (`synth_xilinx "
+          "-family xcup`, the `--synth` script) and its netlist walked register to register with the delays "
+          "`rtlgen/verify/timing.py` documents (routed Vivado reports of the same silicon, DS925); est. Fmax is the "
+          "midpoint net model, the range optimistic .. congested nets. An estimate, not a Vivado result: expect "
+          "real results at or below the midpoint. The top's own wiring is not timed."]
+    L += mixed_notes(res, tm["runs"]) + [""]
+    return L
+
+
+def _render_calibration(res: dict) -> list[str]:
+    """BENCHMARKS.md section: the planner's cost model against yosys (``res["calibration"]``)."""
+    L = []
+    from results import calibration_table as calib_table
+
+    c = res["calibration"]
+    L += _section("Planner cost model against yosys, layer by layer", c) + [
+        "Each child module of `rtlgen_top` synthesized on its own with the `rtlgen report --synth` script; a layer "
+        "is its core plus the FIFOs and lane converters in front of it (a loop-merged projection counts inside its "
+        "host conv). The planner's constants (`rtlgen/plan/cost.py`) are fitted to these figures.", ""]
+    for b in c["builds"]:
+        L += calib_table(b) + [""]
+    return L
+
+#: BENCHMARKS.md sections in their order: results key -> renderer
+SECTIONS = [("sim", _render_sim), ("build", _render_build), ("golden", _render_golden), ("regress", _render_regress),
+            ("synth", _render_synth), ("timing", _render_timing), ("calibration", _render_calibration)]
+
+
 def render(res: dict) -> str:
     L = ["# BENCHMARKS", "",
          "Generated by `tools/bench.py` from `tools/bench_results.json`; every table names the command that measured it.",
          "Cycle counts are measured in RTL simulation (Verilator); FPS = clock / measured cycles per frame. No Vivado and no",
          "board exist here: timing closure at the clock and on-board figures are NOT claimed. Resources are the planner's",
          "predictions unless a table says yosys.", ""]
-    if "sim" in res:
-        s = res["sim"]
-        L += _section("Throughput against the seed paper (measured in RTL simulation)", s) + [
-              "| model @ board | clock MHz | frames | mismatches | cycles/frame (measured) | predicted | FPS at clock | est. Fmax MHz | FPS at min(clock, est. Fmax) | seed paper | ratio | target (must/aim) | DSP used | packed-DSP roofline FPS (board DSPs x 2 x f / MACs) | of roofline | latency (cycles) | measured by |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
-        for key, r in sorted(s["runs"].items()):
-            model, board = key.split("@")
-            paper = PAPER.get((model, board))
-            roof = roofline_fps(r)
-            tgt = TARGETS.get((model, board))
-            fmax, fps_f = timing_fps(res, key, r)
-            L.append(f"| {model} @ {board}{mark(res, key)} | {r['clock_mhz']} | {r['frames']} | {r['mismatches']} | {r['cycles_per_frame']:,} | "
-                     f"{r['predicted_cycles_per_frame']:,} | {fmt_fps(r['fps_at_clock'])} | {fmax} | {fps_f} | {paper or '-':,} | "
-                     f"{(r['fps_at_clock'] / paper) if paper else float('nan'):.2f}x | "
-                     f"{'%s / %s' % tgt if tgt else '-'} | {r['dsp']} | {roof:,.0f} | {r['fps_at_clock'] / roof:.0%} | {r['latency_cycles']:,} | "
-                     f"`{r.get('command', 'tools/bench.py --only sim')}` |")
-        L.append("")
-        L += [f"* {key.replace('@', ' @ ')}: {r['note']}" for key, r in sorted(s["runs"].items()) if r.get("note")]
-        L += mixed_notes(res, s["runs"])
-        L.append("")
-    if "build" in res:
-        b = res["build"]
-        L += ["## Builds: predicted resources, skip buffers, flow time", "", f"Command: `{b['command']}` — {b['machine']}, {b['date']}", "",
-              "| model @ board | build s | predicted cycles/frame | DSP | LUT | FF | BRAM36 | URAM | skip bits (ours) | paper's rule | naive full-frame FIFO |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for key, r in sorted(b["runs"].items()):
-            rs, bu = r["resources"], r["budget"]
-            opts = f" (`{r['options']}`)" if r.get("options") else ""
-            L.append(f"| {key.replace('@', ' @ ')}{opts} | {r['build_seconds']} | {r['cycles_per_frame']:,} | {rs['dsp']}/{bu['dsp']} | "
-                     f"{rs['lut']:,}/{bu['lut']:,} | {rs['ff']:,}/{bu['ff']:,} | {rs['bram36']}/{bu['bram36']} | {rs['uram']}/{bu['uram']} | "
-                     f"{r['skip_buffer_bits']:,} | {r['skip_bits_paper']:,} | {r['skip_bits_naive']:,} |")
-        L.append("")
-    if "golden" in res:
-        g = res["golden"]
-        L += _section("Bundled models through the golden model (full CIFAR-10 test set)", g) + [
-              "| model | top-1 | seed paper int8 | images | wall seconds | CPU seconds (both cores) | images/s | MACs/frame |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for name, r in sorted(g["models"].items()):
-            p = PAPER_ACC.get(name)
-            L.append(f"| {name} | {100 * r['top1']:.2f} % | {f'{100 * p:.1f} %' if p else '-'} | {r['images']:,} | {r['seconds']} | "
-                     f"{r.get('cpu_seconds', '-')} | {r['images_per_s']:,} | {r['macs']:,} |")
-        L.append("")
-    if "regress" in res:
-        g = res["regress"]
-        L += _section("Full-dataset RTL regression", g) + [
-              "| build | images | mismatches | top-1 (RTL) | top-1 (golden model) | cycles/frame | wall s | CPU s (all processes) | engine |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---|",
-              f"| {g['target'].replace('@', ' @ ')} | {g['images']:,} | {g['mismatches']} | {100 * g['top1_rtl']:.2f} % | "
-              f"{100 * g['top1_golden']:.2f} % | {g['cycles_per_frame']:,} | {g['wall_seconds']:,} | {g['cpu_seconds']:,} | "
-              f"{g.get('engine')} x{g.get('shards')} |", "",
-              f"Load average when it started: {g.get('load_before')} (other jobs shared the 2 cores); the CPU seconds are the "
-              "machine-independent cost: wall time on 2 free cores is about half of them." + (f" {g['note']}" if g.get("note") else ""), ""]
-    if "synth" in res:
-        y = res["synth"]
-        L += _section("Resources by yosys (whole designs)", y) + [
-              "| model @ board | LUT | FF | DSP48E2 | BRAM36 (equiv.) | URAM | fits | planner's prediction (LUT / DSP / BRAM36) | yosys run | yosys s (all modules) |",
-              "|---|---:|---:|---:|---:|---:|---|---|---|---:|"]
-        from rtlgen.verify.synth import MERGE_DUPLICATES
-
-        stale = False
-        for key, r in sorted(y["runs"].items()):
-            rs, cap = r.get("resources") or {}, r.get("capacity") or {}
-
-            def f(k):
-                v = rs.get(k)
-                return "-" if v is None else f"{v:,}/{cap.get(k) if cap.get(k) is not None else '-':,}"
-            pr = res.get("build", {}).get("runs", {}).get(key, {}).get("resources", {})
-            pred = f"{pr['lut']:,} / {pr['dsp']} / {pr['bram36']}" if pr else "-"
-            old = MERGE_DUPLICATES not in (r.get("script") or "")
-            stale = stale or old
-            L.append(f"| {key.replace('@', ' @ ')}{' (*)' if old else ''} | {f('lut')} | {f('ff')} | {f('dsp48e2')} | "
-                     f"{f('bram36_equiv')} | {f('uram')} | {r.get('fits')} | {pred} | {r.get('mode', 'flat')} | "
-                     f"{r.get('yosys_seconds') or r['seconds']} |")
-        L += ["", "yosys `synth_xilinx -family xcup` (Debian 0.23) estimates, not Vivado results (`rtlgen/verify/synth.py`: "
-              "multipliers of LUT-mult layers kept out of DSPs as planned, adder trees mapped to carry chains "
-              "(`maccmap -unmap`), LUT-stored tables kept in LUTs (`proc -norom`), identical cells on the same nets "
-              "merged after mapping (`opt_merge -share_all`: ABC gave flip-flops private copies of one clock-enable LUT; "
-              "Vivado shares such logic)). \"flat\": the whole design in one run; "
-              "\"per-module\": each child of `rtlgen_top` out of context plus the top's glue, summed (`--synth-per-module`: "
-              "for designs whose flat run takes hours here; nothing crosses a module boundary but streams). The planner's prediction is the "
-              "model of `rtlgen/plan/cost.py`, fitted to per-layer yosys runs (`tools/calibrate.py`); a design that yosys finds "
-              "over capacity is NOT claimed to fit."
-              + (" (*): synthesized before the merge step was added (an over-count of LUTs: the step only removes "
-                 "cells); rerun the row's command to refresh it." if stale else ""), ""]
-    if "timing" in res:
-        tm = res["timing"]
-        L += _section("Timing estimate (yosys netlist per module, UltraScale+ delays)", tm) + [
-              "| model @ board | clock MHz | target MHz | est. Fmax MHz (range) | meets clock | modules below target | "
-              "limiting module | its worst register-to-register path | FPS at clock | FPS at min(clock, est. Fmax) | "
-              "yosys s (all modules) |", "|---|---:|---:|---:|---|---|---|---|---:|---:|---:|"]
-        for key, r in sorted(tm["runs"].items()):
-            rng = (f" ({r['fmax_mhz_congested']:.0f}-{r['fmax_mhz_optimistic']:.0f})"
-                   if r.get("fmax_mhz_congested") and r.get("fmax_mhz_optimistic") else "")
-            below = r.get("below_target") or []
-            L.append(f"| {key.replace('@', ' @ ')}{mark(res, key)} | {r.get('clock_mhz')} | {r.get('target_mhz') or '-'} | "
-                     f"{_mhz(r.get('fmax_mhz'))}{rng} | {'yes' if r.get('meets') else 'NO'} | "
-                     f"{len(below)} of {len(r.get('modules') or [])}{': ' + ', '.join(below[:6]) if below else ''}"
-                     f"{' ...' if len(below) > 6 else ''} | {r.get('limiting_module') or '-'} | {_path(r.get('limiting_path'))} | "
-                     f"{fmt_fps(r['fps_at_clock']) if r.get('fps_at_clock') else '-'} | "
-                     f"{fmt_fps(r['fps_at_fmax']) if r.get('fps_at_fmax') else '-'} | {r.get('yosys_seconds')} |")
-        L += ["", "Each child module of `rtlgen_top` synthesized out of context by Debian yosys 0.23 (`synth_xilinx "
-              "-family xcup`, the `--synth` script) and its netlist walked register to register with the delays "
-              "`rtlgen/verify/timing.py` documents (routed Vivado reports of the same silicon, DS925); est. Fmax is the "
-              "midpoint net model, the range optimistic .. congested nets. An estimate, not a Vivado result: expect "
-              "real results at or below the midpoint. The top's own wiring is not timed."]
-        L += mixed_notes(res, tm["runs"]) + [""]
-    if "calibration" in res:
-        from results import calibration_table as calib_table
-
-        c = res["calibration"]
-        L += _section("Planner cost model against yosys, layer by layer", c) + [
-            "Each child module of `rtlgen_top` synthesized on its own with the `rtlgen report --synth` script; a layer "
-            "is its core plus the FIFOs and lane converters in front of it (a loop-merged projection counts inside its "
-            "host conv). The planner's constants (`rtlgen/plan/cost.py`) are fitted to these figures.", ""]
-        for b in c["builds"]:
-            L += calib_table(b) + [""]
+    for key, part in SECTIONS:
+        if key in res:
+            L += part(res)
     figs = sorted(FIG_DIR.glob("*.png")) if FIG_DIR.exists() else []
     if figs:
         L += ["## Plots", "", "Regenerated by every `tools/bench.py` run from the stored figures.", ""]
@@ -695,7 +737,7 @@ def main(argv=None):
     if args.record_sim:
         key, bdir, js = args.record_sim
         r = json.loads(Path(js).read_text())
-        sim = res.setdefault("sim", {"runs": {}, "command": "(per row)", "machine": machine(), "date": time.strftime("%Y-%m-%d")})
+        res.setdefault("sim", {"runs": {}, "command": "(per row)", "machine": machine(), "date": time.strftime("%Y-%m-%d")})
         put_run(res, "sim", key, sim_row(r, Path(bdir), args.record_command or f"rtlgen sim {bdir} --json"))
         res = save_results(res, sections=["sim"])
         args.render_only = True
