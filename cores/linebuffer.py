@@ -207,7 +207,7 @@ class WindowModel:
     def reference(self, frame: np.ndarray) -> list[dict]:
         """Expected window beats for one ``[H, W, C]`` frame (list of payload dicts, ``data`` as lane lists)."""
         H, W, C = frame.shape
-        G, P, K = self.G, self.lanes, self.K
+        G, P = self.G, self.lanes
         padded = np.zeros((H, W, G * P), dtype=np.int64)
         padded[..., :C] = np.asarray(frame) & 0xFF
         out = []
@@ -404,7 +404,6 @@ class WindowGen(WindowModel, wiring.Component):
         slots = self.tap_slots()
         off = self._offsets()
         tb = self._tables()
-        bpg = self.beats_per_group
         a_sh = signed(_sbits(-DG, 0))  # an address minus DG
         need_sh = range(HWG + 1)
         dold_sh = signed(_sbits(-1, HWG + 1))
@@ -475,50 +474,35 @@ class WindowGen(WindowModel, wiring.Component):
         def sig(shape, name, init):
             return Signal(shape, name=name, init=init)
 
-        g0y = [sig(y_sh, f"g0_y{q}", dd[0]["y"][q]) for q in range(pix)]
-        g0x = [sig(x_sh, f"g0_x{q}", dd[0]["x"][q]) for q in range(pix)]
-        g0pc = sig(range(max(NP, 2)), "g0_pc", dd[0]["pc"])
-        g0gl = sig(1, "g0_gl", dd[0]["gl"])
-        g0gb = sig(range(DG), "g0_gb", dd[0]["gb"])
-        d1 = dd[1]
-        g1ar = [sig(range(DG), f"g1_ar{q}", d1["ar"][q]) for q in range(pix)]
-        g1ac = [sig(range(DG), f"g1_ac{q}", d1["ac"][q]) for q in range(pix)]
-        g1acn = [sig(a_sh, f"g1_acn{q}", d1["acn"][q]) for q in range(pix)]
-        g1rv = [sig(K, f"g1_rv{q}", d1["rv"][q]) for q in range(pix)]
-        g1cv = [sig(K, f"g1_cv{q}", d1["cv"][q]) for q in range(pix)]
-        g1nr, g1nc1 = sig(need_sh, "g1_nr", d1["nr"]), sig(need_sh, "g1_nc1", d1["nc1"])
-        g1orow, g1ocol = sig(need_sh, "g1_orow", d1["orow"]), sig(need_sh, "g1_ocol", d1["ocol"])
-        g1fend, g1p1 = sig(1, "g1_fend", d1["fend"]), sig(1, "g1_p1", d1["p1"])
-        g1gb, g1gbn = sig(range(DG), "g1_gb", d1["gb"]), sig(a_sh, "g1_gbn", d1["gbn"])
-        d2 = dd[2]
-        g2arel = [sig(range(DG), f"g2_arel{q}", d2["arel"][q]) for q in range(pix)]
-        g2rv = [sig(K, f"g2_rv{q}", d2["rv"][q]) for q in range(pix)]
-        g2cv = [sig(K, f"g2_cv{q}", d2["cv"][q]) for q in range(pix)]
-        g2need1, g2old = sig(need_sh, "g2_need1", d2["need1"]), sig(need_sh, "g2_oldest", d2["oldest"])
-        g2fend, g2p1 = sig(1, "g2_fend", d2["fend"]), sig(1, "g2_p1", d2["p1"])
-        g2gb, g2gbn = sig(range(DG), "g2_gb", d2["gb"]), sig(a_sh, "g2_gbn", d2["gbn"])
-        d3 = dd[3]
-        g3aorg = [sig(range(DG), f"g3_aorg{q}", d3["aorg"][q]) for q in range(pix)]
-        g3rv = [sig(K, f"g3_rv{q}", d3["rv"][q]) for q in range(pix)]
-        g3cv = [sig(K, f"g3_cv{q}", d3["cv"][q]) for q in range(pix)]
-        g3need1, g3old = sig(need_sh, "g3_need1", d3["need1"]), sig(need_sh, "g3_oldest", d3["oldest"])
-        g3fend, g3p1 = sig(1, "g3_fend", d3["fend"]), sig(1, "g3_p1", d3["p1"])
-        d4 = dd[4]
-        g4aorg = [sig(range(DG), f"g4_aorg{q}", d4["aorg"][q]) for q in range(pix)]
-        g4aorgn = [sig(a_sh, f"g4_aorgn{q}", d4["aorgn"][q]) for q in range(pix)]
-        g4rv = [sig(K, f"g4_rv{q}", d4["rv"][q]) for q in range(pix)]
-        g4cv = [sig(K, f"g4_cv{q}", d4["cv"][q]) for q in range(pix)]
-        g4need1, g4old = sig(need_sh, "g4_need1", d4["need1"]), sig(need_sh, "g4_oldest", d4["oldest"])
-        g4old1 = sig(range(HWG + 2), "g4_oldest1", d4["oldest1"])
-        g4fend, g4p1 = sig(1, "g4_fend", d4["fend"]), sig(1, "g4_p1", d4["p1"])
-        caorg = [sig(range(DG), f"c_aorg{q}", dc["aorg"][q]) for q in range(pix)]
-        caorgn = [sig(a_sh, f"c_aorgn{q}", dc["aorgn"][q]) for q in range(pix)]
-        crv = [sig(K, f"c_rv{q}", dc["rv"][q]) for q in range(pix)]
-        ccv = [sig(K, f"c_cv{q}", dc["cv"][q]) for q in range(pix)]
-        cneed1 = sig(need_sh, "c_need1", dc["need1"])
+        def regs(stage, d, *fields):
+            """Registers ``<stage>_<field>`` (a list of ``pix``, ``<stage>_<field><q>``, for a per-pixel field)
+            initialised from descriptor ``d``; ``fields``: (field, shape, per_pixel[, name])."""
+            out = []
+            for f, shape, per_pix, *name in fields:
+                n = f"{stage}_{name[0] if name else f}"
+                out.append([sig(shape, f"{n}{q}", d[f][q]) for q in range(pix)] if per_pix else sig(shape, n, d[f]))
+            return out
+
+        PX = True  # a per-pixel field
+        win = (("rv", K, PX), ("cv", K, PX))  # the window's valid rows / columns
+        need = (("need1", need_sh, 0), ("oldest", need_sh, 0))
+        ends = (("fend", 1, 0), ("p1", 1, 0))
+        gbase = (("gb", range(DG), 0), ("gbn", a_sh, 0))
+        g0y, g0x, g0pc, g0gl, g0gb = regs("g0", dd[0], ("y", y_sh, PX), ("x", x_sh, PX), ("pc", range(max(NP, 2)), 0),
+                                          ("gl", 1, 0), ("gb", range(DG), 0))
+        (g1ar, g1ac, g1acn, g1rv, g1cv, g1nr, g1nc1, g1orow, g1ocol, g1fend, g1p1, g1gb, g1gbn) = regs(
+            "g1", dd[1], ("ar", range(DG), PX), ("ac", range(DG), PX), ("acn", a_sh, PX), *win, ("nr", need_sh, 0),
+            ("nc1", need_sh, 0), ("orow", need_sh, 0), ("ocol", need_sh, 0), *ends, *gbase)
+        g2arel, g2rv, g2cv, g2need1, g2old, g2fend, g2p1, g2gb, g2gbn = regs(
+            "g2", dd[2], ("arel", range(DG), PX), *win, *need, *ends, *gbase)
+        g3aorg, g3rv, g3cv, g3need1, g3old, g3fend, g3p1 = regs("g3", dd[3], ("aorg", range(DG), PX), *win, *need, *ends)
+        g4aorg, g4aorgn, g4rv, g4cv, g4need1, g4old, g4old1, g4fend, g4p1 = regs(
+            "g4", dd[4], ("aorg", range(DG), PX), ("aorgn", a_sh, PX), *win, *need,
+            ("oldest1", range(HWG + 2), 0), *ends)
+        caorg, caorgn, crv, ccv, cneed1, cfend, cp1 = regs(
+            "c", dc, ("aorg", range(DG), PX), ("aorgn", a_sh, PX), *win, ("need1", need_sh, 0), *ends)
         cdold = sig(dold_sh, "c_dold", self._dold(c0))
         cdolm = sig(dold_sh, "c_dolm", self._dold(c0) - 1)
-        cfend, cp1 = sig(1, "c_fend", dc["fend"]), sig(1, "c_p1", dc["p1"])
 
         # tables of G0's positions (combinational, registered in G1)
         real1 = ~g0gl if (pix == 2 and (Ho * Wo) % 2 == 1) else Const(int(pix == 2))
