@@ -184,9 +184,17 @@ def body(rows: list[dict], freq: float, note: str = "") -> str:
         "MULT18X18D without its input/output registers (no register packing, unlike DSP48E2 in `synth_xilinx`), so "
         "a register -> MULT18X18D -> register path is ~7.4 ns routed (3.1 ns multiplier, ~3.9 ns routing to and from "
         "the DSP column: 136 MHz); conv_shift's worst path is exactly that, conv_ref's the requant's DSP48E2-sized "
-        "(27x18) partial product, two MULT18X18D and an add on ECP5."
+        "(27x18) partial product, two MULT18X18D and an add on ECP5. "
+        "conv_lut is conv_shift with fabric multipliers (`--mult lut`: shift-and-add partial products, registered): "
+        "no hard multiplier on any path, so its figure times rtlgen's own pipelining (window generator, MAC trees, "
+        "requant, FIFOs) on real routing" + _lut_note(rows)
         + (f" Cores generated at rtlgen {', '.join(sorted({r['rev'] for r in rows if r.get('rev')}))}."
            if any(r.get("rev") for r in rows) else "") + (f" {note}" if note else ""))
+
+
+def _lut_note(rows: list[dict]) -> str:
+    r = next((r for r in rows if r.get("name") == "conv_lut" and r.get("ecp5_fmax_mhz")), None)
+    return f": {r['ecp5_fmax_mhz']:.1f} MHz." if r else "."
 
 
 def main(argv=None):
