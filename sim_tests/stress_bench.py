@@ -4,7 +4,7 @@ The design under test is a :class:`frame_bench.Bundle` (ports ``<part>_<port>``)
 words on one or more ports, expected words on one output port. All jobs run concurrently from ONE coroutine (one
 ``await`` per clock for the whole bundle: the cocotb cost per cycle is a few signal accesses per active job).
 
-Pause patterns (per job and per port, seeded): ``("none",)``, ``("bern", p)`` (pause each cycle with probability
+Pause patterns (per job and per port, seeded; :func:`rtlgen.verify.tb.pause_pattern`): ``("none",)``, ``("bern", p)`` (pause each cycle with probability
 ``p``), ``("burst", p_start, p_stay)`` (a pause starts with probability ``p_start`` and continues with probability
 ``p_stay``: long idle runs), ``("hold", start, length, p)`` (Bernoulli ``p`` except ready held low for ``length``
 cycles from cycle ``start`` -- only meaningful on outputs).
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import sys
 from pathlib import Path
 
@@ -36,41 +35,12 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from rtlgen.verify.runner import sim_config
+from rtlgen.verify.tb import pause_pattern
 
 # URAM weight-load words of wide plans exceed Python's default 4,300-digit int <-> str limit in the jobs JSON
 sys.set_int_max_str_digits(0)
 
 _LOG = logging.getLogger("cocotb.stress_bench")
-
-
-class Pauses:
-    """Per-cycle pause decisions (``True`` = idle this cycle) for one port."""
-
-    def __init__(self, spec, seed):
-        self.kind = spec[0]
-        self.args = list(spec[1:])
-        self.rng = random.Random(seed)
-        self.cycle = 0
-        self.in_burst = False
-
-    def __call__(self) -> bool:
-        c = self.cycle
-        self.cycle += 1
-        k = self.kind
-        if k == "none":
-            return False
-        if k == "bern":
-            return self.rng.random() < self.args[0]
-        if k == "burst":
-            p_start, p_stay = self.args
-            self.in_burst = self.rng.random() < (p_stay if self.in_burst else p_start)
-            return self.in_burst
-        if k == "hold":  # (start, length, p): held low during [start, start+length) and [2*start+length, ...+length)
-            start, length, p = self.args
-            if start <= c < start + length or 3 * start + length <= c < 3 * start + 2 * length:
-                return True
-            return self.rng.random() < p
-        raise ValueError(k)
 
 
 class _Port:
@@ -83,11 +53,11 @@ class _Port:
 class _Job:
     def __init__(self, dut, job, inputs: dict, expected: list, pauses_in, pause_out, seed):
         self.name = job["name"]
-        self.ins = [(_Port(dut, p), list(words), Pauses(pauses_in, seed + 7 * k)) for k, (p, words) in enumerate(inputs.items())]
+        self.ins = [(_Port(dut, p), list(words), pause_pattern(pauses_in, seed + 7 * k).__next__) for k, (p, words) in enumerate(inputs.items())]
         self.pos = [0] * len(self.ins)
         self.presenting = [False] * len(self.ins)
         self.out = _Port(dut, job["output"])
-        self.out_pause = Pauses(pause_out, seed + 1000)
+        self.out_pause = pause_pattern(pause_out, seed + 1000).__next__
         self.exp = expected
         self.got = 0
         self.bad = 0

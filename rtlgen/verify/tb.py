@@ -86,6 +86,37 @@ def pause_generator(prob: float, seed: int = 0):
     return (rng.random() < prob for _ in itertools.count())
 
 
+def pause_pattern(spec, seed: int = 0):
+    """Infinite iterator of booleans (True = pause this cycle) from a pattern: ``("none",)``, ``("bern", p)`` (each
+    cycle with probability ``p``: :func:`pause_generator`), ``("burst", p_start, p_stay)`` (a pause starts with
+    probability ``p_start`` and goes on with probability ``p_stay``: long idle runs) or ``("hold", start, length, p)``
+    (Bernoulli ``p``, except held for ``length`` cycles from cycle ``start`` and again from ``3*start + length``)."""
+    kind, args = spec[0], list(spec[1:])
+    if kind == "none":
+        return itertools.repeat(False)
+    if kind == "bern":
+        return pause_generator(args[0], seed)
+    if kind not in ("burst", "hold"):
+        raise ValueError(f"unknown pause pattern {kind!r}")
+    return (_burst if kind == "burst" else _hold)(*args, seed=seed)
+
+
+def _burst(p_start, p_stay, seed):
+    rng, on = random.Random(seed), False
+    while True:
+        on = rng.random() < (p_stay if on else p_start)
+        yield on
+
+
+def _hold(start, length, p, seed):
+    rng = random.Random(seed)
+    for c in itertools.count():
+        if start <= c < start + length or 3 * start + length <= c < 3 * start + 2 * length:
+            yield True
+        else:
+            yield rng.random() < p
+
+
 random_pauses = pause_generator
 
 
