@@ -58,25 +58,13 @@ def _run(cmd: list[str]) -> tuple[dict, float]:
     return bench.run_json(cmd, stream_stderr=True)
 
 
-def source_digest() -> str:
-    """SHA-256 of the generator's sources (rtlgen/, cores/, boards/): a build made from other sources is rebuilt."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for top in ("rtlgen", "cores", "boards"):
-        for f in sorted((ROOT / top).rglob("*")):
-            if f.is_file() and "__pycache__" not in f.parts:
-                h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
-
-
 def measure(args, arch: str, fmt: str, board: str) -> dict:
     m = model_path(args.work, arch, fmt)
     d = args.work / "builds" / f"{arch}_{fmt}_{board}"
     rtl = bool(args.sim or args.synth or args.timing)
     have_rtl = (d / "rtl").is_dir() or any(d.glob("*.v"))
     row = {"date": time.strftime("%Y-%m-%d"), "rtlgen": bench.rtlgen_rev(), "model_file": f"{arch}_{fmt}.onnx"}
-    stamp, digest = d.with_name(d.name + ".sources"), source_digest()  # beside the build folder, not in it
+    stamp, digest = d.with_name(d.name + ".sources"), bench.source_digest()  # beside the build folder, not in it
     stale = not stamp.exists() or stamp.read_text() != digest
     if not (d / "report.json").exists() or (rtl and not have_rtl) or stale:
         cmd = ["rtlgen", "build", str(m), "--board", board, "--out", str(d), "--json"] + ([] if rtl else ["--no-rtl"])
