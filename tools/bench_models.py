@@ -84,6 +84,13 @@ def measure(args, arch: str, fmt: str, board: str) -> dict:
         r2, dt2 = _run(["rtlgen", "sim", str(d), "--random", str(args.sim), "--stall", str(args.stall), "--seed", "2",
                         "--json"])
         row.update(stall=args.stall, stall_frames=r2["images"], stall_mismatches=r2["mismatches"])
+    # the timing estimate first: its per-module netlists carry the cell counts --synth-per-module then reuses
+    if args.timing:
+        r, dt = _run(["rtlgen", "report", str(d), "--timing", "--json", "--no-chart", "--timing-timeout",
+                      str(args.synth_timeout)])
+        t = r.get("timing") or {}
+        row.update(fmax_mhz=t.get("fmax_mhz"), meets=t.get("meets"), limiting_module=t.get("limiting_module"),
+                   timing_seconds=round(dt, 1))
     if args.synth:
         r, dt = _run(["rtlgen", "report", str(d), "--synth", "--synth-per-module", "--json", "--no-chart",
                       "--synth-timeout", str(args.synth_timeout)])
@@ -91,12 +98,6 @@ def measure(args, arch: str, fmt: str, board: str) -> dict:
         row["yosys"] = {"lut": y.get("lut"), "ff": y.get("ff"), "dsp": y.get("dsp48e2"), "bram36": y.get("bram36_equiv"),
                         "uram": y.get("uram"), "fits": (r.get("synth") or {}).get("fits")}
         row["synth_seconds"] = round(dt, 1)
-    if args.timing:
-        r, dt = _run(["rtlgen", "report", str(d), "--timing", "--json", "--no-chart", "--timing-timeout",
-                      str(args.synth_timeout)])
-        t = r.get("timing") or {}
-        row.update(fmax_mhz=t.get("fmax_mhz"), meets=t.get("meets"), limiting_module=t.get("limiting_module"),
-                   timing_seconds=round(dt, 1))
     return row
 
 
