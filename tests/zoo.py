@@ -163,76 +163,14 @@ def _plain(t):
 
 
 def _brevitas_module():
-    import torch
-    import torch.nn as nn
-    from brevitas import nn as qnn
-    from brevitas.quant import (
-        Int8ActPerTensorFixedPoint,
-        Int8WeightPerTensorFixedPoint,
-        Int16Bias,
-        Uint8ActPerTensorFixedPoint,
-    )
+    """The small Brevitas residual CNN of these tests: tools/resnets.QResNet with two stages (8, 16 channels, one block
+    each: an identity block, then a stride-2 block with a quantized 1x1 projection shortcut), a calibrated int8 input
+    quantizer on normalized inputs, the 16x16 map average-pooled and quantized, a QuantLinear head."""
+    from brevitas.quant import Int8ActPerTensorFixedPoint
 
-    def qconv(cin, cout, k, stride=1):
-        return qnn.QuantConv2d(
-            cin,
-            cout,
-            k,
-            stride=stride,
-            padding=k // 2,
-            bias=True,
-            weight_quant=Int8WeightPerTensorFixedPoint,
-            bias_quant=Int16Bias,
-            return_quant_tensor=True,
-        )
-
-    def qrelu():
-        return qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
-
-    class BrevitasResNet(nn.Module):
-        """stem conv -> identity block -> projection block (1x1 s2 shortcut, quantized) -> avgpool -> QuantLinear."""
-
-        def __init__(self, c1=8, c2=16, classes=10, hw=32):
-            super().__init__()
-            self.inp = qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True)
-            self.stem = qconv(3, c1, 3)
-            self.stem_relu = qrelu()
-            # block 1: identity shortcut
-            self.b1_conv1 = qconv(c1, c1, 3)
-            self.b1_relu1 = qrelu()
-            self.b1_conv2 = qconv(c1, c1, 3)  # output NOT quantized before the add
-            self.b1_relu = qrelu()
-            # block 2: stride 2 with a 1x1 stride-2 projection shortcut whose output is quantized
-            self.b2_conv1 = qconv(c1, c2, 3, stride=2)
-            self.b2_relu1 = qrelu()
-            self.b2_conv2 = qconv(c2, c2, 3)
-            self.b2_short = qconv(c1, c2, 1, stride=2)
-            self.b2_short_q = qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True)
-            self.b2_relu = qrelu()
-            self.pool = nn.AvgPool2d(hw // 2)
-            self.pool_q = qnn.QuantIdentity(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
-            self.fc = qnn.QuantLinear(
-                c2, classes, bias=True, weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int16Bias, return_quant_tensor=False
-            )
-
-        def forward(self, x):
-            def _v(t):  # QuantTensor -> its dequantized value (plain tensors pass: calibration mode)
-                return t.value if hasattr(t, "value") else t
-
-            x = self.inp(x)
-            x = self.stem_relu(self.stem(x))
-            y = self.b1_relu1(self.b1_conv1(x))
-            y = self.b1_conv2(y)
-            x = self.b1_relu(_v(y) + _v(x))  # conv2 accumulator (dequantized) + skip, then ReLU -> Quant
-            y = self.b2_relu1(self.b2_conv1(x))
-            y = self.b2_conv2(y)
-            s = self.b2_short_q(_v(self.b2_short(x)))
-            x = self.b2_relu(_v(y) + _v(s))
-            x = self.pool_q(self.pool(_v(x)))
-            x = torch.flatten(x, 1)  # keeps the QuantTensor (the head needs its scale for the bias)
-            return self.fc(x)
-
-    return BrevitasResNet
+    R = _tools_resnets()
+    return lambda: R.QResNet(widths=(8, 16), blocks=(1, 1), shortcut="B", input_quant=Int8ActPerTensorFixedPoint,
+                             pool=16)
 
 
 def _brevitas_model(seed: int, mean, std, calib_pixels):
@@ -281,37 +219,6 @@ def brevitas_resnet(tmpdir, fmt: str = "qonnx", seed: int = 0, with_metadata: bo
 
 # ----------------------------------------------------------------------------------------------------------------
 # b) onnxruntime quantize_static on a float ResNet-like torch model (float scales)
-
-
-def _float_resnet_module():
-    import torch
-    import torch.nn as nn
-
-    def cbr(cin, cout, k, stride=1, relu=True):
-        layers = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout)]
-        if relu:
-            layers.append(nn.ReLU())
-        return nn.Sequential(*layers)
-
-    class FloatResNet(nn.Module):
-        def __init__(self, c1=8, c2=16, classes=10, maxpool=False):
-            super().__init__()
-            self.stem = cbr(3, c1, 3)
-            self.mp = nn.MaxPool2d(2) if maxpool else nn.Identity()
-            self.b1 = nn.Sequential(cbr(c1, c1, 3), cbr(c1, c1, 3, relu=False))
-            self.b2 = nn.Sequential(cbr(c1, c2, 3, stride=2), cbr(c2, c2, 3, relu=False))
-            self.b2_short = cbr(c1, c2, 1, stride=2, relu=False)
-            self.pool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(c2, classes)
-            self.relu = nn.ReLU()
-
-        def forward(self, x):
-            x = self.mp(self.stem(x))
-            x = self.relu(self.b1(x) + x)
-            x = self.relu(self.b2(x) + self.b2_short(x))
-            return self.fc(torch.flatten(self.pool(x), 1))
-
-    return FloatResNet
 
 
 def _randomize_bn(model, seed):
@@ -381,9 +288,10 @@ def float_resnet_onnx(tmpdir, seed: int = 0, maxpool: bool = False) -> Path:
     if path.exists():
         return path
     torch.manual_seed(seed)
-    model = _float_resnet_module()(maxpool=maxpool).eval()
+    model = _tools_resnets().CifarResNet(widths=(8, 16), blocks=(1, 1), shortcut="B", maxpool=maxpool,
+                                         global_pool=True).eval()
     _randomize_bn(model, seed)
-    _center_head(model, model.fc, torch.from_numpy(float_input(random_pixels(128, seed + 500), 1 / 255, CIFAR_MEAN, CIFAR_STD)))
+    _center_head(model, model.linear, torch.from_numpy(float_input(random_pixels(128, seed + 500), 1 / 255, CIFAR_MEAN, CIFAR_STD)))
     _torch_export(model, torch.zeros(1, 3, 32, 32), path)
     set_ir_version(path)
     return path

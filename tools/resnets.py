@@ -107,9 +107,12 @@ class Block(nn.Module):
 class QResNet(nn.Module):
     """CIFAR ResNet: stem conv3x3 -> stages of basic blocks -> avgpool 8x8 -> dense."""
 
-    def __init__(self, widths=(16, 32, 64), blocks=(1, 1, 1), shortcut="B", num_classes=10):
+    def __init__(self, widths=(16, 32, 64), blocks=(1, 1, 1), shortcut="B", num_classes=10, input_quant=InputQuant,
+                 pool=8):
+        """``input_quant``: the input quantizer (default: int8 ``pixel - 128`` at scale 2**-7; tests use a calibrated
+        one on normalized inputs); ``pool``: the average pool's kernel (the last stage's map size)."""
         super().__init__()
-        self.inp = QuantIdentity(act_quant=InputQuant, return_quant_tensor=True)
+        self.inp = QuantIdentity(act_quant=input_quant, return_quant_tensor=True)
         self.stem = qconv(3, widths[0], 3, 1, 1)
         self.stem_relu = qrelu()
         layers = []
@@ -120,7 +123,7 @@ class QResNet(nn.Module):
                 layers.append(Block(cin, w, stride, shortcut))
                 cin = w
         self.blocks = nn.Sequential(*layers)
-        self.pool = nn.AvgPool2d(8)
+        self.pool = nn.AvgPool2d(pool)
         self.pool_quant = QuantIdentity(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
         self.fc = QuantLinear(
             cin, num_classes, bias=True, weight_quant=WQ, bias_quant=BQ, return_quant_tensor=False
@@ -417,8 +420,12 @@ class CifarResNet(nn.Module):
     entering every stage but the first), global average pool, linear head. ``stages=True`` names the stages
     ``layer1``, ``layer2``, ... (the parameter names of the shared ResNet20 state dict), else one ``layers``."""
 
-    def __init__(self, widths=(16, 32, 64), blocks=(3, 3, 3), shortcut="A", classes=10, stages=False):
+    def __init__(self, widths=(16, 32, 64), blocks=(3, 3, 3), shortcut="A", classes=10, stages=False, maxpool=False,
+                 global_pool=False):
+        """``maxpool``: a 2x2 max pool after the stem; ``global_pool``: the head's pool as ``GlobalAveragePool``
+        (adaptive) instead of an ``AveragePool`` over the whole map (the same numbers; another ONNX op)."""
         super().__init__()
+        self.maxpool, self.global_pool = maxpool, global_pool
         self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.stages = stages
@@ -438,12 +445,14 @@ class CifarResNet(nn.Module):
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
+        if self.maxpool:
+            out = F.max_pool2d(out, 2)
         if self.stages:
             for i in range(self.n_stages):
                 out = getattr(self, f"layer{i + 1}")(out)
         else:
             out = self.layers(out)
-        out = F.avg_pool2d(out, out.size()[3])
+        out = F.adaptive_avg_pool2d(out, 1) if self.global_pool else F.avg_pool2d(out, out.size()[3])
         return self.linear(out.view(out.size(0), -1))
 
 
@@ -465,5 +474,5 @@ class PlainCNN(nn.Module):
 
     def forward(self, x):
         out = self.features(x)
-        out = F.avg_pool2d(out, out.size()[3])
+        out = F.adaptive_avg_pool2d(out, 1) if self.global_pool else F.avg_pool2d(out, out.size()[3])
         return self.linear(out.view(out.size(0), -1))
