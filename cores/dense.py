@@ -53,6 +53,7 @@ from .fifo import StreamFIFO
 from .arith import credit_counter, delay, lane, lut_mul_pps, normalize_requant, ptree, ptree_stages, tree_reduce
 from .requant import RequantStage
 from .interface import LayerCore
+from rtlgen.plan.geometry import dense_weight_register
 from .stream import act_signature, beats_per_pixel
 
 __all__ = ["DenseCore"]
@@ -199,7 +200,7 @@ class DenseCore(LayerCore, wiring.Component):
         UltraRAM (their output register: the RAM's clock-to-out plus a multiplier was the worst path, 289 MHz), i.e.
         wherever the ROM is a memory not forced into logic (``auto`` lets synthesis choose block RAM; the planner's
         ``bram`` storage arrives here as ``auto``); a logic ROM's read register already feeds the multipliers."""
-        return self.uram or (self.storage not in ("lut", "logic") and len(self.rom_words()) > 1)
+        return dense_weight_register(self.storage, self.rom_depth)
 
     @property
     def result_depth(self) -> int:

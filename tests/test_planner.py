@@ -311,3 +311,25 @@ def test_conv_dsp_model_equals_the_core_with_a_multiplier_requant(zoo_dir, pp, p
         _, r = cost.conv_config_cost(lay, po, pi, pp, packing, "dsp", "lut", lanes_in=pi)
         core = Conv(lay, ich_par=pi, och_par=po, pix_par=pp, packing=packing, storage="lut")
         assert r["dsp"] == core.resources()["dsp"], (lay.name, r["dsp"], core.resources())
+
+
+@pytest.mark.parametrize("storage", ["lut", "bram", "uram"])
+def test_dense_weight_register_costed_as_built(storage):
+    """The planner charges a dense layer's weight-word and input registers exactly where the core builds them
+    (``DenseCore.weight_reg``: block RAM / UltraRAM weights, more than one ROM word)."""
+    import numpy as np
+    from rtlgen.cores.dense import DenseCore
+
+    rng = np.random.default_rng(0)
+    C, O, pi, po = 64, 16, 8, 2
+    q = ir.QType(scale=1.0, zero_point=0, signed=True)
+    layer = ir.Dense("fc", ["x"], (1, 1, C), (1, 1, O), q, weights=rng.integers(-128, 128, (O, C)),
+                     bias=np.zeros(O, dtype=np.int64), requant=None, in_q=q)
+    plan_storage = {"lut": "logic", "uram": "uram"}.get(storage, "auto")  # how DenseCore.plan_knobs passes it
+    core = DenseCore.from_layer(layer, lanes_in=pi, och_par=po, ich_par=pi, storage=plan_storage)
+    regs = geometry.dense_weight_register(storage, core.rom_depth)
+    assert core.weight_reg == regs == (storage != "lut")
+    _, with_reg = cost.layer_config_cost(layer, po, pi, 1, False, "dsp", storage, pi)
+    _, lut_rom = cost.layer_config_cost(layer, po, pi, 1, False, "dsp", "lut", pi)
+    load = cost.FF_PER_URAM_LOAD if storage == "uram" else 0  # the URAM weight loader
+    assert with_reg["ff"] - lut_rom["ff"] - load == (po * pi * 8 + pi * 8 if regs else 0)

@@ -8,8 +8,8 @@ import math
 from .. import ir
 from ..quant import is_pow2_multiplier
 from .data import RESOURCES
-from .geometry import (conv_dims, conv_live_slots, dw_dsp_count, dw_live_slots, dw_weight_word_bits, embed_kernel,
-                       is_depthwise, line_buffer_depth, weight_word_bits)
+from .geometry import (conv_dims, conv_live_slots, dense_weight_register, dw_dsp_count, dw_live_slots,
+                       dw_weight_word_bits, embed_kernel, is_depthwise, line_buffer_depth, weight_word_bits)
 
 
 
@@ -90,6 +90,8 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
     wbits = weight_word_bits(po, pi, tp)
     depth = ceil_div(O, po) * ceil_div(KK, tp) * ceil_div(C, pi)
     bram = uram = 0
+    if isinstance(layer, ir.Dense) and dense_weight_register(storage, depth):
+        ff += wbits + pi * 8  # the dense core's weight word and input register (cores/dense.py weight_reg)
     if storage == "lut":
         lut += lut_rom_luts(wbits, depth)
     elif storage == "bram":

@@ -103,6 +103,13 @@ def weight_word_bits(och_par: int, ich_par: int, tap_par: int = 1) -> int:
     return och_par * ich_par * tap_par * 8
 
 
+def dense_weight_register(storage: str, rom_depth: int) -> bool:
+    """Whether a dense core registers its weight ROM word once more before the multipliers (a block RAM's / UltraRAM's
+    output register: RAM clock-to-out plus a multiplier was the worst path): wherever the ROM is a memory not forced
+    into logic (``storage`` neither ``lut`` nor ``logic``) and more than one word deep, and always in UltraRAM."""
+    return storage == "uram" or (storage not in ("lut", "logic") and rom_depth > 1)
+
+
 def dw_weight_word_bits(ch_par: int, tap_par: int = 1) -> int:
     """Bits of the weight word a depthwise engine reads per cycle (one int8 weight per channel lane and tap slot)."""
     return ch_par * tap_par * 8
