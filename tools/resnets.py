@@ -474,5 +474,5 @@ class PlainCNN(nn.Module):
 
     def forward(self, x):
         out = self.features(x)
-        out = F.adaptive_avg_pool2d(out, 1) if self.global_pool else F.avg_pool2d(out, out.size()[3])
+        out = F.avg_pool2d(out, out.size()[3])
         return self.linear(out.view(out.size(0), -1))
