@@ -72,7 +72,10 @@ def save_results(res: dict, sections=None):
             if isinstance(res[k], dict) and "runs" in res[k] and isinstance(disk.get(k), dict):
                 runs = dict(disk[k].get("runs", {}))
                 runs.update({key: row for key, row in res[k]["runs"].items() if (k, key) in FRESH})
+                on_disk = list(disk[k].get("commands") or [])
                 disk[k] = res[k] | {"runs": runs}
+                if isinstance(res[k].get("commands"), list):  # every run's command (runs at once), in order
+                    disk[k]["commands"] = on_disk + [c for c in res[k]["commands"] if c not in on_disk]
             else:
                 disk[k] = res[k]
         res = disk
