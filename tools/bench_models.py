@@ -186,6 +186,7 @@ def main(argv=None):
                     "body": render_rows(runs) + "\n\n" + NOTE, "runs": runs, "commands": cmds}
     res = bench.save_results(res, sections=[SECTION])  # merged with rows another run stored meanwhile
     res[SECTION]["body"] = render_rows(res[SECTION]["runs"]) + "\n\n" + NOTE
+    res[SECTION]["command"] = "; ".join(res[SECTION].get("commands") or []) or res[SECTION]["command"]
     res = bench.save_results(res)
     bench.BENCH_MD.write_text(bench.render(res))
     bench.update_readme(res)
