@@ -45,6 +45,8 @@ import operator
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 
+from rtlgen.plan.geometry import DSP_A_BITS, DSP_B_BITS, pmul_split
+
 __all__ = ["clog2", "lane", "tree_reduce", "count_beats", "delay", "tree_levels", "ptree_stages", "ptree",
            "rshift_round_value",
            "lut_mul_pps", "lut_mul", "credit_fifo", "REQUANT_PIPE_STAGES", "requant_pipe",
@@ -122,22 +124,6 @@ def const_mul(v, k: int):
         lo = (k & -k).bit_length() - 1
         return (v << (k.bit_length() - 1)) + (v << lo)
     return v * Const(k, unsigned(k.bit_length()))
-
-
-#: DSP48E2 multiplier ports: 27-bit and 18-bit signed operands
-DSP_A_BITS, DSP_B_BITS = 27, 18
-
-
-def _chunks(width: int, step: int) -> int:
-    return max(1, -(-(width - 1) // step)) if width > step + 1 else 1
-
-
-def pmul_split(a_bits: int, b_bits: int) -> tuple[int, int]:
-    """Chunks ``(n_a, n_b)`` :func:`pmul` splits a ``a_bits`` x ``b_bits`` signed product into, so that every partial
-    product fits one DSP48E2 (18 x 27 bits signed): ``a`` in 17-bit pieces, ``b`` in 26-bit pieces."""
-    if min(a_bits, b_bits) <= DSP_B_BITS and max(a_bits, b_bits) <= DSP_A_BITS:
-        return 1, 1
-    return _chunks(a_bits, DSP_B_BITS - 1), _chunks(b_bits, DSP_A_BITS - 1)
 
 
 def pmul_stages(a_bits: int, b_bits: int) -> int:

@@ -93,7 +93,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtlgen import ir
-from rtlgen.plan.geometry import conv_live_slots, conv_window
+from rtlgen.plan.geometry import conv_live_slots, conv_window, mac_range
 from rtlgen.quant import bits_signed
 
 from .arith import credit_counter, delay, ptree, ptree_stages, tree_reduce
@@ -180,15 +180,6 @@ def dsp_count(och_par: int, ich_par: int, pix_par: int, packing: bool, mult: str
     return och_par * ich_par * per
 
 
-def _mac_range(weights2d: np.ndarray, x_lo: int, x_hi: int) -> tuple[int, int]:
-    w = weights2d.astype(np.int64)
-    pos = np.where(w > 0, w, 0)
-    neg = np.where(w < 0, w, 0)
-    hi = (pos * x_hi).sum(1) + (neg * x_lo).sum(1)
-    lo = (pos * x_lo).sum(1) + (neg * x_hi).sum(1)
-    return int(min(lo.min(), 0)), int(max(hi.max(), 0))
-
-
 def _acc_layout(lanes, bits, extra=0):
     return unsigned(lanes * bits + extra)
 
@@ -263,7 +254,7 @@ class ConvEngine(wiring.Component):
         self.in_signed = in_signed
         self.x_lo, self.x_hi = (-128, 127) if in_signed else (0, 255)
         self.out_pixels = out_pixels
-        lo, hi = _mac_range(self.weights.reshape(O, -1), self.x_lo, self.x_hi)
+        lo, hi = mac_range(self.weights.reshape(O, -1), self.x_lo, self.x_hi)
         self.acc_lo, self.acc_hi = lo, hi
         self.acc_bits = bits_signed(lo, hi)
         if self.acc_bits > 32:
@@ -650,9 +641,9 @@ class Conv(LayerCore, wiring.Component):
     def resources(self) -> dict:
         """Pure-Python resource model for the planner.
 
-        ``dsp_mac``: MAC multipliers (one DSP48E2 each); ``requant_mults``/``residual_mults``: the requant's
-        ``acc x m`` multipliers (``acc_bits``+bias x 24 bits: 2 DSP48E2 each on 27x18 DSPs) and the residual's
-        ``skip x res_m`` ones (1 DSP each), 0 when the factors are powers of two (shifts);
+        ``dsp_mac``: MAC multipliers (one DSP48E2 each); ``requant_dsp``: the requant's ``acc x m`` and the residual's
+        ``skip x res_m`` products, their DSP-sized partial products per lane
+        (:attr:`~rtlgen.cores.requant.RequantStage.dsp_per_lane`), 0 when the factors are powers of two (shifts);
         ``line_buffer_bits`` (x2 with ``pix_par=2``: two read ports duplicate the memory), ``weight_bits``
         (ROM depth x width; BRAM/URAM or LUTs by ``storage``).
         """
@@ -661,19 +652,18 @@ class Conv(LayerCore, wiring.Component):
             return {
                 "dsp_mac": dsp_count(eng.och, len(eng.live), eng.pix, eng.packing, eng.mult),
                 "lut_mults": eng.och * len(eng.live) * eng.pix if eng.mult == "lut" else 0,
-                "requant_mults": 0 if rq.m_shift else eng.och,
-                "residual_mults": (0 if rq.r_shift else eng.och) if rq.residual else 0,
+                "requant_dsp": eng.och * rq.dsp_per_lane,
                 "line_buffer_bits": wg.DG * wg.lanes * 8 * wg.pix * wg.T,
                 "weight_bits": eng.rom_depth * eng.rom_width,
                 "weight_rom": (eng.rom_depth, eng.rom_width, eng.storage),
             }
 
         out = parts(self.engine, self.window)
-        out["dsp"] = out["dsp_mac"] + 2 * out["requant_mults"] + out["residual_mults"]
+        out["dsp"] = out["dsp_mac"] + out["requant_dsp"]
         if self.proj_layer is not None:
             p = parts(self.proj_engine, self.proj_window)
             out["proj"] = p
-            out["dsp"] += p["dsp_mac"] + 2 * p["requant_mults"]
+            out["dsp"] += p["dsp_mac"] + p["requant_dsp"]
             out["line_buffer_bits"] += p["line_buffer_bits"]
             out["weight_bits"] += p["weight_bits"]
         return out

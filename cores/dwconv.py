@@ -70,7 +70,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtlgen import ir
-from rtlgen.plan.geometry import dw_dsp_count, embed_kernel
+from rtlgen.plan.geometry import dw_dsp_count, embed_kernel, mac_range
 from rtlgen.quant import bits_signed
 
 from .arith import credit_counter, delay, ptree, ptree_stages
@@ -84,16 +84,6 @@ __all__ = ["DW_STORAGE", "DWConv", "DWConvEngine", "dw_dsp_count", "embed_kernel
 
 #: weight storage of the depthwise engine (``uram`` is not offered: a depthwise layer holds ``Kh*Kw*C`` bytes)
 DW_STORAGE = {"bram": {"ram_style": "block", "rom_style": "block"}, "lut": {}}
-
-
-def _acc_range(w2d: np.ndarray, x_lo: int, x_hi: int) -> tuple[int, int]:
-    """Range of ``sum_k x_k * w[c, k]`` over every channel ``c`` (rows of ``w2d``) and inputs in ``[x_lo, x_hi]``."""
-    w = w2d.astype(np.int64)
-    pos = np.where(w > 0, w, 0)
-    neg = np.where(w < 0, w, 0)
-    hi = (pos * x_hi).sum(1) + (neg * x_lo).sum(1)
-    lo = (pos * x_lo).sum(1) + (neg * x_hi).sum(1)
-    return int(min(lo.min(), 0)), int(max(hi.max(), 0))
 
 
 class DWConvEngine(wiring.Component):
@@ -156,7 +146,7 @@ class DWConvEngine(wiring.Component):
         self.in_signed = in_signed
         self.x_lo, self.x_hi = (-128, 127) if in_signed else (0, 255)
         self.out_pixels = out_pixels
-        lo, hi = _acc_range(self.weights.reshape(C, -1), self.x_lo, self.x_hi)
+        lo, hi = mac_range(self.weights.reshape(C, -1), self.x_lo, self.x_hi)
         self.acc_lo, self.acc_hi = lo, hi
         self.acc_bits = bits_signed(lo, hi)
         if self.acc_bits > 32:
@@ -495,19 +485,19 @@ class DWConv(LayerCore, wiring.Component):
 
     def resources(self) -> dict:
         """Pure-Python resource model (the planner's, :meth:`rtlgen.cores.conv.Conv.resources` keys): ``dsp_mac``,
-        ``lut_mults``, ``requant_mults`` (2 DSP48E2 each), ``line_buffer_bits`` (``pix_par * tap_par`` memory
+        ``lut_mults``, ``requant_dsp`` (the requant's DSP48E2s), ``line_buffer_bits`` (``pix_par * tap_par`` memory
         copies), ``weight_bits``, ``weight_rom``, ``dsp``."""
         e, wg = self.engine, self.window
         rq = e.requant
         out = {
             "dsp_mac": self.dsp,
             "lut_mults": len(e.lanes_live) * len(e.slots) * e.pix if e.mult == "lut" else 0,
-            "requant_mults": 0 if rq.m_shift else e.ch,
+            "requant_dsp": e.ch * rq.dsp_per_lane,
             "line_buffer_bits": wg.DG * wg.lanes * 8 * wg.pix * wg.T,
             "weight_bits": e.rom_depth * e.rom_width,
             "weight_rom": (e.rom_depth, e.rom_width, e.storage),
         }
-        out["dsp"] = out["dsp_mac"] + 2 * out["requant_mults"]
+        out["dsp"] = out["dsp_mac"] + out["requant_dsp"]
         return out
 
     def elaborate(self, platform):

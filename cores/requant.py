@@ -45,6 +45,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtlgen.plan.geometry import requant_fold, requant_lane_dsp
 from rtlgen.quant import bits_signed
 
 from .arith import check_out_shift, credit_counter, delay, logic_rom, pmul, pmul_stages, requant_pipe, shift_out
@@ -135,17 +136,11 @@ class RequantStage(wiring.Component):
         # one constant rounding shift S = max(sh): rshift_round(v, sh[o]) == rshift_round(v << (S - sh[o]), S)
         # exactly (same rational value); the per-channel left shift ls[o] = S - sh[o] folds into power-of-two
         # multipliers, otherwise it is a barrel shift of its own after the products (:attr:`ls`)
-        self.ls = None
-        S = int(self.sh.max())
-        lsv = S - self.sh
-        self.sh = np.full(n, S, dtype=np.int64)
-        res_m = None if res_m is None else padded(res_m, 1)
-        if np.any(lsv):
-            if _pow2(self.m) and (res_m is None or _pow2(res_m)):
-                self.m = self.m << lsv
-                res_m = None if res_m is None else res_m << lsv
-            else:
-                self.ls = lsv
+        mf, rf, ls = requant_fold(self.m, self.sh, None if res_m is None else padded(res_m, 1))
+        self.m = np.array(mf, dtype=np.int64)
+        res_m = None if rf is None else np.array(rf, dtype=np.int64)
+        self.ls = None if ls is None else np.array(ls, dtype=np.int64)
+        self.sh = np.full(n, int(self.sh.max()), dtype=np.int64)
         self.zp_out, self.lo, self.hi = int(zp_out), int(lo), int(hi)
         if not (-128 <= lo <= hi <= 255):
             raise ValueError("requant clamp range must fit an 8-bit type")
@@ -215,6 +210,14 @@ class RequantStage(wiring.Component):
         else:
             r_lo = r_hi = 0
         return t_shape, signed(bits_signed(p_lo + r_lo, p_hi + r_hi) + 1)
+
+    @property
+    def dsp_per_lane(self) -> int:
+        """DSP48E2s of one lane: the DSP-sized partial products of its ``(acc + bias) x m`` product (and of the
+        residual's ``(skip - zp) x res_m``) as built, none for shifts
+        (:func:`rtlgen.plan.geometry.requant_lane_dsp`, the planner's figure)."""
+        t_shape, _ = self._shapes()
+        return requant_lane_dsp(t_shape.width, self.m, self.res_m if self.residual else None)
 
     @property
     def mul_stages(self) -> int:

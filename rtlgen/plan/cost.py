@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 
 from .. import ir
-from ..quant import is_pow2_multiplier
 from .data import RESOURCES
-from .geometry import (conv_dims, conv_live_slots, dense_weight_register, dw_dsp_count, dw_live_slots,
-                       dw_weight_word_bits, embed_kernel, is_depthwise, line_buffer_depth, weight_word_bits)
+from ..quant import bits_signed
+from .geometry import (avg_pool_dsp, avg_pool_sum_bits, conv_dims, conv_live_slots, dense_weight_register,
+                       dw_dsp_count, dw_live_slots, dw_weight_word_bits, embed_kernel, is_depthwise, line_buffer_depth,
+                       mac_range, requant_fold, requant_lane_dsp, weight_word_bits)
 
 
 
@@ -31,7 +32,6 @@ FF_PER_MAC = 60
 FF_PER_REQUANT_LANE = 150
 LUT_PER_STAGE = 400  # control, counters, handshake, window generator, requant (shift)
 LUT_PER_REQUANT_LANE = 60
-DSP_PER_MULT_REQUANT_LANE = 2  # 24 x 32-bit fixed-point multiplier
 #: start-up weight load of a URAM memory (UltraRAM has no initial contents): write-address counter, loaded flag,
 #: write enable and its share of the top's ``wload`` daisy chain (the payload is broadcast, no per-memory register)
 LUT_PER_URAM_LOAD = 24
@@ -62,6 +62,52 @@ def lut_rom_luts(width_bits: int, depth: int) -> int:
     return width_bits * ceil_div(depth, 64) + (width_bits if depth > 64 else 0)
 
 
+def _per_channel(v, channels: int) -> list[int]:
+    """A scalar or per-channel integer parameter as ``channels`` Python ints."""
+    v = [int(x) for x in (list(v.reshape(-1)) if hasattr(v, "reshape") else [v])]
+    return v * channels if len(v) == 1 else v
+
+
+def normalized_multipliers(rq, channels: int) -> list[int]:
+    """Per-channel multipliers of ``rq`` brought to one shift ``S = max(0, max(sh))`` (``m << (S - sh)``: the
+    cores' ``normalize_requant``)."""
+    m, sh = _per_channel(rq.m, channels), _per_channel(rq.sh, channels)
+    S = max(0, max(sh))
+    return [x << (S - s_) for x, s_ in zip(m, sh)]
+
+
+def requant_dsp_per_lane(layer, lanes: int) -> int:
+    """DSP48E2s of one requant lane of a conv, depthwise or dense layer, as its core builds them
+    (:attr:`rtlgen.cores.requant.RequantStage.dsp_per_lane`): the accumulator range the core sizes its adders by
+    (inputs over the whole int8/uint8 range; conv and depthwise: zero included, the bias range added, the padding
+    channels of the last lane group holding bias 0; dense: per channel with its bias), the multipliers after
+    :func:`~rtlgen.plan.geometry.requant_fold` (dense: :func:`normalized_multipliers` first)."""
+    rq = layer.requant
+    if rq is None:
+        return 0
+    signed = layer.in_q.signed if layer.in_q is not None else True
+    x_lo, x_hi = (-128, 127) if signed else (0, 255)
+    O = layer.weights.shape[0]
+    w2d = layer.weights.reshape(O, -1).astype("int64")
+    bias = _per_channel(layer.bias, O) if layer.bias is not None and layer.bias.size else [0] * O
+    m, sh = _per_channel(rq.m, O), _per_channel(rq.sh, O)
+    res_m = None
+    if isinstance(layer, ir.Dense):
+        pos, neg = (w2d > 0) * w2d, (w2d < 0) * w2d
+        lo = [bb + int(p) * x_lo + int(n) * x_hi for bb, p, n in zip(bias, pos.sum(1), neg.sum(1))]
+        hi = [bb + int(p) * x_hi + int(n) * x_lo for bb, p, n in zip(bias, pos.sum(1), neg.sum(1))]
+        t_lo, t_hi = min(lo), max(hi)
+        m, sh = normalized_multipliers(rq, O), [0] * O
+    else:
+        lo, hi = mac_range(w2d, x_lo, x_hi)
+        b = bias + ([0] if O % lanes else [])
+        t_lo, t_hi = lo + min(b), hi + max(b)
+        if getattr(layer, "residual", None) is not None:
+            res_m = _per_channel(layer.res_m, O)
+    m, res_m, _ = requant_fold(m, sh, res_m)
+    return requant_lane_dsp(bits_signed(t_lo, t_hi), m, res_m)
+
+
 def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
     npix, O, C, KK, W, K = conv_dims(layer)
     compute = ceil_div(npix, pp) * ceil_div(O, po) * ceil_div(KK, tp) * ceil_div(C, pi)
@@ -81,10 +127,7 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
     lanes = po * pp
     rq = layer.requant
     # the requant (cores/requant.py RequantStage) has och_par lanes: packed pixel pairs leave one after the other
-    if rq is not None and rq.kind == "multiplier":
-        dsp += po * DSP_PER_MULT_REQUANT_LANE
-    if getattr(layer, "residual", None) is not None and not is_pow2_multiplier(layer.res_m):
-        dsp += po  # skip x res_m: one DSP per lane
+    dsp += po * requant_dsp_per_lane(layer, po)  # the requant's (and residual's) products (cores/requant.py)
     lut += LUT_PER_STAGE + lanes * LUT_PER_REQUANT_LANE
     ff = mults * FF_PER_MAC + 2 * LUT_PER_STAGE + lanes * FF_PER_REQUANT_LANE
     wbits = weight_word_bits(po, pi, tp)
@@ -156,8 +199,7 @@ def dwconv_config_cost(layer, cp, pp, packing, mult, storage, lanes_in, tp=1):
     else:
         lut = macs * LUT_PER_LUT_MAC
     rq = layer.requant
-    if rq is not None and rq.kind == "multiplier":
-        dsp += cp * DSP_PER_MULT_REQUANT_LANE
+    dsp += cp * requant_dsp_per_lane(layer, cp)
     lut += LUT_PER_STAGE + cp * LUT_PER_REQUANT_LANE
     if ntg > 1:  # accumulator delay lines: 32-bit SRLs of G entries per lane and pixel
         lut += lanes * pp * 32 * ceil_div(G, 32)
@@ -217,9 +259,9 @@ def edge_costs(net, plan) -> dict[str, dict]:
 
 
 def slim_lanes(lay, target: int | None) -> int:
-    """Lanes of a standalone add or requant core (elementwise, one beat per cycle): the fewest (1, 2, 4, 8, 16,
-    capped at the channel count) that keep it within ``target`` cycles per frame; ``None``: one pixel per cycle (up
-    to 16 lanes). The slowest MAC stage sets ``target``, so these cores (and their skip buffers) shrink with it."""
+    """Lanes of a :func:`slimmed` stage (an add, requant or average pool core: one beat per cycle): the fewest (1, 2,
+    4, 8, 16, capped at the channel count) that keep it within ``target`` cycles per frame; ``None``: one pixel per
+    cycle (up to 16 lanes). The slowest MAC stage sets ``target``, so these cores (and their skip buffers) shrink with it."""
     H, W, C = lay.in_shape
     top = max(1, min(C, 16))
     if target is None:
@@ -230,17 +272,30 @@ def slim_lanes(lay, target: int | None) -> int:
     return min(lanes, top)
 
 
+def slimmed(lay) -> bool:
+    """A non-MAC stage whose lanes follow the slowest stage (:func:`slim_lanes`): a standalone add or requant, or an
+    average pool whose requant multiplies (a DSP48E2 per lane; a pool whose multipliers are shifts keeps one pixel
+    per cycle)."""
+    if isinstance(lay, (ir.Add, ir.Requantize)):
+        return True
+    if isinstance(lay, ir.Pool) and lay.mode == "avg" and lay.requant is not None:
+        C = lay.in_shape[2]
+        return avg_pool_dsp(1, C, normalized_multipliers(lay.requant, C), avg_pool_sum_bits(lay)) > 0
+    return False
+
+
 def fixed_stage_costs(net, target: int | None = None, lanes: dict | None = None):
     """(cycles, resources, lanes) of the non-MAC stages (input table, pools, adds, shortcuts, requants): one pixel per
-    cycle, except standalone adds and requants, which get the fewest lanes that meet ``target`` cycles per frame
-    (:func:`slim_lanes`) or the ``lanes`` given per layer name (a plan's own decision)."""
+    cycle, except the :func:`slimmed` stages (standalone adds and requants, average pools with multipliers), which
+    get the fewest lanes that meet ``target`` cycles per frame (:func:`slim_lanes`) or the ``lanes`` given per layer
+    name (a plan's own decision)."""
     out = {}
     for lay in net.layers:
         if isinstance(lay, (ir.Conv, ir.Dense)):
             continue
         H, W, C = lay.in_shape if not isinstance(lay, ir.InputStage) else lay.out_shape
         lanes_ = C if isinstance(lay, ir.InputStage) else max(1, min(C, 16))
-        if isinstance(lay, (ir.Add, ir.Requantize)):
+        if slimmed(lay):
             lanes_ = (lanes or {}).get(lay.name) or slim_lanes(lay, target)
         cyc = H * W * ceil_div(C, lanes_)
         # FF: the pipelined requant of adds, average pools and requant cores (<= 2 adders per stage, output FIFO)
@@ -250,6 +305,8 @@ def fixed_stage_costs(net, target: int | None = None, lanes: dict | None = None)
             res["lut"] += 8 * 4 * lanes_  # a 256 x 8 table ROM per lane (one pixel of C lanes per beat) in LUTs
         if isinstance(lay, ir.Pool) and not lay.is_global:
             res["bram36"] = 0.5
+        if isinstance(lay, ir.Pool) and lay.mode == "avg" and lay.requant is not None:
+            res["dsp"] = avg_pool_dsp(lanes_, C, normalized_multipliers(lay.requant, C), avg_pool_sum_bits(lay))
         out[lay.name] = (cyc, res, lanes_)
     return out
 

@@ -5,6 +5,7 @@ these sizes (``cores/linebuffer.py``, ``cores/conv.py``); nothing here imports A
 from __future__ import annotations
 
 from .. import ir
+from ..quant import is_pow2_multiplier as _pow2
 
 
 
@@ -55,6 +56,110 @@ def conv_live_slots(layer, tap: int) -> list[int]:
     kh, kw = layer.kernel
     K, oy, ox, _ = conv_window(layer)
     return dw_live_slots(K, oy, ox, kh, kw, tap)
+
+
+#: DSP48E2 multiplier ports: 27-bit and 18-bit signed operands
+DSP_A_BITS, DSP_B_BITS = 27, 18
+
+
+def _chunks(width: int, step: int) -> int:
+    return max(1, -(-(width - 1) // step)) if width > step + 1 else 1
+
+
+def pmul_split(a_bits: int, b_bits: int) -> tuple[int, int]:
+    """Chunks ``(n_a, n_b)`` a ``a_bits`` x ``b_bits`` signed product is split into (``cores/arith.py`` ``pmul``), so
+    that every partial product fits one DSP48E2 (18 x 27 bits signed): ``a`` in 17-bit pieces, ``b`` in 26-bit
+    pieces."""
+    if min(a_bits, b_bits) <= DSP_B_BITS and max(a_bits, b_bits) <= DSP_A_BITS:
+        return 1, 1
+    return _chunks(a_bits, DSP_B_BITS - 1), _chunks(b_bits, DSP_A_BITS - 1)
+
+
+def pmul_dsp(a_bits: int, b_bits: int) -> int:
+    """DSP48E2s of one ``a_bits`` x ``b_bits`` signed product: its DSP-sized partial products."""
+    na, nb = pmul_split(a_bits, b_bits)
+    return na * nb
+
+
+def requant_fold(m, sh, res_m=None):
+    """The requant's multipliers after its one constant rounding shift ``S = max(sh)`` (``cores/requant.py``
+    ``RequantStage`` builds this): the per-channel left shifts ``S - sh`` fold into the multipliers when they are all
+    powers of two (and so are the residual's), else they stay a barrel shift. Returns ``(m, res_m, ls)`` as lists
+    (``ls`` None when folded or all zero)."""
+    m, sh = [int(x) for x in m], [int(x) for x in sh]
+    res_m = None if res_m is None else [int(x) for x in res_m]
+    S = max(sh)
+    ls = [S - x for x in sh]
+    if any(ls):
+        if _pow2(m) and (res_m is None or _pow2(res_m)):
+            m = [x << k for x, k in zip(m, ls)]
+            res_m = None if res_m is None else [x << k for x, k in zip(res_m, ls)]
+            ls = None
+    else:
+        ls = None
+    return m, res_m, ls
+
+
+#: width of the requant's skip operand ``skip - res_zp`` (``cores/requant.py``)
+RES_OPERAND_BITS = 10
+
+
+def requant_lane_dsp(t_bits: int, m, res_m=None) -> int:
+    """DSP48E2s of one requant lane (``cores/requant.py``): the ``(acc + bias) x m`` product of a ``t_bits``-wide sum
+    by the unsigned multipliers ``m`` (none when all are powers of two: a shift), plus the residual's
+    ``(skip - zp) x res_m`` one; ``m``/``res_m`` as :func:`requant_fold` returns them."""
+    n = 0 if _pow2(m) else pmul_dsp(t_bits, max(int(x) for x in m).bit_length() + 1)
+    if res_m is not None and not _pow2(res_m):
+        n += pmul_dsp(RES_OPERAND_BITS, max(int(x) for x in res_m).bit_length() + 1)
+    return n
+
+
+def const_mul_dsp(k: int, a_bits: int) -> int:
+    """DSP48E2s of ``v * k`` for a constant ``k >= 0`` and a signed ``a_bits``-wide ``v`` (``cores/arith.py``
+    ``const_mul``): none for a power of two or two set bits (a shift, one adder), else a multiplier."""
+    if k & (k - 1) == 0 or bin(k).count("1") == 2:
+        return 0
+    return pmul_dsp(a_bits, k.bit_length() + 1)
+
+
+def avg_pool_dsp(lanes: int, channels: int, m, sum_bits: int) -> int:
+    """DSP48E2s of an average pool's requant (``cores/pool.py`` ``PoolCore``): per lane, the window sum
+    (``sum_bits`` signed) times the multipliers of the channels it carries (``m``: one per channel, normalized to one
+    shift): a constant (:func:`const_mul_dsp`) when they are all equal, else a product by a selected multiplier."""
+    bpp = -(-channels // lanes)
+    n = 0
+    for i in range(lanes):
+        ms = [int(m[c]) if c < channels else 1 for c in (b * lanes + i for b in range(bpp))]
+        if len(set(ms)) == 1:
+            n += const_mul_dsp(ms[0], sum_bits)
+        else:
+            n += pmul_dsp(sum_bits, max(x.bit_length() for x in ms) + 1)
+    return n
+
+
+def avg_pool_sum_bits(layer) -> int:
+    """Width of an average pool's window sum (``cores/pool.py``): 9-bit ``x - zp`` values, ``ceil(log2(n))`` more
+    bits for a sum of ``n``."""
+    H, W, _ = layer.in_shape
+    kh, kw = layer.kernel
+    if layer.is_global:
+        return 9 + _clog2(H * W)
+    return 9 + _clog2(kw) + _clog2(kh)
+
+
+def _clog2(n: int) -> int:
+    return (n - 1).bit_length() if n > 1 else 0
+
+
+def mac_range(w2d, x_lo: int, x_hi: int) -> tuple[int, int]:
+    """Range of ``sum_k x_k * w[o, k]`` over every output ``o`` (rows of ``w2d``, an integer numpy array) and inputs
+    in ``[x_lo, x_hi]``, zero included: the accumulator range the conv and depthwise engines size their adders by."""
+    w = w2d.astype("int64")
+    pos = (w > 0) * w
+    neg = (w < 0) * w
+    hi = (pos * x_hi).sum(1) + (neg * x_lo).sum(1)
+    lo = (pos * x_lo).sum(1) + (neg * x_hi).sum(1)
+    return int(min(lo.min(), 0)), int(max(hi.max(), 0))
 
 
 def dw_dsp_count(ch_live: int, taps_live: int, pix_par: int, packing: bool, mult: str = "dsp") -> int:

@@ -51,7 +51,7 @@ import numpy as np
 from .. import ir
 from ..errors import OptionError
 from .cost import (ceil_div, edge_costs, fifo_cost, fixed_stage_costs, lane_converter_cost, layer_config_cost,
-                   min_resources)
+                   min_resources, slimmed)
 from .data import RESOURCES, UTILIZATION, Budget, LayerPlan, Plan, board_budget, validate_layer_plan
 from .geometry import MAX_SIGNAL_BITS, conv_dims, dw_weight_word_bits, dw_window, is_depthwise, weight_word_bits
 from .topology import projection_merges, topology
@@ -457,7 +457,8 @@ def recost(net: ir.Network, plan: Plan, exact_cycles=None):
     function ``(net, plan) -> {layer: cycles}`` (the cores' own cycle models, what RTL simulation measures) that
     replaces the closed form's cycles; the plan layer imports no core, so the caller passes it
     (:func:`rtlgen.cores.registry.core_cycles`)."""
-    fixed = fixed_stage_costs(net, lanes={lp.name: lp.lanes_out for lp in plan.layers if lp.kind in ("add", "requant")})
+    fixed = fixed_stage_costs(net, lanes={lay.name: plan.layer(lay.name).lanes_out for lay in net.layers
+                                          if slimmed(lay)})
     for lay in net.layers:
         lp = plan.layer(lay.name)
         if isinstance(lay, (ir.Conv, ir.Dense)):
