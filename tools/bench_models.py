@@ -139,7 +139,10 @@ NOTE = ("Models made by tools/tinyml.py (random He-initialised weights, activati
         "(24-bit multiplier requantization); `qonnx`: Brevitas, power-of-two scales. FPS at clock uses the measured "
         "cycles where the row was simulated, else the planner's prediction; '2 px/beat': the input stream bounded the frame "
         "and the planner folded pixel pairs into the stem's channels (rtlgen/plan/fold.py). The seed-style ResNet20's target is the "
-        "bundled ResNet20's measured cycles/frame on the same board.")
+        "bundled ResNet20's measured cycles/frame on the same board. Yosys rows of builds before 26fc50d (rtlgen "
+        "9115ee7) were planned with 2 DSPs per requant lane and none for the average pool's multipliers: their "
+        "'DSP (plan)' differs from what the RTL holds (MobileNetV1 @ ultra96v2: yosys 365 on a 360-DSP part); plans "
+        "since count each core's own products (tests/test_dsp_as_built.py) and rerunning those rows is pending.")
 
 
 def main(argv=None):
