@@ -39,13 +39,11 @@ Trees and pipelines: :func:`tree_reduce`, :func:`ptree`, :func:`delay`, :func:`c
 
 from __future__ import annotations
 
-import math
 import operator
 
-import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 
-from rtlgen.plan.geometry import DSP_A_BITS, DSP_B_BITS, pmul_split
+from rtlgen.plan.geometry import DSP_A_BITS, DSP_B_BITS, clog2, normalize_requant, pmul_split
 
 __all__ = ["clog2", "lane", "tree_reduce", "count_beats", "delay", "tree_levels", "ptree_stages", "ptree",
            "rshift_round_value",
@@ -173,10 +171,6 @@ def pmul(m, a, b, name: str):
 
 
 # -- trees, pipelines, tables ----------------------------------------------------------------------------------------
-
-
-def clog2(n: int) -> int:
-    return max(0, math.ceil(math.log2(n))) if n > 1 else 0
 
 
 def lane(data, i: int, width: int, is_signed: bool = True):
@@ -321,23 +315,6 @@ def shift_out(o, k: int, out_hi):
         return o
     s = Cat(Const(0, k), o[:8 - k])
     return s if out_hi is None else Mux(o > (int(out_hi) >> k), int(out_hi), s)
-
-
-def normalize_requant(m, sh, channels: int) -> tuple[list[int], int]:
-    """Per-channel ``(m, sh)`` -> per-channel multipliers ``m'`` and ONE constant shift ``S``.
-
-    ``rshift_round(v * m, sh) == rshift_round(v * (m << (S - sh)), S)`` exactly (same rational value, same
-    rounding), so the hardware needs a per-channel multiplier only. ``sh <= 0`` folds into ``m``.
-    """
-    m = np.broadcast_to(np.asarray(m, dtype=np.int64).reshape(-1), (channels,)) if np.size(m) == 1 else np.asarray(m).reshape(-1)
-    sh = np.broadcast_to(np.asarray(sh, dtype=np.int64).reshape(-1), (channels,)) if np.size(sh) == 1 else np.asarray(sh).reshape(-1)
-    if len(m) != channels or len(sh) != channels:
-        raise ValueError(f"requant parameters have {len(m)}/{len(sh)} entries for {channels} channels")
-    S = max(0, int(sh.max()))
-    mm = [int(mi) << (S - int(si)) for mi, si in zip(m, sh)]
-    if any(x <= 0 for x in mm):
-        raise ValueError("requant multipliers must be positive")
-    return mm, S
 
 
 def logic_rom(m: Module, name: str, words: list[int], width: int, addr, en):

@@ -53,7 +53,7 @@ from .fifo import StreamFIFO
 from .arith import credit_counter, delay, lane, lut_mul_pps, normalize_requant, ptree, ptree_stages, tree_reduce
 from .requant import RequantStage
 from .interface import LayerCore
-from rtlgen.plan.geometry import dense_weight_register
+from rtlgen.plan.geometry import dense_acc_range, dense_weight_register
 from .stream import act_signature, beats_per_pixel
 
 __all__ = ["DenseCore"]
@@ -131,9 +131,7 @@ class DenseCore(LayerCore, wiring.Component):
         self.n_og = math.ceil(O / och_par)
         self.out_width = 8 if requant is not None else ACC_BITS
         lo_x, hi_x = (-128, 127) if in_signed else (0, 255)
-        pos, neg = np.where(self.weights > 0, self.weights, 0), np.where(self.weights < 0, self.weights, 0)
-        acc_hi = self.bias + pos.sum(1) * hi_x + neg.sum(1) * lo_x
-        acc_lo = self.bias + pos.sum(1) * lo_x + neg.sum(1) * hi_x
+        acc_lo, acc_hi = dense_acc_range(self.weights, self.bias, lo_x, hi_x)
         self.acc_lo, self.acc_hi = acc_lo, acc_hi
         if acc_hi.max(initial=0) >= 1 << (ACC_BITS - 1) or acc_lo.min(initial=0) < -(1 << (ACC_BITS - 1)):
             raise ValueError("dense accumulator may overflow int32")

@@ -36,8 +36,6 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtlgen.plan.geometry import avg_pool_dsp
-
 from .arith import (REQUANT_PIPE_STAGES, clog2, const_mul, count_beats, credit_fifo, delay, lane, normalize_requant,
                     requant_pipe)
 from .fifo import SkidBuffer
@@ -343,15 +341,6 @@ class PoolCore(LayerCore, wiring.Component):
         # reducer's first window end (it then waits with a full output register)
         t_emit = next(t for t, row in enumerate(h.table()) if row[2])
         return h.steps_per_frame() + max(0, v.nv * v.inner - t_emit * h.inner)
-
-    @property
-    def dsp(self) -> int:
-        """DSP48E2s of the average's products as built (:func:`rtlgen.plan.geometry.avg_pool_dsp`, the planner's
-        figure); 0 for max pooling."""
-        if self.mode != "avg":
-            return 0
-        mm, _ = normalize_requant(self.requant[0], self.requant[1], self.shape[2])
-        return avg_pool_dsp(self.lanes, self.shape[2], mm, self.reducers[-1].w_acc)
 
     @property
     def _avg_mult(self) -> bool:

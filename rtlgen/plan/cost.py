@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 
 from .. import ir
-from .data import RESOURCES
 from ..quant import bits_signed
-from .geometry import (avg_pool_dsp, avg_pool_sum_bits, conv_dims, conv_live_slots, dense_weight_register,
-                       dw_dsp_count, dw_live_slots, dw_weight_word_bits, embed_kernel, is_depthwise, line_buffer_depth,
-                       mac_range, requant_fold, requant_lane_dsp, weight_word_bits)
+from .data import RESOURCES
+from .geometry import (avg_pool_dsp, avg_pool_sum_bits, conv_dims, conv_live_slots, dense_acc_range,
+                       dense_weight_register, dw_dsp_count, dw_live_slots, dw_weight_word_bits, embed_kernel,
+                       is_depthwise, line_buffer_depth, mac_range, normalize_requant, requant_fold, requant_lane_dsp,
+                       weight_word_bits)
 
 
 
@@ -68,20 +69,12 @@ def _per_channel(v, channels: int) -> list[int]:
     return v * channels if len(v) == 1 else v
 
 
-def normalized_multipliers(rq, channels: int) -> list[int]:
-    """Per-channel multipliers of ``rq`` brought to one shift ``S = max(0, max(sh))`` (``m << (S - sh)``: the
-    cores' ``normalize_requant``)."""
-    m, sh = _per_channel(rq.m, channels), _per_channel(rq.sh, channels)
-    S = max(0, max(sh))
-    return [x << (S - s_) for x, s_ in zip(m, sh)]
-
-
 def requant_dsp_per_lane(layer, lanes: int) -> int:
     """DSP48E2s of one requant lane of a conv, depthwise or dense layer, as its core builds them
     (:attr:`rtlgen.cores.requant.RequantStage.dsp_per_lane`): the accumulator range the core sizes its adders by
     (inputs over the whole int8/uint8 range; conv and depthwise: zero included, the bias range added, the padding
     channels of the last lane group holding bias 0; dense: per channel with its bias), the multipliers after
-    :func:`~rtlgen.plan.geometry.requant_fold` (dense: :func:`normalized_multipliers` first)."""
+    :func:`~rtlgen.plan.geometry.requant_fold` (dense: :func:`~rtlgen.plan.geometry.normalize_requant` first)."""
     rq = layer.requant
     if rq is None:
         return 0
@@ -93,11 +86,9 @@ def requant_dsp_per_lane(layer, lanes: int) -> int:
     m, sh = _per_channel(rq.m, O), _per_channel(rq.sh, O)
     res_m = None
     if isinstance(layer, ir.Dense):
-        pos, neg = (w2d > 0) * w2d, (w2d < 0) * w2d
-        lo = [bb + int(p) * x_lo + int(n) * x_hi for bb, p, n in zip(bias, pos.sum(1), neg.sum(1))]
-        hi = [bb + int(p) * x_hi + int(n) * x_lo for bb, p, n in zip(bias, pos.sum(1), neg.sum(1))]
-        t_lo, t_hi = min(lo), max(hi)
-        m, sh = normalized_multipliers(rq, O), [0] * O
+        lo, hi = dense_acc_range(w2d, bias, x_lo, x_hi)
+        t_lo, t_hi = int(lo.min()), int(hi.max())
+        m, sh = normalize_requant(rq.m, rq.sh, O)[0], [0] * O
     else:
         lo, hi = mac_range(w2d, x_lo, x_hi)
         b = bias + ([0] if O % lanes else [])
@@ -125,7 +116,6 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
         dsp = 0
         lut = mults * LUT_PER_LUT_MAC
     lanes = po * pp
-    rq = layer.requant
     # the requant (cores/requant.py RequantStage) has och_par lanes: packed pixel pairs leave one after the other
     dsp += po * requant_dsp_per_lane(layer, po)  # the requant's (and residual's) products (cores/requant.py)
     lut += LUT_PER_STAGE + lanes * LUT_PER_REQUANT_LANE
@@ -198,7 +188,6 @@ def dwconv_config_cost(layer, cp, pp, packing, mult, storage, lanes_in, tp=1):
         lut = macs * (LUT_PER_PACKED_MAC if packed else LUT_PER_DSP_MAC)
     else:
         lut = macs * LUT_PER_LUT_MAC
-    rq = layer.requant
     dsp += cp * requant_dsp_per_lane(layer, cp)
     lut += LUT_PER_STAGE + cp * LUT_PER_REQUANT_LANE
     if ntg > 1:  # accumulator delay lines: 32-bit SRLs of G entries per lane and pixel
@@ -280,7 +269,7 @@ def slimmed(lay) -> bool:
         return True
     if isinstance(lay, ir.Pool) and lay.mode == "avg" and lay.requant is not None:
         C = lay.in_shape[2]
-        return avg_pool_dsp(1, C, normalized_multipliers(lay.requant, C), avg_pool_sum_bits(lay)) > 0
+        return avg_pool_dsp(1, C, normalize_requant(lay.requant.m, lay.requant.sh, C)[0], avg_pool_sum_bits(lay)) > 0
     return False
 
 
@@ -306,7 +295,8 @@ def fixed_stage_costs(net, target: int | None = None, lanes: dict | None = None)
         if isinstance(lay, ir.Pool) and not lay.is_global:
             res["bram36"] = 0.5
         if isinstance(lay, ir.Pool) and lay.mode == "avg" and lay.requant is not None:
-            res["dsp"] = avg_pool_dsp(lanes_, C, normalized_multipliers(lay.requant, C), avg_pool_sum_bits(lay))
+            res["dsp"] = avg_pool_dsp(lanes_, C, normalize_requant(lay.requant.m, lay.requant.sh, C)[0],
+                                      avg_pool_sum_bits(lay))
         out[lay.name] = (cyc, res, lanes_)
     return out
 

@@ -4,6 +4,10 @@ these sizes (``cores/linebuffer.py``, ``cores/conv.py``); nothing here imports A
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from .. import ir
 from ..quant import is_pow2_multiplier as _pow2
 
@@ -143,12 +147,39 @@ def avg_pool_sum_bits(layer) -> int:
     H, W, _ = layer.in_shape
     kh, kw = layer.kernel
     if layer.is_global:
-        return 9 + _clog2(H * W)
-    return 9 + _clog2(kw) + _clog2(kh)
+        return 9 + clog2(H * W)
+    return 9 + clog2(kw) + clog2(kh)
 
 
-def _clog2(n: int) -> int:
-    return (n - 1).bit_length() if n > 1 else 0
+def clog2(n: int) -> int:
+    """``ceil(log2(n))``, 0 for ``n <= 1``."""
+    return max(0, math.ceil(math.log2(n))) if n > 1 else 0
+
+
+def normalize_requant(m, sh, channels: int) -> tuple[list[int], int]:
+    """Per-channel ``(m, sh)`` -> per-channel multipliers ``m'`` and ONE constant shift ``S``.
+
+    ``rshift_round(v * m, sh) == rshift_round(v * (m << (S - sh)), S)`` exactly (same rational value, same
+    rounding), so the hardware needs a per-channel multiplier only. ``sh <= 0`` folds into ``m``.
+    """
+    m = np.broadcast_to(np.asarray(m, dtype=np.int64).reshape(-1), (channels,)) if np.size(m) == 1 else np.asarray(m).reshape(-1)
+    sh = np.broadcast_to(np.asarray(sh, dtype=np.int64).reshape(-1), (channels,)) if np.size(sh) == 1 else np.asarray(sh).reshape(-1)
+    if len(m) != channels or len(sh) != channels:
+        raise ValueError(f"requant parameters have {len(m)}/{len(sh)} entries for {channels} channels")
+    S = max(0, int(sh.max()))
+    mm = [int(mi) << (S - int(si)) for mi, si in zip(m, sh)]
+    if any(x <= 0 for x in mm):
+        raise ValueError("requant multipliers must be positive")
+    return mm, S
+
+
+def dense_acc_range(w2d, bias, x_lo: int, x_hi: int):
+    """Per-output ``(lo, hi)`` arrays of ``bias[o] + sum_k w[o, k] * x_k`` for inputs in ``[x_lo, x_hi]``: the
+    accumulator range the dense core (``cores/dense.py``) checks and sizes its requant by."""
+    w = np.asarray(w2d)
+    pos, neg = np.where(w > 0, w, 0), np.where(w < 0, w, 0)
+    bias = np.asarray(bias)
+    return bias + pos.sum(1) * x_lo + neg.sum(1) * x_hi, bias + pos.sum(1) * x_hi + neg.sum(1) * x_lo
 
 
 def mac_range(w2d, x_lo: int, x_hi: int) -> tuple[int, int]:
