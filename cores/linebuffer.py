@@ -36,8 +36,8 @@ Stream contract
   (temporal reuse) and the input of a 1x1 stride-2 projection shortcut (loop merging).
 * Storage: one circular buffer of ``depth`` pixels (``depth*G`` words of ``lanes*8`` bits, an
   ``amaranth.lib.memory.Memory``), default ``(K-1 + s-1) * W + K + 2*pix*s + 2`` pixels: K-1 rows plus a few pixels
-  (stride 2 keeps one more row so that the row change does not stall). The memory has ``pix*T`` read ports (one per
-  pixel and tap slot: ``pix*T`` memory copies in BRAM); a port's address is its pixel's window origin plus its slot's
+  (stride 2 keeps one more row so that the row change does not stall), in ``pix*T`` copies (one per pixel and tap
+  slot, each with one read port and the shared write); a port's address is its pixel's window origin plus its slot's
   tap offset (one offset counter per slot, shared by the pixels).
 * Timing (issue 19): every register-to-register path holds at most one adder (carry-select where a sum is taken mod
   the buffer size) and a few LUT levels; no multiplier and no division. The pixel group descriptors (buffer origins,
@@ -397,10 +397,16 @@ class WindowGen(WindowModel, wiring.Component):
         HWG = H * W * G
         T, NTG = self.T, self.NTG
         attrs = {"ram_style": self.ram_style} if self.ram_style else None
-        m.submodules.lines = mem = Memory(shape=unsigned(P * 8), depth=DG, init=[], attrs=attrs)
-        wp = mem.write_port()
-        # one read port per pixel and tap slot (tap parallelism reads T taps of every pixel in one cycle)
-        rps = [[mem.read_port(transparent_for=()) for _ in range(T)] for _ in range(pix)]
+        # one copy of the buffer per pixel and tap slot (tap parallelism reads T taps of every pixel in one cycle),
+        # each with the shared write port and ONE read port: the pix*T copies the planner costs, built explicitly
+        # (one memory with many read ports is what yosys 0.23's memory_libmap cannot map: 16 ports took minutes and
+        # >20 GiB, DS-CNN's 121 never finished; for a few ports the mapped netlist is the same)
+        mems = [[Memory(shape=unsigned(P * 8), depth=DG, init=[], attrs=attrs) for _ in range(T)] for _ in range(pix)]
+        for q, row in enumerate(mems):
+            for j, mem in enumerate(row):
+                m.submodules["lines" if pix * T == 1 else f"lines_{q}_{j}"] = mem
+        wps = [mem.write_port() for row in mems for mem in row]
+        rps = [[mem.read_port(transparent_for=()) for mem in row] for row in mems]
         slots = self.tap_slots()
         off = self._offsets()
         tb = self._tables()
@@ -447,10 +453,9 @@ class WindowGen(WindowModel, wiring.Component):
             can_write.eq(room_nz & ~(ahead & wp_end)),
             wfire.eq((fill | (self.i.valid & ~drop)) & can_write),
             self.i.ready.eq(drop | (can_write & ~fill)),
-            wp.addr.eq(waddr),
-            wp.data.eq(Mux(fill, padword_w, self.i.payload.data) if self.pad_fill else self.i.payload.data),
-            wp.en.eq(wfire),
         ]
+        wdata = Mux(fill, padword_w, self.i.payload.data) if self.pad_fill else self.i.payload.data
+        m.d.comb += [x for wp in wps for x in (wp.addr.eq(waddr), wp.data.eq(wdata), wp.en.eq(wfire))]
         with m.If(wfire):
             m.d.sync += waddr.eq(Mux(waddr == DG - 1, 0, waddr + 1))
             with m.If(wp_end):
