@@ -63,7 +63,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rtlgen.plan.geometry import line_buffer_depth
+from rtlgen.plan.geometry import line_buffer_depth, line_copy_style
 
 from .stream import act_signature
 
@@ -353,8 +353,9 @@ class WindowGen(WindowModel, wiring.Component):
     centre : bool
         Forward every window's centre pixel on ``centre``.
     depth, ram_style, pad_fill :
-        Line-buffer pixels (default :func:`rtlgen.plan.geometry.line_buffer_depth`), memory style attribute,
-        padding multiplexer on/off.
+        Line-buffer pixels (default :func:`rtlgen.plan.geometry.line_buffer_depth`), the copies' ``ram_style``
+        (default :func:`rtlgen.plan.geometry.line_copy_style`: LUTRAM for a copy of up to 8 LUTRAM primitives, else
+        block RAM, as the planner costs them), padding multiplexer on/off.
 
     Members
     -------
@@ -396,7 +397,7 @@ class WindowGen(WindowModel, wiring.Component):
         Ho, Wo, NP, DG, pix = self.Ho, self.Wo, self.NP, self.DG, self.pix
         HWG = H * W * G
         T, NTG = self.T, self.NTG
-        attrs = {"ram_style": self.ram_style} if self.ram_style else None
+        attrs = {"ram_style": self.ram_style or line_copy_style(DG, P * 8)}
         # one copy of the buffer per pixel and tap slot (tap parallelism reads T taps of every pixel in one cycle),
         # each with the shared write port and ONE read port: the pix*T copies the planner costs, built explicitly
         # (one memory with many read ports is what yosys 0.23's memory_libmap cannot map: 16 ports took minutes and

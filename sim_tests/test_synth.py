@@ -63,6 +63,24 @@ def test_linebuffer_block_ram(tmp_path):
     assert not any(k.startswith("RAM32") or k.startswith("RAM64") for k in cells)  # no LUTRAM
 
 
+def test_small_line_buffer_copies_in_lutram(tmp_path):
+    """A tap-parallel window generator with small copies (DS-CNN's stem shape: 1 lane, 11x11 window, 49-word copies
+    here) builds pix*T copies in LUTRAM, as many primitives as the planner costs and no block RAM."""
+    from rtlgen.plan import cost, geometry
+
+    g = WindowGen(H=8, W=4, C=1, lanes=1, K=11, stride=2, pix=1, tap=11)
+    assert geometry.line_copy_style(g.DG, 8) == "distributed"
+    prims = geometry.lutram_primitives(g.DG, 8)
+    v = write_verilog(g, "window_gen", tmp_path / "window_gen.v")
+    cells = yosys_cells(v, "window_gen")
+    lutram = sum(n for k, n in cells.items() if k.startswith(("RAM32M", "RAM64M")))
+    print(f"{g.pix * g.T} copies of {g.DG} x 8 bits: {cells}")
+    assert lutram == g.pix * g.T * prims
+    assert cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0) == 0
+    _, lut = cost.line_buffer_cost(4, 1, 11, 2, 1, 1, 11)
+    assert lut == g.pix * g.T * (geometry.LUTS_PER_LUTRAM * prims + cost.LUT_PER_TAP_PORT)
+
+
 def _rtlgen_script_cells(verilog, top, tmp_path) -> dict:
     """Cell counts through rtlgen.verify.synth's own script (the one ``rtlgen report --synth`` runs), up to memories."""
     from rtlgen.verify.synth import cell_counts, script

@@ -251,9 +251,40 @@ def test_tap_line_buffer_bram_follows_the_core(name, pi, pp, tp):
     wg = core.window
     assert wg.depth == geometry.line_buffer_depth(lay.in_shape[1], lay.kernel[0], lay.stride[0], pp)
     _, r_tap = cost.conv_config_cost(lay, 4, pi, pp, False, "dsp", "lut", lanes_in=pi, tp=tp)
-    expect = wg.pix * wg.T * cost.rom_blocks(wg.lanes * 8, wg.DG, "bram")
+    block = geometry.line_copy_style(wg.DG, wg.lanes * 8) == "block"
+    expect = wg.pix * wg.T * cost.rom_blocks(wg.lanes * 8, wg.DG, "bram") if block else 0
     assert r_tap["bram36"] == expect  # weights in LUTs: the BRAM is the line buffer's alone
+    assert block == (name != "conv0")  # the stem's 3-lane copies (71 x 24 bits) are small enough for LUTRAM
     assert core.resources()["line_buffer_bits"] == wg.DG * wg.lanes * 8 * pp * tp
+
+
+@pytest.mark.parametrize("words,width,prims,style", [(100, 8, 4, "distributed"), (256, 8, 8, "distributed"),
+                                                     (71, 24, 6, "distributed"), (257, 8, 9, "block"),
+                                                     (73, 48, 12, "block"), (284, 64, 45, "block")])
+def test_line_copy_style(words, width, prims, style):
+    """A line-buffer copy goes to LUTRAM up to 8 primitives (RAM64M8 64 x 7 or RAM32M16 32 x 14, whichever tiles
+    it in fewer), else to block RAM; the planner costs it that way (8 LUTs per primitive, no BRAM)."""
+    assert geometry.lutram_primitives(words, width) == prims
+    assert geometry.line_copy_style(words, width) == style
+
+
+def test_window_copies_carry_the_planned_style():
+    """The window generator builds pix*T copies, each with the ``ram_style`` the planner costs it by: DS-CNN's stem
+    shape (10 pixels a row, one lane, an 11x11 window, 11 taps a beat) in LUTRAM, ResNet8's conv1 shape in block RAM (two RAMB36 a copy: 128 bits wide)."""
+    from amaranth.back import rtlil
+
+    from rtlgen.cores.linebuffer import WindowGen
+
+    for kw, style, bram, lut in ((dict(H=49, W=10, C=1, lanes=1, K=11, stride=2, pix=1, tap=11), "distributed", 0,
+                                  11 * (8 * 4 + cost.LUT_PER_TAP_PORT)),
+                                 (dict(H=32, W=32, C=16, lanes=16, K=3, stride=1, pix=2, tap=3), "block", 6 * 2,
+                                  6 * cost.LUT_PER_TAP_PORT)):
+        wg = WindowGen(**kw)
+        assert geometry.line_copy_style(wg.DG, wg.lanes * 8) == style
+        text = rtlil.convert(wg)
+        assert text.count(f'attribute \\ram_style "{style}"') == wg.pix * wg.T
+        assert cost.line_buffer_cost(kw["W"], kw["C"], kw["K"], kw["stride"], kw["lanes"], kw["pix"], kw["tap"]) == (
+            bram, lut)
 
 
 def test_skip_fifo_one_formula():

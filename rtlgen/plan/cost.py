@@ -8,10 +8,10 @@ import math
 from .. import ir
 from ..quant import bits_signed
 from .data import RESOURCES
-from .geometry import (avg_pool_dsp, avg_pool_sum_bits, conv_dims, conv_live_slots, dense_acc_range,
-                       dense_weight_register, dw_dsp_count, dw_live_slots, dw_weight_word_bits, embed_kernel,
-                       is_depthwise, line_buffer_depth, mac_range, normalize_requant, requant_fold, requant_lane_dsp,
-                       weight_word_bits)
+from .geometry import (LUTS_PER_LUTRAM, avg_pool_dsp, avg_pool_sum_bits, conv_dims, conv_live_slots,
+                       dense_acc_range, dense_weight_register, dw_dsp_count, dw_live_slots, dw_weight_word_bits,
+                       embed_kernel, is_depthwise, line_buffer_depth, line_copy_style, lutram_primitives, mac_range,
+                       normalize_requant, requant_fold, requant_lane_dsp, weight_word_bits)
 
 
 
@@ -150,14 +150,18 @@ def line_buffer_cost(W: int, C: int, K: int, stride, lanes: int, pp: int, tp: in
     """(BRAM36, LUT) of a window generator's line buffer: ``(K-1)`` rows of ``W*C`` bytes (none for ``K = 1``)."""
     if K <= 1:
         return 0, 0
+    # one copy per pixel and tap slot (lanes*8 bits wide, depth pixels x channel groups deep), each in LUTRAM or
+    # block RAM by :func:`~rtlgen.plan.geometry.line_copy_style` (the window generator sets that style)
+    words = line_buffer_depth(W, K, stride, pp) * ceil_div(C, lanes)
+    ports = tp * pp * LUT_PER_TAP_PORT if tp > 1 else 0
+    if line_copy_style(words, lanes * 8) == "distributed":
+        return 0, tp * pp * LUTS_PER_LUTRAM * lutram_primitives(words, lanes * 8) + ports
     if tp == 1:
         lb_bits = (K - 1) * W * C * 8
         return max(math.ceil(lb_bits / 36864 * 2) / 2, (K - 1) * 0.5), 0
-    # one read port per pixel and tap slot: the memory (lanes*8 bits wide, depth pixels x channel groups deep)
-    # is replicated tp*pp times, each copy its own width-bound BRAM; matches yosys within 1 BRAM36 on
-    # ResNet8 @ Ultra96-V2 (the earlier per-bit estimate was 25 BRAM36 low)
-    words = line_buffer_depth(W, K, stride, pp) * ceil_div(C, lanes)
-    return tp * pp * rom_blocks(lanes * 8, words, "bram"), tp * pp * LUT_PER_TAP_PORT
+    # each copy its own width-bound BRAM; matches yosys within 1 BRAM36 on ResNet8 @ Ultra96-V2 (the earlier
+    # per-bit estimate was 25 BRAM36 low)
+    return tp * pp * rom_blocks(lanes * 8, words, "bram"), ports
 
 
 def dwconv_config_cost(layer, cp, pp, packing, mult, storage, lanes_in, tp=1):

@@ -13,6 +13,27 @@ from ..quant import is_pow2_multiplier as _pow2
 
 
 
+#: the LUTRAM primitives a simple-dual-port memory is tiled with (UltraScale+ SLICEM, 8 LUTs each): RAM64M8 as
+#: 64 x 7 bits, RAM32M16 as 32 x 14 bits (yosys' ``lutrams_xcu.txt``; Vivado uses the same primitives)
+LUTRAM_SHAPES = ((64, 7), (32, 14))
+LUTS_PER_LUTRAM = 8
+#: a line-buffer copy of at most this many LUTRAM primitives (64 LUTs) is built in LUTRAM, a larger one in block RAM:
+#: to yosys' memory mapper a RAMB18 costs about as much as 8 LUTRAM primitives (cost 129 vs 16 each), and measured
+#: with yosys 0.23 ``synth_xilinx -family xcup`` every copy of up to 8 primitives maps to LUTRAM on its own
+LUTRAM_MAX_PRIMITIVES = 8
+
+
+def lutram_primitives(words: int, width_bits: int) -> int:
+    """LUTRAM primitives (:data:`LUTRAM_SHAPES`) of a ``words`` x ``width_bits`` simple-dual-port memory."""
+    return min(-(-words // d) * -(-width_bits // w) for d, w in LUTRAM_SHAPES)
+
+
+def line_copy_style(words: int, width_bits: int) -> str:
+    """``ram_style`` of one line-buffer copy (``cores/linebuffer.py`` sets it; the planner costs it): ``"distributed"``
+    (LUTRAM) up to :data:`LUTRAM_MAX_PRIMITIVES` primitives, else ``"block"``."""
+    return "distributed" if lutram_primitives(words, width_bits) <= LUTRAM_MAX_PRIMITIVES else "block"
+
+
 def line_buffer_depth(W: int, K: int, stride, pix: int) -> int:
     """Pixels a window generator's circular buffer holds (the window generator, ``cores/linebuffer.py``, builds this
     depth); ``stride``: an int or ``(vertical, horizontal)`` (a vertical stride of 2 keeps one more row)."""
