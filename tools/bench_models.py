@@ -143,7 +143,7 @@ NOTE = ("Models made by tools/tinyml.py (random He-initialised weights, activati
         "9115ee7) were planned with 2 DSPs per requant lane and none for the average pool's multipliers: their "
         "'DSP (plan)' differs from what the RTL holds (MobileNetV1 @ ultra96v2 then: yosys 365 on a 360-DSP part); plans "
         "since count each core's own products (tests/test_dsp_as_built.py). MobileNetV1 @ ultra96v2 was rerun on "
-        "rtlgen e991ac0: yosys 350 DSP = plan 350; the MobileNetV2 and autoencoder @ kv260 yosys rows are still of the "
+        "rtlgen e991ac0: yosys 350 DSP = plan 350; the MobileNetV1 @ kv260 and MobileNetV2 yosys rows are still of the "
         "old builds. DS-CNN has no yosys row yet: its 11x11 stem window (121 tap slots) was one memory with 121 read "
         "ports, which yosys 0.23 could not map; since 8eb1fe9 each slot has its own copy (DS-CNN @ ultra96v2 conv0: "
         "224 s, est. 373.7 MHz) and since c97a44a small copies are planned and built as LUTRAM.")
