@@ -11,7 +11,7 @@ from .data import RESOURCES
 from .geometry import (LUTS_PER_LUTRAM, avg_pool_dsp, avg_pool_sum_bits, conv_dims, conv_live_slots,
                        dense_acc_range, dense_weight_register, dw_dsp_count, dw_live_slots, dw_weight_word_bits,
                        embed_kernel, is_depthwise, line_buffer_depth, line_copy_style, lutram_primitives, mac_range,
-                       normalize_requant, requant_fold, requant_lane_dsp, weight_word_bits)
+                       normalize_requant, per_channel, requant_fold, requant_lane_dsp, weight_word_bits)
 
 
 
@@ -63,12 +63,6 @@ def lut_rom_luts(width_bits: int, depth: int) -> int:
     return width_bits * ceil_div(depth, 64) + (width_bits if depth > 64 else 0)
 
 
-def _per_channel(v, channels: int) -> list[int]:
-    """A scalar or per-channel integer parameter as ``channels`` Python ints."""
-    v = [int(x) for x in (list(v.reshape(-1)) if hasattr(v, "reshape") else [v])]
-    return v * channels if len(v) == 1 else v
-
-
 def requant_dsp_per_lane(layer, lanes: int) -> int:
     """DSP48E2s of one requant lane of a conv, depthwise or dense layer, as its core builds them
     (:attr:`rtlgen.cores.requant.RequantStage.dsp_per_lane`): the accumulator range the core sizes its adders by
@@ -82,8 +76,8 @@ def requant_dsp_per_lane(layer, lanes: int) -> int:
     x_lo, x_hi = (-128, 127) if signed else (0, 255)
     O = layer.weights.shape[0]
     w2d = layer.weights.reshape(O, -1).astype("int64")
-    bias = _per_channel(layer.bias, O) if layer.bias is not None and layer.bias.size else [0] * O
-    m, sh = _per_channel(rq.m, O), _per_channel(rq.sh, O)
+    bias = per_channel(layer.bias, O) if layer.bias is not None and layer.bias.size else [0] * O
+    m, sh = per_channel(rq.m, O), per_channel(rq.sh, O)
     res_m = None
     if isinstance(layer, ir.Dense):
         lo, hi = dense_acc_range(w2d, bias, x_lo, x_hi)
@@ -94,7 +88,7 @@ def requant_dsp_per_lane(layer, lanes: int) -> int:
         b = bias + ([0] if O % lanes else [])
         t_lo, t_hi = lo + min(b), hi + max(b)
         if getattr(layer, "residual", None) is not None:
-            res_m = _per_channel(layer.res_m, O)
+            res_m = per_channel(layer.res_m, O)
     m, res_m, _ = requant_fold(m, sh, res_m)
     return requant_lane_dsp(bits_signed(t_lo, t_hi), m, res_m)
 

@@ -4,8 +4,6 @@ these sizes (``cores/linebuffer.py``, ``cores/conv.py``); nothing here imports A
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import ir
@@ -174,7 +172,13 @@ def avg_pool_sum_bits(layer) -> int:
 
 def clog2(n: int) -> int:
     """``ceil(log2(n))``, 0 for ``n <= 1``."""
-    return max(0, math.ceil(math.log2(n))) if n > 1 else 0
+    return (n - 1).bit_length() if n > 1 else 0
+
+
+def per_channel(v, channels: int) -> list[int]:
+    """A scalar or per-channel integer parameter as ``channels`` Python ints (a per-channel one as it is)."""
+    v = [int(x) for x in np.asarray(v).reshape(-1)]
+    return v * channels if len(v) == 1 else v
 
 
 def normalize_requant(m, sh, channels: int) -> tuple[list[int], int]:
@@ -183,12 +187,11 @@ def normalize_requant(m, sh, channels: int) -> tuple[list[int], int]:
     ``rshift_round(v * m, sh) == rshift_round(v * (m << (S - sh)), S)`` exactly (same rational value, same
     rounding), so the hardware needs a per-channel multiplier only. ``sh <= 0`` folds into ``m``.
     """
-    m = np.broadcast_to(np.asarray(m, dtype=np.int64).reshape(-1), (channels,)) if np.size(m) == 1 else np.asarray(m).reshape(-1)
-    sh = np.broadcast_to(np.asarray(sh, dtype=np.int64).reshape(-1), (channels,)) if np.size(sh) == 1 else np.asarray(sh).reshape(-1)
+    m, sh = per_channel(m, channels), per_channel(sh, channels)
     if len(m) != channels or len(sh) != channels:
         raise ValueError(f"requant parameters have {len(m)}/{len(sh)} entries for {channels} channels")
-    S = max(0, int(sh.max()))
-    mm = [int(mi) << (S - int(si)) for mi, si in zip(m, sh)]
+    S = max(0, max(sh))
+    mm = [mi << (S - si) for mi, si in zip(m, sh)]
     if any(x <= 0 for x in mm):
         raise ValueError("requant multipliers must be positive")
     return mm, S
