@@ -41,9 +41,14 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 
 from rtlgen.plan.geometry import DSP_A_BITS, DSP_B_BITS, clog2, normalize_requant, pmul_split
+from rtlgen.quant import rshift_round
+
+from .hardmul import dsp_ports, registered_product
 
 __all__ = ["clog2", "lane", "tree_reduce", "count_beats", "delay", "tree_levels", "ptree_stages", "ptree",
            "rshift_round_value",
@@ -127,43 +132,39 @@ def const_mul(v, k: int):
 def pmul_stages(a_bits: int, b_bits: int) -> int:
     """Register stages of :func:`pmul`: M and P of each DSP-sized partial product, then their sum (a tree registered
     every 2 adder levels)."""
-    na, nb = pmul_split(a_bits, b_bits)
+    na, nb = pmul_split(a_bits, b_bits, dsp_ports())
     return 2 + ptree_stages(na * nb)
 
 
 def pmul(m, a, b, name: str):
-    """Pipelined product ``a * b`` (``a``, ``b`` signed or unsigned Values): split into DSP48E2-sized partial
-    products (:func:`pmul_split`), each with its M and P register, summed in a registered tree, so no
-    register-to-register path holds a multiplier plus the adders of a wide product. Returns the product,
-    :func:`pmul_stages` cycles after the operands."""
+    """Pipelined product ``a * b`` (``a``, ``b`` signed or unsigned Values): split into partial products that fit
+    the device family's multiplier (:func:`pmul_split`, :func:`~rtlgen.cores.hardmul.dsp_ports`: DSP48E2 27 x 18,
+    ECP5 MULT18X18D 18 x 18), each registered before and after its multiplier
+    (:func:`~rtlgen.cores.hardmul.registered_product`), summed in a registered tree, so no register-to-register path
+    holds a multiplier plus the adders of a wide product. Returns the product, :func:`pmul_stages` cycles after the
+    operands."""
     sa = a if a.shape().signed else Cat(a, Const(0, 1)).as_signed()
     sb = b if b.shape().signed else Cat(b, Const(0, 1)).as_signed()
-    na, nb = pmul_split(len(sa), len(sb))
-    if na * nb == 1:
-        pieces_a, pieces_b = [(sa, 0)], [(sb, 0)]
-    else:
-        sa, sb = (sa if na > 1 else sa), sb
-        step_a, step_b = DSP_B_BITS - 1, DSP_A_BITS - 1
+    wide, narrow = dsp_ports()
+    na, nb = pmul_split(len(sa), len(sb), (wide, narrow))
 
-        def split(v, n, step):
-            out = []
-            for k in range(n):
-                lo = k * step
-                if k < n - 1:
-                    out.append((Cat(v[lo:lo + step], Const(0, 1)).as_signed(), lo))
-                else:
-                    out.append((v[lo:].as_signed(), lo))
-            return out
+    def split(v, n, step):
+        if n == 1:
+            return [(v, 0)]
+        out = []
+        for k in range(n):
+            lo = k * step
+            if k < n - 1:
+                out.append((Cat(v[lo:lo + step], Const(0, 1)).as_signed(), lo))
+            else:
+                out.append((v[lo:].as_signed(), lo))
+        return out
 
-        pieces_a = split(sa, na, step_a) if na > 1 else [(sa, 0)]
-        pieces_b = split(sb, nb, step_b) if nb > 1 else [(sb, 0)]
+    pieces_a, pieces_b = split(sa, na, narrow - 1), split(sb, nb, wide - 1)
     terms = []
     for i, (pa, sha) in enumerate(pieces_a):
         for j, (pb, shb) in enumerate(pieces_b):
-            e = pa * pb
-            p1 = Signal(e.shape(), name=f"{name}_m{i}_{j}")
-            p2 = Signal(e.shape(), name=f"{name}_p{i}_{j}")
-            m.d.sync += [p1.eq(e), p2.eq(p1)]
+            p2 = registered_product(m, pa, pb, f"{name}_m{i}_{j}", f"{name}_p{i}_{j}")
             terms.append(p2 << (sha + shb) if sha + shb else p2)
     if len(terms) == 1:
         return terms[0]
@@ -286,14 +287,46 @@ def credit_counter(m, name: str, depth: int, inc, dec):
 REQUANT_PIPE_STAGES = 2
 
 
+def round_threshold(t: int, sh: int, mode: str, lo: int, hi: int) -> int:
+    """The least ``v`` in ``[lo, hi]`` with ``rshift_round(v, sh, mode) >= t`` (``hi + 1`` if none): every rounding
+    mode is non-decreasing in ``v``, so ``rshift_round(v) >= t`` is exactly ``v >= round_threshold(t)``."""
+    def f(x: int) -> int:
+        return int(rshift_round(np.int64(x), sh, mode))
+
+    if f(hi) < t:
+        return hi + 1
+    a, b = lo, hi  # invariant: f(b) >= t; the answer is in [a, b]
+    while a < b:
+        c = (a + b) // 2
+        if f(c) >= t:
+            b = c
+        else:
+            a = c + 1
+    return a
+
+
 def requant_pipe(m, v, sh: int, zp: int, lo: int, hi: int, mode: str, name: str):
-    """``clamp(rshift_round(v, sh) + zp, lo, hi)`` (constant ``sh``) in two register stages: the rounded quotient
-    (one adder), then the zero point added beside the clamp compares (one adder in parallel with two comparators).
-    Returns the registered 8-bit value (:data:`REQUANT_PIPE_STAGES` cycles after ``v``)."""
-    r = rshift_round_value(v, sh, mode)
-    q = Signal(r.shape(), name=f"{name}_q")
-    m.d.sync += q.eq(r)
-    y = Mux(q < lo - zp, lo, Mux(q > hi - zp, hi, q + zp))
+    """``clamp(rshift_round(v, sh) + zp, lo, hi)`` (constant ``sh``) in two register stages. Stage 1: the rounded
+    quotient's low 8 bits (one adder) and, in parallel, the two saturation decisions compared on ``v`` itself
+    (``rshift_round(v) < lo - zp`` is ``v < round_threshold(lo - zp)``, one comparator each); stage 2: the 8-bit
+    zero-point add and a 3-way select. No wide quotient is compared after the rounding adder, so the longest path is
+    one adder (a comparator) wide. Returns the registered 8-bit value (:data:`REQUANT_PIPE_STAGES` cycles after
+    ``v``)."""
+    vs = v.as_signed() if not v.shape().signed else v
+    w = len(vs)
+    if w + max(0, -sh) > 62:  # thresholds beyond int64: compare the rounded quotient instead
+        r = rshift_round_value(v, sh, mode)
+        q = Signal(r.shape(), name=f"{name}_q")
+        m.d.sync += q.eq(r)
+        y = Mux(q < lo - zp, lo, Mux(q > hi - zp, hi, q + zp))
+    else:
+        vmin, vmax = -(1 << (w - 1)), (1 << (w - 1)) - 1
+        t_lo = round_threshold(lo - zp, sh, mode, vmin, vmax)
+        t_hi = round_threshold(hi - zp + 1, sh, mode, vmin, vmax)
+        q = Signal(8, name=f"{name}_q")
+        under, over = Signal(name=f"{name}_under"), Signal(name=f"{name}_over")
+        m.d.sync += [q.eq(rshift_round_value(v, sh, mode)[:8]), under.eq(vs < t_lo), over.eq(vs >= t_hi)]
+        y = Mux(under, lo, Mux(over, hi, q + zp))
     o = Signal(8, name=f"{name}_y")
     m.d.sync += o.eq(y[:8])
     return o

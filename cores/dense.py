@@ -50,7 +50,8 @@ from amaranth.lib.wiring import In, Out
 from .adapters import LaneConverter
 from .conv import _load_port, load_signature
 from .fifo import StreamFIFO
-from .arith import credit_counter, delay, lane, lut_mul_pps, normalize_requant, ptree, ptree_stages, tree_reduce
+from .arith import credit_counter, delay, lane, normalize_requant, ptree, ptree_stages
+from .mac import mac_product
 from .requant import RequantStage
 from .interface import LayerCore
 from rtlgen.plan.geometry import dense_acc_range, dense_weight_register
@@ -318,18 +319,7 @@ class DenseCore(LayerCore, wiring.Component):
         for j in range(Po):
             for i in range(Pi):
                 w = w_reg[(j * Pi + i) * 8 : (j * Pi + i + 1) * 8].as_signed()
-                p3 = Signal(signed(17), name=f"prod{j}_{i}")
-                if self.mult == "lut":
-                    pps = []
-                    for k, pp in enumerate(lut_mul_pps(xs[i], w)):
-                        r = Signal(pp.shape(), name=f"pp{j}_{i}_{k}")
-                        m.d.sync += r.eq(pp)
-                        pps.append(r)
-                    m.d.sync += p3.eq(tree_reduce(pps, lambda a, b: a + b))
-                else:
-                    p2 = Signal(signed(17), name=f"mp{j}_{i}")
-                    m.d.sync += [p2.eq(xs[i] * w), p3.eq(p2)]
-                prods[j][i] = p3
+                prods[j][i] = mac_product(m, xs[i], w, self.mult, False, f"{j}_{i}")
         # dot products: trees registered every 2 adder levels
         dots = [ptree(m, prods[j], f"dot{j}") for j in range(Po)]
         A = self.pipe_depth

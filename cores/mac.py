@@ -5,7 +5,8 @@ sequencer, so that the conv and depthwise engines build them the same way.
 * :func:`weight_rom` -- a ROM of weight words (block RAM / distributed memory, or a logic ROM for ``"lut"``), read
   with the engine's input register, its word registered once more (2 cycles from address to :func:`weight_rom`'s
   output).
-* :func:`mac_product` -- ``x * w`` with the multiplier's ``M`` and ``P`` registers (2 cycles), or on LUTs the four
+* :func:`mac_product` -- ``x * w`` with the multiplier's ``M`` and ``P`` registers (2 cycles,
+  :func:`~rtlgen.cores.hardmul.registered_product`), or on LUTs the four
   registered partial products of :func:`~rtlgen.cores.arith.lut_mul_pps` and their registered sum.
 * :func:`packed_sums` -- DSP packing (``x0 + x1 * 2**18``, one weight): the products summed in chunks small enough
   that the low lane stays within +-2**17, each chunk split ``lo = sext(sum[0:18])``, ``hi = (sum >> 18) + sum[17]``,
@@ -20,6 +21,7 @@ from amaranth.hdl import Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from .arith import delay, logic_rom, lut_mul_pps, ptree, ptree_stages
+from .hardmul import registered_product
 
 __all__ = ["weight_rom", "mac_product", "packed_sums", "result_sequencer"]
 
@@ -56,11 +58,7 @@ def mac_product(m, x, w, mult: str, packing: bool, name: str):
         p4 = Signal(signed(17), name=f"mul_{name}")
         m.d.sync += p4.eq((pps[0] + pps[1]) + (pps[2] + pps[3]))
         return p4
-    shape = signed(35) if packing else signed(17)
-    p3 = Signal(shape, name=f"mp_{name}")
-    p4 = Signal(shape, name=f"pp_{name}")
-    m.d.sync += [p3.eq(x * w), p4.eq(p3)]
-    return p4
+    return registered_product(m, x, w, f"mp_{name}", f"pp_{name}", signed(35) if packing else signed(17))
 
 
 def packed_sums(m, prods: list, chunk: int, chunks: list[int], name: str):

@@ -96,10 +96,13 @@ def run_one(name: str, work: Path, yosys: str, nextpnr: str, freq: float, seed: 
     v = d / f"{name}.v"
     new = d / f"{name}.v.new"
     top = f"rtlgen_{name}"
-    r = subprocess.run([sys.executable, "-m", "rtlgen.cli", "core", core, *shlex.split(opts), "--name", top, "-o",
-                        str(new)], capture_output=True, text=True, cwd=ROOT)
-    if r.returncode != 0:
-        return {"name": name, "error": (r.stderr or r.stdout).strip().splitlines()[-1]}
+    for fam, out in (("ecp5", new), ("xcup", d / f"{name}_xcup.v")):
+        if fam == "xcup" and not estimate:
+            continue
+        r = subprocess.run([sys.executable, "-m", "rtlgen.cli", "core", core, *shlex.split(opts), "--family", fam,
+                            "--name", top, "-o", str(out)], capture_output=True, text=True, cwd=ROOT)
+        if r.returncode != 0:
+            return {"name": name, "error": (r.stderr or r.stdout).strip().splitlines()[-1]}
     rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     same = v.exists() and v.read_text() == new.read_text()
     new.replace(v)
@@ -132,7 +135,7 @@ def run_one(name: str, work: Path, yosys: str, nextpnr: str, freq: float, seed: 
     if estimate:
         from rtlgen.verify import timing
 
-        e = timing.estimate_verilog(v, top=top, board="kv260", work_dir=d / "timing", yosys=yosys)
+        e = timing.estimate_verilog(d / f"{name}_xcup.v", top=top, board="kv260", work_dir=d / "timing", yosys=yosys)
         p = e["path"] or {}
         res["estimate"] = {"fmax_mhz": e["fmax_mhz"], "range": [e["fmax_mhz_congested"], e["fmax_mhz_optimistic"]],
                            "lut_levels": p.get("lut_levels"), "carry_chains": p.get("carry_chains"),

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from rtlgen.cores.hardmul import FAMILIES, mult18x18d_model, mult_family
 from rtlgen.cores.registry import CORES, CoreSpec, Param
 
 from ..errors import OptionError
@@ -109,10 +110,16 @@ def _core_help(spec: CoreSpec) -> str:
 @click.argument("name", required=False)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Verilog file to write")
 @click.option("--module", "--name", "module", default=None, help="top module name (default rtlgen_<core>)")
+@click.option("--family", type=click.Choice(sorted(FAMILIES)), default="xcup", show_default=True,
+              help="device family of the hard multipliers: xcup infers DSP48E2 (yosys/Vivado pack its registers), "
+                   "ecp5 instantiates MULT18X18D with its input and output registers")
+@click.option("--sim-model", type=click.Path(dir_okay=False), default=None,
+              help="with --family ecp5: also write a Verilog simulation model of MULT18X18D to this file "
+                   "(yosys ships none); never pass it to synthesis")
 @click.option("--list", "list_cores", is_flag=True, help="list the available cores")
 @click.option("-h", "--help", "show_help", is_flag=True, help="show this help (with NAME: the core's parameters)")
 @click.pass_context
-def core(ctx, name, output, module, list_cores, show_help):
+def core(ctx, name, output, module, family, sim_model, list_cores, show_help):
     """Emit a single core as standalone Verilog: rtlgen core NAME [--param value ...] -o FILE.v
 
     Cores: fifo, skid, lanes, pool, dense, argmax, input, add, shortcut_a, conv, linebuffer
@@ -130,24 +137,35 @@ def core(ctx, name, output, module, list_cores, show_help):
         return
     if name not in CORES:
         raise OptionError(f"unknown core {name!r}; available: {', '.join(CORES)}")
-    comp = build_core(name, list(ctx.args))
     if not output:
         raise OptionError(f"core {name}: missing -o FILE.v")
+    if sim_model and family != "ecp5":
+        raise OptionError("--sim-model: only with --family ecp5 (xcup cores instantiate no primitive)")
     from ..emit.verilog import verilog_text
 
     top = module or f"rtlgen_{name}"
-    try:
-        text = verilog_text(comp, top)
-    except (ValueError, TypeError) as e:
-        raise OptionError(f"core {name}: {str(e).splitlines()[0]}") from None
-    out = Path(output)
-    if out.is_dir():
-        raise OptionError(f"-o: {output!r} is a folder, not a .v file")
-    if out.exists() and not _written_by_rtlgen(out):
-        raise OptionError(f"-o: refusing to overwrite {output!r}: it was not written by rtlgen core")
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"// {_HEADER} {name} {' '.join(ctx.args)}\n" + text)
+    outs = [Path(output)] + ([Path(sim_model)] if sim_model else [])
+    for out in outs:
+        if out.is_dir():
+            raise OptionError(f"{'-o' if out == outs[0] else '--sim-model'}: {str(out)!r} is a folder, not a .v file")
+        if out.exists() and not _written_by_rtlgen(out):
+            raise OptionError(f"{'-o' if out == outs[0] else '--sim-model'}: refusing to overwrite {str(out)!r}: "
+                              "it was not written by rtlgen core")
+    with mult_family(family):
+        comp = build_core(name, list(ctx.args))
+        try:
+            text = verilog_text(comp, top)
+        except (ValueError, TypeError) as e:
+            raise OptionError(f"core {name}: {str(e).splitlines()[0]}") from None
+    fam = "" if family == "xcup" else f" --family {family}"
+    texts = [f"// {_HEADER} {name} {' '.join(ctx.args)}{fam}\n" + text]
+    if sim_model:
+        texts.append(f"// {_HEADER}: MULT18X18D simulation model\n" + mult18x18d_model())
+    for out, t in zip(outs, texts):
+        if out.parent and not out.parent.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(t)
+    out = outs[0]
     ports = [f"{k}" for k, v in comp.signature.members.items()]
     click.echo(f"wrote {out}: module {top} (ports {', '.join(ports)}; clk, rst)")
 

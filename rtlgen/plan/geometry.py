@@ -89,13 +89,14 @@ def _chunks(width: int, step: int) -> int:
     return max(1, -(-(width - 1) // step)) if width > step + 1 else 1
 
 
-def pmul_split(a_bits: int, b_bits: int) -> tuple[int, int]:
+def pmul_split(a_bits: int, b_bits: int, ports: tuple[int, int] = (DSP_A_BITS, DSP_B_BITS)) -> tuple[int, int]:
     """Chunks ``(n_a, n_b)`` a ``a_bits`` x ``b_bits`` signed product is split into (``cores/arith.py`` ``pmul``), so
-    that every partial product fits one DSP48E2 (18 x 27 bits signed): ``a`` in 17-bit pieces, ``b`` in 26-bit
-    pieces."""
-    if min(a_bits, b_bits) <= DSP_B_BITS and max(a_bits, b_bits) <= DSP_A_BITS:
+    that every partial product fits one multiplier of ``ports = (wide, narrow)`` signed operand bits (DSP48E2:
+    27 x 18): ``a`` in ``narrow - 1``-bit pieces, ``b`` in ``wide - 1``-bit pieces."""
+    wide, narrow = ports
+    if min(a_bits, b_bits) <= narrow and max(a_bits, b_bits) <= wide:
         return 1, 1
-    return _chunks(a_bits, DSP_B_BITS - 1), _chunks(b_bits, DSP_A_BITS - 1)
+    return _chunks(a_bits, narrow - 1), _chunks(b_bits, wide - 1)
 
 
 def pmul_dsp(a_bits: int, b_bits: int) -> int:
