@@ -67,6 +67,8 @@ def test_conv_example(tmp_path):
         (["fifo", "--depth"], "needs a value"),
         (["fifo"], "missing -o"),
         ([], "missing core NAME"),
+        (["dense", "-o", "x.v", "--sim-model", "m.v"], "--sim-model: only with --family ecp5"),
+        (["dense", "--family", "virtex", "-o", "x.v"], "virtex"),
     ],
 )
 def test_errors(tmp_path, args, msg):
@@ -74,6 +76,20 @@ def test_errors(tmp_path, args, msg):
     assert r.exit_code == 2, r.output
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("rtlgen: error:") and msg in lines[0], r.output
+
+
+def test_ecp5_family_instantiates_registered_mult18x18d(tmp_path):
+    """--family ecp5: every hard product a MULT18X18D with its input and output registers, and --sim-model writes
+    the model (a module of that name); the default family instantiates nothing."""
+    out, model, plain = tmp_path / "d.v", tmp_path / "m.v", tmp_path / "p.v"
+    r = _run("dense", "--c", "16", "--cout", "4", "--ich-par", "4", "--och-par", "2", "--family", "ecp5",
+             "--sim-model", str(model), "-o", str(out))
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    assert text.count("MULT18X18D #(") == 8 and text.count('.REG_OUTPUT_CLK("CLK0")') == 8
+    assert "module MULT18X18D(" in model.read_text() and "module MULT18X18D" not in text
+    r = _run("dense", "--c", "16", "--cout", "4", "--ich-par", "4", "--och-par", "2", "-o", str(plain))
+    assert r.exit_code == 0 and "MULT18X18D" not in plain.read_text()
 
 
 def test_list_and_help():

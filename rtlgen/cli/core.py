@@ -137,22 +137,21 @@ def core(ctx, name, output, module, family, sim_model, list_cores, show_help):
         return
     if name not in CORES:
         raise OptionError(f"unknown core {name!r}; available: {', '.join(CORES)}")
-    if not output:
-        raise OptionError(f"core {name}: missing -o FILE.v")
-    if sim_model and family != "ecp5":
-        raise OptionError("--sim-model: only with --family ecp5 (xcup cores instantiate no primitive)")
     from ..emit.verilog import verilog_text
 
-    top = module or f"rtlgen_{name}"
-    outs = [Path(output)] + ([Path(sim_model)] if sim_model else [])
-    for out in outs:
-        if out.is_dir():
-            raise OptionError(f"{'-o' if out == outs[0] else '--sim-model'}: {str(out)!r} is a folder, not a .v file")
-        if out.exists() and not _written_by_rtlgen(out):
-            raise OptionError(f"{'-o' if out == outs[0] else '--sim-model'}: refusing to overwrite {str(out)!r}: "
-                              "it was not written by rtlgen core")
-    with mult_family(family):
+    with mult_family(family):  # the core's stage counts and its products are the family's
         comp = build_core(name, list(ctx.args))
+        if not output:
+            raise OptionError(f"core {name}: missing -o FILE.v")
+        if sim_model and family != "ecp5":
+            raise OptionError("--sim-model: only with --family ecp5 (xcup cores instantiate no primitive)")
+        top = module or f"rtlgen_{name}"
+        outs = [Path(output)] + ([Path(sim_model)] if sim_model else [])
+        for out, opt in zip(outs, ("-o", "--sim-model")):
+            if out.is_dir():
+                raise OptionError(f"{opt}: {str(out)!r} is a folder, not a .v file")
+            if out.exists() and not _written_by_rtlgen(out):
+                raise OptionError(f"{opt}: refusing to overwrite {str(out)!r}: it was not written by rtlgen core")
         try:
             text = verilog_text(comp, top)
         except (ValueError, TypeError) as e:
