@@ -48,7 +48,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from rtlgen.plan.geometry import DSP_A_BITS, DSP_B_BITS, clog2, normalize_requant, pmul_split
 from rtlgen.quant import rshift_round
 
-from .hardmul import dsp_ports, registered_product
+from .hardmul import dsp_ports, registered_product, signed_value
 
 __all__ = ["clog2", "lane", "tree_reduce", "count_beats", "delay", "tree_levels", "ptree_stages", "ptree",
            "rshift_round_value",
@@ -100,8 +100,7 @@ def rshift_round_value(v, sh: int, mode: str = "half_even"):
 def lut_mul_pps(x, w) -> list:
     """The four partial products of :func:`lut_mul` (``x*w`` is their sum), so a pipeline can register them (one adder
     each) before the three-adder tree. ``x`` signed, or unsigned and zero-extended (uint8 -> 9-bit signed)."""
-    if not x.shape().signed:
-        x = Cat(x, Const(0, 1)).as_signed()
+    x = signed_value(x)
     if len(w) != 8:
         raise ValueError("lut_mul: the weight must be 8 bits")
     pps = []
@@ -143,8 +142,7 @@ def pmul(m, a, b, name: str):
     (:func:`~rtlgen.cores.hardmul.registered_product`), summed in a registered tree, so no register-to-register path
     holds a multiplier plus the adders of a wide product. Returns the product, :func:`pmul_stages` cycles after the
     operands."""
-    sa = a if a.shape().signed else Cat(a, Const(0, 1)).as_signed()
-    sb = b if b.shape().signed else Cat(b, Const(0, 1)).as_signed()
+    sa, sb = signed_value(a), signed_value(b)
     wide, narrow = dsp_ports()
     na, nb = pmul_split(len(sa), len(sb), (wide, narrow))
 

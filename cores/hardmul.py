@@ -34,7 +34,7 @@ from amaranth.hdl import Cat, ClockSignal, Const, Instance, ResetSignal, Signal
 
 from rtlgen.plan.geometry import DSP_A_BITS, DSP_B_BITS
 
-__all__ = ["FAMILIES", "mult_family", "current_family", "dsp_ports", "registered_product", "mult18x18d_model"]
+__all__ = ["FAMILIES", "mult_family", "dsp_ports", "signed_value", "registered_product", "mult18x18d_model"]
 
 #: device family -> hard multiplier operand sizes (signed bits): DSP48E2 27 x 18, MULT18X18D 18 x 18
 FAMILIES = {"xcup": (DSP_A_BITS, DSP_B_BITS), "ecp5": (18, 18)}
@@ -54,13 +54,14 @@ def mult_family(name: str):
         _FAMILY.reset(tok)
 
 
-def current_family() -> str:
-    return _FAMILY.get()
-
-
 def dsp_ports() -> tuple[int, int]:
     """The current family's multiplier operand sizes ``(wide, narrow)`` in signed bits."""
     return FAMILIES[_FAMILY.get()]
+
+
+def signed_value(v):
+    """``v`` as a signed value: as it is when signed, else zero-extended by one sign bit (uint8 -> 9-bit signed)."""
+    return v if v.shape().signed else Cat(v, Const(0, 1)).as_signed()
 
 
 def _fits18(v) -> bool:
@@ -74,11 +75,9 @@ def registered_product(m, a, b, m_name: str, p_name: str, shape=None):
     shape = shape if shape is not None else (a * b).shape()
     out = Signal(shape, name=p_name)
     if _FAMILY.get() == "ecp5" and _fits18(a) and _fits18(b):
-        ea = a.as_signed() if a.shape().signed else Cat(a, Const(0, 1)).as_signed()
-        eb = b.as_signed() if b.shape().signed else Cat(b, Const(0, 1)).as_signed()
         a18, b18 = Signal(18, name=f"{m_name}_a"), Signal(18, name=f"{m_name}_b")
         p = Signal(36, name=f"{m_name}_p")
-        m.d.comb += [a18.eq(ea), b18.eq(eb), out.eq(p[:len(out)])]
+        m.d.comb += [a18.eq(signed_value(a)), b18.eq(signed_value(b)), out.eq(p[:len(out)])]
         ports = {"p_REG_INPUTA_CLK": "CLK0", "p_REG_INPUTB_CLK": "CLK0", "p_REG_OUTPUT_CLK": "CLK0",
                  "p_RESETMODE": "SYNC", "i_CLK0": ClockSignal("sync"), "i_CE0": Const(1, 1),
                  "i_RST0": ResetSignal("sync"), "i_SIGNEDA": Const(1, 1), "i_SIGNEDB": Const(1, 1),
