@@ -52,7 +52,8 @@ from .hardmul import dsp_ports, registered_product, signed_value
 
 __all__ = ["clog2", "lane", "tree_reduce", "count_beats", "delay", "tree_levels", "ptree_stages", "ptree",
            "rshift_round_value",
-           "lut_mul_pps", "lut_mul", "credit_fifo", "REQUANT_PIPE_STAGES", "requant_pipe",
+           "lut_mul_pps", "lut_mul", "credit_fifo", "REQUANT_PIPE_STAGES", "requant_pipe", "round_threshold", "ge_const_reg",
+           "COMPARE_CHUNK_BITS",
            "const_mul", "DSP_A_BITS", "DSP_B_BITS", "pmul_split", "pmul_stages", "pmul", "normalize_requant",
            "logic_rom", "credit_counter"]
 
@@ -288,8 +289,8 @@ REQUANT_PIPE_STAGES = 2
 def round_threshold(t: int, sh: int, mode: str, lo: int, hi: int) -> int:
     """The least ``v`` in ``[lo, hi]`` with ``rshift_round(v, sh, mode) >= t`` (``hi + 1`` if none): every rounding
     mode is non-decreasing in ``v``, so ``rshift_round(v) >= t`` is exactly ``v >= round_threshold(t)``."""
-    def f(x: int) -> int:
-        return int(rshift_round(np.int64(x), sh, mode))
+    def f(x: int) -> int:  # Python integers: any datapath width
+        return int(rshift_round(np.asarray(x, dtype=object), sh, mode))
 
     if f(hi) < t:
         return hi + 1
@@ -303,28 +304,55 @@ def round_threshold(t: int, sh: int, mode: str, lo: int, hi: int) -> int:
     return a
 
 
+#: widest comparator carry chain of :func:`ge_const_reg` (3 CARRY8 on UltraScale+, 12 CCU2C on ECP5)
+COMPARE_CHUNK_BITS = 24
+
+
+def ge_const_reg(m: Module, v, t: int, name: str) -> Value:
+    """``v >= t`` (``v`` signed, ``t`` a constant) for ``v`` of the previous cycle: ``v`` is cut into chunks of at
+    most :data:`COMPARE_CHUNK_BITS` bits, each chunk's ``>`` and ``==`` against the same chunk of ``t`` registered
+    (the lowest chunk's ``>=``), and the registers combined lexicographically (``gt | eq & rest``: one or two LUT
+    levels, no carry chain). A constant where ``t`` lies outside ``v``'s range."""
+    w = len(v)
+    if t <= -(1 << (w - 1)):
+        return Const(1, 1)
+    if t > (1 << (w - 1)) - 1:
+        return Const(0, 1)
+    n = -(-w // COMPARE_CHUNK_BITS)
+    size = -(-w // n)
+    res = None
+    for i, a in enumerate(range(0, w, size)):
+        b = min(a + size, w)
+        piece, tp = (v[a:b].as_signed(), t >> a) if b == w else (v[a:b], (t >> a) & ((1 << (b - a)) - 1))
+        if res is None:
+            res = Signal(name=f"{name}_ge{i}")
+            m.d.sync += res.eq(piece >= tp)
+            continue
+        gt, eq = Signal(name=f"{name}_gt{i}"), Signal(name=f"{name}_eq{i}")
+        m.d.sync += [gt.eq(piece > tp), eq.eq(piece == tp)]
+        res = gt | (eq & res)
+    return res
+
+
 def requant_pipe(m, v, sh: int, zp: int, lo: int, hi: int, mode: str, name: str):
     """``clamp(rshift_round(v, sh) + zp, lo, hi)`` (constant ``sh``) in two register stages. Stage 1: the rounded
-    quotient's low 8 bits (one adder) and, in parallel, the two saturation decisions compared on ``v`` itself
-    (``rshift_round(v) < lo - zp`` is ``v < round_threshold(lo - zp)``, one comparator each); stage 2: the 8-bit
-    zero-point add and a 3-way select. No wide quotient is compared after the rounding adder, so the longest path is
-    one adder (a comparator) wide. Returns the registered 8-bit value (:data:`REQUANT_PIPE_STAGES` cycles after
+    quotient's low 8 bits (the rounding increment, an OR tree of the dropped bits, into an 8-bit adder) and, in
+    parallel, the two saturation decisions compared on ``v`` itself (``rshift_round(v) < lo - zp`` is
+    ``v < round_threshold(lo - zp)``), each a :func:`ge_const_reg` of comparator chunks; stage 2: the chunks
+    combined, the 8-bit zero-point add and a 3-way select. No wide quotient is compared after the rounding adder and
+    no comparator chain is longer than :data:`COMPARE_CHUNK_BITS` (a 79-bit product's single compare was conv_ref's
+    ECP5 critical path, 137 MHz). Returns the registered 8-bit value (:data:`REQUANT_PIPE_STAGES` cycles after
     ``v``)."""
     vs = v.as_signed() if not v.shape().signed else v
     w = len(vs)
-    if w + max(0, -sh) > 62:  # thresholds beyond int64: compare the rounded quotient instead
-        r = rshift_round_value(v, sh, mode)
-        q = Signal(r.shape(), name=f"{name}_q")
-        m.d.sync += q.eq(r)
-        y = Mux(q < lo - zp, lo, Mux(q > hi - zp, hi, q + zp))
-    else:
-        vmin, vmax = -(1 << (w - 1)), (1 << (w - 1)) - 1
-        t_lo = round_threshold(lo - zp, sh, mode, vmin, vmax)
-        t_hi = round_threshold(hi - zp + 1, sh, mode, vmin, vmax)
-        q = Signal(8, name=f"{name}_q")
-        under, over = Signal(name=f"{name}_under"), Signal(name=f"{name}_over")
-        m.d.sync += [q.eq(rshift_round_value(v, sh, mode)[:8]), under.eq(vs < t_lo), over.eq(vs >= t_hi)]
-        y = Mux(under, lo, Mux(over, hi, q + zp))
+    vmin, vmax = -(1 << (w - 1)), (1 << (w - 1)) - 1
+    t_lo = round_threshold(lo - zp, sh, mode, vmin, vmax)
+    t_hi = round_threshold(hi - zp + 1, sh, mode, vmin, vmax)
+    q = Signal(8, name=f"{name}_q")
+    m.d.sync += q.eq(rshift_round_value(v, sh, mode)[:8])
+    under = ~ge_const_reg(m, vs, t_lo, f"{name}_lo")
+    over = ge_const_reg(m, vs, t_hi, f"{name}_hi")
+    y = Mux(under, lo, Mux(over, hi, q + zp))
     o = Signal(8, name=f"{name}_y")
     m.d.sync += o.eq(y[:8])
     return o

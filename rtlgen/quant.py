@@ -69,38 +69,49 @@ def rshift_round(v, sh, mode: str = "half_even") -> np.ndarray:
     """``round(v / 2**sh)`` on int64 arrays, exactly, with the given rounding mode.
 
     ``sh`` may be a scalar or an array broadcastable against ``v`` (per-channel shifts); ``sh <= 0`` is a
-    left shift by ``-sh`` (no rounding needed).
+    left shift by ``-sh`` (no rounding needed). An object array of Python integers (``np.asarray(x, dtype=object)``)
+    is computed in Python integers, without a width limit (wide datapaths: :func:`rtlgen.cores.arith.round_threshold`).
 
     Every mode is one add and one arithmetic shift, the same circuit the cores build:
     ``(v + offset) >> sh`` with ``offset`` = ``2**(sh-1) - 1 + lsb`` for half-even (``lsb`` = bit ``sh`` of ``v``,
     i.e. the LSB of the truncated result), ``2**(sh-1)`` for half-up, ``2**(sh-1) - 1`` for half-down,
     ``2**sh - 1`` for ceil, that or 0 by sign for round-to-zero, and 0 for floor.
     """
-    v = np.asarray(v, dtype=np.int64)
+    big = isinstance(v, np.ndarray) and v.dtype == object
+    dt = object if big else np.int64
+    v = np.asarray(v, dtype=dt)
     sh = np.asarray(sh, dtype=np.int64)
+    shape = np.broadcast(v, sh).shape
+    if big:  # 1-D throughout: numpy turns 0-d object results into Python scalars, and np.where those into int64
+        v, sh = (np.broadcast_to(x, shape).reshape(-1) for x in (v, sh))
+    one = 1 if big else np.int64(1)
+
+    def p2(k):  # 2**k (k: small non-negative int64) in v's arithmetic
+        return np.asarray(one << np.asarray(k).astype(dt), dtype=dt)
+
     if np.all(sh <= 0):
-        return v << (-sh)
-    shp = np.maximum(sh, 0)
-    one = np.int64(1)
-    half = np.where(shp > 0, one << np.maximum(shp - 1, 0), 0)
+        return (v << (-sh).astype(dt)).reshape(shape) if big else v << (-sh)
+    shp_i = np.maximum(sh, 0)
+    shp = shp_i.astype(dt)
+    half = np.where(shp_i > 0, p2(np.maximum(shp_i - 1, 0)), 0)
     if mode == "half_even":
-        off = np.where(shp > 0, half - 1, 0) + ((v >> shp) & one) * (shp > 0)
+        off = np.where(shp_i > 0, half - 1, 0) + ((v >> shp) & one) * (shp_i > 0)
     elif mode == "half_up":
         off = half
     elif mode == "half_down":
-        off = np.where(shp > 0, half - 1, 0)
+        off = np.where(shp_i > 0, half - 1, 0)
     elif mode == "floor":
-        off = np.int64(0)
+        off = 0 * one
     elif mode == "ceil":
-        off = (one << shp) - 1
+        off = p2(shp_i) - 1
     elif mode == "to_zero":
-        off = np.where(v < 0, (one << shp) - 1, 0)
+        off = np.where(v < 0, p2(shp_i) - 1, 0)
     else:
         raise ValueError(f"unknown rounding mode {mode!r}; supported: {', '.join(ROUNDING_MODES)}")
     out = (v + off) >> shp
     if np.any(sh < 0):
-        out = np.where(sh < 0, v << np.maximum(-sh, 0), out)
-    return out
+        out = np.where(sh < 0, v << np.maximum(-sh, 0).astype(dt), out)
+    return out.reshape(shape) if big else out
 
 
 def fixed_point_multiplier(ratio, bits: int = MULT_BITS) -> tuple[np.ndarray, np.ndarray]:

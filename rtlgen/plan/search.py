@@ -404,12 +404,17 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
             + " plus its stream adapters (FIFOs, lane converters)"
             + f" (budget: {', '.join(f'{k}={getattr(budget, k)}' for k in RESOURCES)})")
     _, plan, extra = found
-    for name, e in extra.items():  # the adapters in front of a layer count as the layer's
+    charge_adapters(plan, extra)
+    return plan
+
+
+def charge_adapters(plan: Plan, extra: dict) -> None:
+    """The FIFOs and lane converters in front of a layer (:func:`edge_costs`) count as the layer's resources."""
+    for name, e in extra.items():
         lp = plan.layer(name)
         lp.lut += int(e.get("lut", 0))
         lp.ff += int(e.get("ff", 0))
         lp.bram36 += e.get("bram36", 0)
-    return plan
 
 
 def _build_plan(net, board, budget, clock, chosen, fixed, allow_lut_mult, allow_packing, search="greedy",
@@ -477,3 +482,4 @@ def recost(net: ir.Network, plan: Plan, exact_cycles=None):
         for name, cyc in exact_cycles(net, plan).items():
             plan.layer(name).cycles = cyc
     size_fifos(net, plan)
+    charge_adapters(plan, edge_costs(net, plan))  # as plan_network does (the figures were the cores' alone before)
