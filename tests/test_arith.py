@@ -50,16 +50,10 @@ REQUANT_CASES = [(3, 7, 0, 255), (2, -3, -128, 127), (0, 0, -128, 127), (4, 10, 
                  (12, 100, 0, 255), (-2, 1, -128, 127)]
 
 
-@pytest.mark.parametrize("mode", ROUNDING_MODES)
-def test_requant_pipe_equals_the_golden_requant(mode):
-    """requant_pipe (saturation decided on the unrounded value against round_threshold, in parallel with the
-    rounding adder) equals clamp(rshift_round(v) + zp, lo, hi) for every 10-bit signed v, two cycles later."""
-    from rtlgen.cores.arith import REQUANT_PIPE_STAGES, requant_pipe
+def _run_pipe(m, v, outs: dict, xs: list) -> dict:
+    """Feed ``xs`` into ``v`` one per cycle; each requant_pipe output's values, REQUANT_PIPE_STAGES cycles later."""
+    from rtlgen.cores.arith import REQUANT_PIPE_STAGES
 
-    m = Module()
-    v = Signal(signed(10))
-    outs = {c: requant_pipe(m, v, *c, mode, f"rq{i}") for i, c in enumerate(REQUANT_CASES)}
-    xs = list(range(-512, 512))
     got = {c: [] for c in outs}
 
     async def bench(ctx):
@@ -75,6 +69,20 @@ def test_requant_pipe_equals_the_golden_requant(mode):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    return got
+
+
+@pytest.mark.parametrize("mode", ROUNDING_MODES)
+def test_requant_pipe_equals_the_golden_requant(mode):
+    """requant_pipe (saturation decided on the unrounded value against round_threshold, in parallel with the
+    rounding adder) equals clamp(rshift_round(v) + zp, lo, hi) for every 10-bit signed v, two cycles later."""
+    from rtlgen.cores.arith import requant_pipe
+
+    m = Module()
+    v = Signal(signed(10))
+    outs = {c: requant_pipe(m, v, *c, mode, f"rq{i}") for i, c in enumerate(REQUANT_CASES)}
+    xs = list(range(-512, 512))
+    got = _run_pipe(m, v, outs, xs)
     arr = np.array(xs, dtype=np.int64)
     for (sh, zp, lo, hi), vals in got.items():
         want = np.clip(rshift_round(arr, sh, mode) + zp, lo, hi) & 0xFF
@@ -106,7 +114,7 @@ def test_requant_pipe_on_a_79_bit_value_saturates_exactly(mode):
     tools/ecp5_crosscheck.py): its saturation thresholds are computed in Python integers, so the clamp stays a
     comparator on the unrounded value beside the rounding adder. Values around both thresholds, the extremes and
     random 79-bit values match an exact rational reference."""
-    from rtlgen.cores.arith import REQUANT_PIPE_STAGES, round_threshold, requant_pipe
+    from rtlgen.cores.arith import round_threshold, requant_pipe
 
     W, cases = 79, [(40, 3, -128, 127), (66, -5, 0, 255), (70, 0, -128, 127)]
     m = Module()
@@ -121,21 +129,7 @@ def test_requant_pipe_on_a_79_bit_value_saturates_exactly(mode):
         xs += [int(rng.integers(-(1 << 62), 1 << 62)) << (sh - 60) if sh > 60 else int(rng.integers(-(1 << 62), 1 << 62))
                for _ in range(40)]
     xs += [int.from_bytes(rng.bytes(10), "little", signed=True) >> 1 for _ in range(40)]
-    got = {c: [] for c in outs}
-
-    async def bench(ctx):
-        for k in range(len(xs) + REQUANT_PIPE_STAGES):
-            if k < len(xs):
-                ctx.set(v, xs[k])
-            await ctx.tick()
-            if k + 1 >= REQUANT_PIPE_STAGES:
-                for c, o in outs.items():
-                    got[c].append(ctx.get(o))
-
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    got = _run_pipe(m, v, outs, xs)
     for (sh, zp, lo, hi), vals in got.items():
         want = [min(max(_exact_round(x, sh, mode) + zp, lo), hi) & 0xFF for x in xs]
         assert vals[:len(xs)] == want, f"shift {sh} zp {zp} clamp [{lo}, {hi}] mode {mode}"
