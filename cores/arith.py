@@ -52,8 +52,8 @@ from .hardmul import dsp_ports, registered_product, signed_value
 
 __all__ = ["clog2", "lane", "tree_reduce", "count_beats", "delay", "tree_levels", "ptree_stages", "ptree",
            "rshift_round_value",
-           "lut_mul_pps", "lut_mul", "credit_fifo", "REQUANT_PIPE_STAGES", "requant_pipe", "round_threshold", "ge_const_reg",
-           "COMPARE_CHUNK_BITS",
+           "lut_mul_pps", "lut_mul", "credit_fifo", "REQUANT_PIPE_STAGES", "requant_pipe", "round_threshold",
+           "ge_const_reg", "COMPARE_CHUNK_BITS",
            "const_mul", "DSP_A_BITS", "DSP_B_BITS", "pmul_split", "pmul_stages", "pmul", "normalize_requant",
            "logic_rom", "credit_counter"]
 

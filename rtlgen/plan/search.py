@@ -482,4 +482,4 @@ def recost(net: ir.Network, plan: Plan, exact_cycles=None):
         for name, cyc in exact_cycles(net, plan).items():
             plan.layer(name).cycles = cyc
     size_fifos(net, plan)
-    charge_adapters(plan, edge_costs(net, plan))  # as plan_network does (the figures were the cores' alone before)
+    charge_adapters(plan, edge_costs(net, plan))  # each layer's figures include its input adapters, as planned
