@@ -323,15 +323,24 @@ def ge_const_reg(m: Module, v, t: int, name: str) -> Value:
     res = None
     for i, a in enumerate(range(0, w, size)):
         b = min(a + size, w)
-        piece, tp = (v[a:b].as_signed(), t >> a) if b == w else (v[a:b], (t >> a) & ((1 << (b - a)) - 1))
+        if b == w:
+            piece, tp, pmin, pmax = v[a:b].as_signed(), t >> a, -(1 << (b - a - 1)), (1 << (b - a - 1)) - 1
+        else:
+            piece, tp, pmin, pmax = v[a:b], (t >> a) & ((1 << (b - a)) - 1), 0, (1 << (b - a)) - 1
         if res is None:
-            res = Signal(name=f"{name}_ge{i}")
-            m.d.sync += res.eq(piece >= tp)
+            res = Const(1, 1) if tp <= pmin else _reg(m, piece >= tp, f"{name}_ge{i}")
             continue
-        gt, eq = Signal(name=f"{name}_gt{i}"), Signal(name=f"{name}_eq{i}")
-        m.d.sync += [gt.eq(piece > tp), eq.eq(piece == tp)]
-        res = gt | (eq & res)
+        # a chunk constant at the end of the chunk's range decides ``>`` alone (and Verilator flags the compare)
+        gt = Const(0, 1) if tp >= pmax else _reg(m, piece > tp, f"{name}_gt{i}")
+        res = gt | (_reg(m, piece == tp, f"{name}_eq{i}") & res)
     return res
+
+
+def _reg(m: Module, value, name: str) -> Signal:
+    """``value`` registered into a new one-bit signal ``name``."""
+    r = Signal(name=name)
+    m.d.sync += r.eq(value)
+    return r
 
 
 def requant_pipe(m, v, sh: int, zp: int, lo: int, hi: int, mode: str, name: str):
