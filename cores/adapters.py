@@ -13,18 +13,27 @@ Stream contract (:class:`LaneConverter`)
   combinationally.
 
 Implementation: when neither side has tail beats and one lane count divides the other, a beat splitter or
-gatherer (no value buffer); otherwise a value buffer of ``2 * lanes_in + lanes_out - 1`` entries with a fill count. Each cycle it may append the
-valid values of one input beat and pop the values of one output beat (``lanes_out`` values, or the pixel's tail).
-The muxes grow with ``buffer size x lanes``: meant for the small lane counts of stream adapters.
+gatherer (no value buffer). Otherwise, with ``slots=True`` and pixels kept (``c_out == c_in``), two pixel slots
+(``slots``: each channel register written from one fixed input lane, an output lane an AND-OR over its channels of
+the two slots picked by a one-hot position; latency 1 cycle from a pixel's final input beat to its first output
+beat); else a value buffer of ``2 * lanes_in + lanes_out - 1`` entries with a fill count (``pack``). Each cycle it may append the valid values of
+one input beat and pop the values of one output beat (``lanes_out`` values, or the pixel's tail). The pack muxes grow
+with ``buffer size x lanes``, the slots with the channels (yosys: 8 -> 3 lanes of 16 channels 1,204 LUT as a buffer,
+144 as slots; 16 -> 6: 3,419 and 144; 1 -> 3 of 5: 50 as slots). The composition picks the cheaper
+(:func:`rtlgen.plan.cost.lane_converter_slots`).
 """
 
 from __future__ import annotations
+
+import operator
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import count_beats
+from rtlgen.plan.geometry import converter_mode
+
+from .arith import count_beats, tree_reduce
 from .stream import act_signature, beats_per_pixel
 
 __all__ = ["LaneConverter", "Packer", "packer_cycles", "value_counts"]
@@ -218,10 +227,11 @@ class LaneConverter(wiring.Component):
         Output beats, ``last`` preserved.
     """
 
-    def __init__(self, c_in: int, lanes_in: int, lanes_out: int, c_out: int | None = None, width: int = 8):
+    def __init__(self, c_in: int, lanes_in: int, lanes_out: int, c_out: int | None = None, width: int = 8,
+                 slots: bool = False):
         self.c_in, self.lanes_in, self.lanes_out = c_in, lanes_in, lanes_out
         self.c_out = c_in if c_out is None else c_out
-        self.width = width
+        self.width, self.slots = width, slots
         super().__init__({"i": In(act_signature(lanes_in, width)), "o": Out(act_signature(lanes_out, width))})
 
     @property
@@ -231,16 +241,9 @@ class LaneConverter(wiring.Component):
     @property
     def mode(self) -> str:
         """``pass``, ``split`` (M = k*N, no tail beats: a beat is sent as k slices), ``gather`` (N = k*M, no tail
-        beats: k beats are concatenated) or ``pack`` (the general value buffer)."""
-        M, N = self.lanes_in, self.lanes_out
-        if self.passthrough:
-            return "pass"
-        full = self.c_in % M == 0 and self.c_out % N == 0
-        if full and M % N == 0:
-            return "split"
-        if full and N % M == 0:
-            return "gather"
-        return "pack"
+        beats: k beats are concatenated), ``slots`` (two pixel registers; ``slots=True`` and ``c_out == c_in``) or
+        ``pack`` (the general value buffer)."""
+        return converter_mode(self.c_in, self.lanes_in, self.lanes_out, self.c_out, self.slots)
 
     def cycles_for(self, pixels_in: int) -> int:
         """Cycles per frame of ``pixels_in`` input pixels, no stalls."""
@@ -264,6 +267,8 @@ class LaneConverter(wiring.Component):
             return self._split(m)
         if mode == "gather":
             return self._gather(m)
+        if mode == "slots":
+            return self._slots(m)
         M = self.lanes_in
         bpp = beats_per_pixel(self.c_in, M)
         tail = self.c_in - (bpp - 1) * M
@@ -312,4 +317,52 @@ class LaneConverter(wiring.Component):
             for j, b in enumerate(bufs):
                 with m.If(sel == j):
                     m.d.sync += b.eq(self.i.payload.data)
+        return m
+
+    def _slots(self, m):
+        """Two pixel slots: the input fills one (channel ``c`` from lane ``c % M`` of the pixel's beat ``c // M``)
+        while the output sends the other (lane ``l`` of beat ``b``: channel ``b*N + l``, zero past the pixel). A slot's
+        ``full`` flag is set by its final input beat and cleared by its final output beat, so each side runs at one
+        beat per cycle whenever the other keeps up (no bubble at a slot change): ``max(beats in, beats out)``."""
+        C, M, N, w = self.c_in, self.lanes_in, self.lanes_out, self.width
+        bin_, bout = beats_per_pixel(C, M), beats_per_pixel(C, N)
+        slot = [[Signal(w, name=f"s{s}_c{c}") for c in range(C)] for s in range(2)]
+        full = [Signal(name=f"full{s}") for s in range(2)]
+        lastf = [Signal(name=f"last{s}") for s in range(2)]
+        ws, rs = Signal(name="ws"), Signal(name="rs")
+        ib, ob = Signal(range(max(bin_, 2)), name="ib"), Signal(range(max(bout, 2)), name="ob")
+        ifire, ofire = Signal(), Signal()
+        iend, oend = (ib == bin_ - 1) | self.i.payload.last, ob == bout - 1
+        m.d.comb += [
+            self.i.ready.eq(~Mux(ws, full[1], full[0])),
+            self.o.valid.eq(Mux(rs, full[1], full[0])),
+            ifire.eq(self.i.valid & self.i.ready),
+            ofire.eq(self.o.valid & self.o.ready),
+            self.o.payload.last.eq(Mux(rs, lastf[1], lastf[0]) & oend),
+        ]
+        for s in range(2):
+            for b in range(bin_):
+                with m.If(ifire & (ws == s) & (ib == b)):
+                    m.d.sync += [slot[s][c].eq(self.i.payload.data[(c - b * M) * w:(c - b * M + 1) * w])
+                                 for c in range(b * M, min(C, (b + 1) * M))]
+            with m.If(ifire & iend & (ws == s)):
+                m.d.sync += [full[s].eq(1), lastf[s].eq(self.i.payload.last)]
+            with m.If(ofire & oend & (rs == s)):
+                m.d.sync += full[s].eq(0)
+        count_beats(m, ib, ifire, self.i.payload.last, bin_)
+        with m.If(ifire & iend):
+            m.d.sync += ws.eq(~ws)
+        with m.If(ofire):
+            m.d.sync += [ob.eq(Mux(oend, 0, ob + 1)), rs.eq(rs ^ oend)]
+        # the output position (slot, beat) one-hot, rotated by each output beat: lane j is an AND-OR of the
+        # channels it can carry (no decoder, no mux tree; yosys maps wide muxes over flip-flops poorly)
+        pos = Signal(2 * bout, init=1, name="opos")
+        with m.If(ofire):
+            m.d.sync += pos.eq(pos.rotate_left(1))
+        lanes = []
+        for j in range(N):
+            terms = [Mux(pos[s * bout + b], slot[s][b * N + j], 0) for s in range(2) for b in range(bout)
+                     if b * N + j < C]
+            lanes.append(tree_reduce(terms, operator.or_))
+        m.d.comb += self.o.payload.data.eq(Cat(*lanes))
         return m

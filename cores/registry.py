@@ -105,13 +105,15 @@ _add(CoreSpec("skid", "skid buffer: full-throughput register slice", {
 def _lanes(p, rng):
     from .adapters import LaneConverter
 
-    return LaneConverter(p["c"], p["lanes_in"], p["lanes_out"], c_out=p["c_out"] or None, width=p["width"])
+    return LaneConverter(p["c"], p["lanes_in"], p["lanes_out"], c_out=p["c_out"] or None, width=p["width"],
+                         slots=p["slots"])
 
 
 _add(CoreSpec("lanes", "lane-width converter (M -> N lanes, preserves last)", {
     "c": Param(int, 3, "channels per input pixel"), "lanes_in": Param(int, 3, "input lanes"),
     "lanes_out": Param(int, 1, "output lanes"), "c_out": Param(int, 0, "values per output pixel (0: same as --c)"),
     "width": Param(int, 8, "bits per lane"),
+    "slots": Param(bool, False, "two pixel slots instead of the value buffer (as the composition builds them)"),
 }, _lanes))
 
 

@@ -12,24 +12,27 @@ from rtlgen.cores.adapters import LaneConverter
 from rtlgen.cores.fifo import SkidBuffer, StreamFIFO
 from rtlgen.cores.stream import frame_to_beats
 
-# (shape, lanes_in, lanes_out, flatten)
+# (shape, lanes_in, lanes_out, flatten, slots)
 CONVERTERS = {
-    "c3to1": ((4, 3, 3), 3, 1, False),  # RGB pixel per beat -> one channel per beat
-    "c1to3": ((3, 2, 5), 1, 3, False),  # 1 -> 3 with a 2-lane tail beat per pixel
-    "c2to3f": ((2, 3, 5), 2, 3, True),  # non-dividing both sides, frame flattened into one vector (dense input)
-    "c4to4f": ((2, 2, 3), 4, 4, True),  # same width, regrouped pixels (tail beats removed)
-    "c4to2": ((2, 3, 8), 4, 2, False),  # splitter fast path
-    "c2to6f": ((2, 2, 6), 2, 6, True),  # gatherer fast path
-    "c3to3": ((2, 2, 3), 3, 3, False),  # pass-through
+    "c3to1": ((4, 3, 3), 3, 1, False, False),  # RGB pixel per beat -> one channel per beat
+    "c1to3": ((3, 2, 5), 1, 3, False, False),  # 1 -> 3 with a 2-lane tail beat per pixel
+    "c2to3f": ((2, 3, 5), 2, 3, True, False),  # non-dividing both sides, frame flattened into one vector (dense input)
+    "c4to4f": ((2, 2, 3), 4, 4, True, False),  # same width, regrouped pixels (tail beats removed)
+    "c4to2": ((2, 3, 8), 4, 2, False, False),  # splitter fast path
+    "c2to6f": ((2, 2, 6), 2, 6, True, False),  # gatherer fast path
+    "c3to3": ((2, 2, 3), 3, 3, False, False),  # pass-through
+    "s8to3": ((2, 3, 16), 8, 3, False, True),  # two pixel slots: tail beats on the output side (16 = 5 x 3 + 1)
+    "s3to7": ((3, 2, 16), 3, 7, False, True),  # two pixel slots: tail beats on both sides
+    "s1to3": ((3, 2, 5), 1, 3, False, True),  # two pixel slots: input slower than output
 }
 
 CONVERTERS_MODES = {"c3to1": "split", "c1to3": "pack", "c2to3f": "pack", "c4to4f": "pack", "c4to2": "split",
-                    "c2to6f": "gather", "c3to3": "pass"}
+                    "c2to6f": "gather", "c3to3": "pass", "s8to3": "slots", "s3to7": "slots", "s1to3": "slots"}
 
 
-def _conv(shape, li, lo, flat):
+def _conv(shape, li, lo, flat, slots):
     H, W, C = shape
-    return LaneConverter(C, li, lo, c_out=H * W * C if flat else C)
+    return LaneConverter(C, li, lo, c_out=H * W * C if flat else C, slots=slots)
 
 
 register("default", "plumb_fifo", lambda: StreamFIFO(depth=4, lanes=2))
@@ -50,9 +53,9 @@ def test_plumbing(tmp_path, tmp_path_factory):
     words = [frame_to_beats(f, lanes) for f in _frames(rng, shape, 3)]
     for n in ("fifo", "skid"):
         jobs.append(job(n, {"i": words}, words, prefix=f"plumb_{n}_", last_bit=lanes * 8, model=len(words[0])))
-    for n, (shape, li, lo, flat) in CONVERTERS.items():
+    for n, (shape, li, lo, flat, slots) in CONVERTERS.items():
         H, W, C = shape
-        core = _conv(shape, li, lo, flat)
+        core = _conv(shape, li, lo, flat, slots)
         frames = _frames(rng, shape, 3)
         ins = [frame_to_beats(f, li) for f in frames]
         outs = [frame_to_beats(f.reshape(1, -1, core.c_out), lo) for f in frames]

@@ -191,6 +191,7 @@ def build_jobs(frames, reset_frames: int = 2):
         "fifo": (StreamFIFO(5, lanes=3), 3, 3, 3),
         "skid": (SkidBuffer(lanes=2), 4, 2, 2),
         "lanes_pack": (LaneConverter(5, 2, 3), 5, 2, 3),
+        "lanes_slots": (LaneConverter(11, 4, 3, slots=True), 11, 4, 3),
         "lanes_gather": (LaneConverter(6, 2, 6), 6, 2, 6),
         "lanes_split": (LaneConverter(8, 8, 2), 8, 8, 2),
     }

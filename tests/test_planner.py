@@ -159,7 +159,7 @@ def test_stream_adapters_are_costed(r8_u96):
     """The lane converters and FIFOs between cores count against the budget, inside the layer they feed."""
     net, plan = r8_u96
     extra = cost.edge_costs(net, plan)
-    assert sum(e["lut"] for e in extra.values()) > 1000  # ResNet8 has several lane conversions
+    assert sum(e["lut"] for e in extra.values()) > 500  # ResNet8 has several lane conversions
     for name, e in extra.items():
         assert plan.layer(name).lut >= e["lut"]
     t = plan.totals()
@@ -167,13 +167,25 @@ def test_stream_adapters_are_costed(r8_u96):
     assert t["lut"] <= cap.lut * data.UTILIZATION["lut"] and t["dsp"] <= cap.dsp
 
 
+def test_greedy_plan_walks_below_the_binary_search(r8_u96):
+    """The greedy's feasibility is not monotone in the target (ResNet8 @ Ultra96-V2: it meets 15,360 cycles but not
+    15,994, so a binary search alone stops at 16,129): the planner walks down the layers' cycle counts below the
+    target found. The plan is no slower than the 15,361 cycles per frame landed before the walk."""
+    _, plan = r8_u96
+    assert plan.cycles_per_frame <= 15361
+
+
 def test_adapter_cost_model():
     assert cost.lane_converter_cost(8, 8, 32) == {"lut": 0, "ff": 0}
     simple = cost.lane_converter_cost(4, 8, 32)["lut"]
     buffered = cost.lane_converter_cost(6, 16, 16)["lut"]
     assert 0 < simple < buffered
-    # fitted to yosys: a 6 -> 16 lane converter (ResNet8 conv1 input) measured 531 LUTs, 16 -> 6: 1,820
-    assert 400 < buffered < 700 and 1400 < cost.lane_converter_cost(16, 6, 16)["lut"] < 2300
+    # fitted to yosys (rtlgen core lanes [--slots]): 6 -> 16 lanes of 16 channels (ResNet8 conv1 input) as two pixel
+    # slots measured 147 LUTs (1,237 as the value buffer), 16 -> 6: 144 (3,419); 1 -> 3 of 64 channels stays a value
+    # buffer (the slots would hold 128 values)
+    assert 100 < buffered < 200 and 100 < cost.lane_converter_cost(16, 6, 16)["lut"] < 200
+    assert cost.lane_converter_slots(6, 16, 16) and cost.lane_converter_slots(16, 6, 16)
+    assert not cost.lane_converter_slots(1, 3, 64) and cost.lane_converter_cost(1, 3, 64)["lut"] < 150
     assert cost.fifo_cost(64, 129)["lut"] > cost.fifo_cost(2, 129)["lut"] > 0
 
 

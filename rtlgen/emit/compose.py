@@ -147,6 +147,7 @@ class RtlgenTop(wiring.Component):
 
     def elaborate(self, platform):
         from rtlgen.cores.adapters import LaneConverter
+        from rtlgen.plan.cost import lane_converter_slots
         from rtlgen.cores.fifo import StreamFIFO
         from rtlgen.cores.fork import Fork
 
@@ -179,7 +180,8 @@ class RtlgenTop(wiring.Component):
             for e, s in zip(edges, outs):
                 tag = f"{e.dst}_{e.dport}"
                 if e.lanes_src != e.lanes_dst:
-                    lc = LaneConverter(e.channels, e.lanes_src, e.lanes_dst, width=e.width)
+                    lc = LaneConverter(e.channels, e.lanes_src, e.lanes_dst, width=e.width,
+                                       slots=lane_converter_slots(e.lanes_src, e.lanes_dst, e.channels, e.width))
                     m.submodules[f"{tag}_lanes"] = lc
                     wiring.connect(m, s, lc.i)
                     s = lc.o

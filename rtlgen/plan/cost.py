@@ -8,8 +8,8 @@ import math
 from .. import ir
 from ..quant import bits_signed
 from .data import RESOURCES
-from .geometry import (LUTS_PER_LUTRAM, avg_pool_dsp, avg_pool_sum_bits, conv_dims, conv_live_slots,
-                       dense_acc_range, dense_weight_register, dw_dsp_count, dw_live_slots, dw_weight_word_bits,
+from .geometry import (LUTS_PER_LUTRAM, avg_pool_dsp, avg_pool_sum_bits, clog2, conv_dims, conv_live_slots,
+                       converter_mode, dense_acc_range, dense_weight_register, dw_dsp_count, dw_live_slots, dw_weight_word_bits,
                        embed_kernel, is_depthwise, line_buffer_depth, line_copy_style, lutram_primitives, mac_range,
                        normalize_requant, per_channel, requant_fold, requant_lane_dsp, weight_word_bits)
 
@@ -204,17 +204,39 @@ def dwconv_config_cost(layer, cp, pp, packing, mult, storage, lanes_in, tp=1):
 
 
 def lane_converter_cost(lanes_in: int, lanes_out: int, channels: int, width: int = 8) -> dict:
-    """LUT/FF of a :class:`~rtlgen.cores.adapters.LaneConverter` (fitted to yosys: the value buffer of
-    ``2*lanes_in + lanes_out - 1`` entries and its write/read muxes; a plain splitter/gatherer when one lane count
-    divides the other and neither side has tail beats)."""
-    if lanes_in == lanes_out:
+    """LUT/FF of the :class:`~rtlgen.cores.adapters.LaneConverter` the composition builds (its form chosen by
+    :func:`lane_converter_slots`): none when the lanes agree, a plain splitter/gatherer when one lane count divides
+    the other and neither side has tail beats, else the cheaper of two pixel slots and the packing value buffer."""
+    mode = converter_mode(channels, lanes_in, lanes_out, slots=True)
+    if mode == "pass":
         return {"lut": 0, "ff": 0}
-    simple = (max(lanes_in, lanes_out) % min(lanes_in, lanes_out) == 0 and channels % lanes_in == 0
-              and channels % lanes_out == 0)
-    if simple:
+    if mode in ("split", "gather"):
         return {"lut": 2 * max(lanes_in, lanes_out) * width // 8 + 20, "ff": max(lanes_in, lanes_out) * width + 10}
-    B = 2 * lanes_in + lanes_out - 1
-    return {"lut": int(3 * B * lanes_in * width / 8 + 0.1 * B * lanes_out) + 30, "ff": B * width + 20}
+    return min(_slots_cost(lanes_in, lanes_out, channels, width), _pack_cost(lanes_in, lanes_out, width),
+               key=lambda r: r["lut"])
+
+
+def lane_converter_slots(lanes_in: int, lanes_out: int, channels: int, width: int = 8) -> bool:
+    """Whether the composition builds a converter between these lanes as two pixel slots (``slots=True``): where
+    they take fewer LUTs than the value buffer (many lanes; the buffer grows with ``(2M + N) x M``, the slots with
+    the channels)."""
+    return _slots_cost(lanes_in, lanes_out, channels, width)["lut"] < _pack_cost(lanes_in, lanes_out, width)["lut"]
+
+
+def _slots_cost(M: int, N: int, C: int, w: int) -> dict:
+    """Two pixel slots (``2C`` registers, each output lane an AND-OR over its channels), fitted to yosys on 16
+    standalone converters (``rtlgen core lanes --slots``; 1..16 lanes, 5..64 channels: 50-669 LUT, -31..+42 %)."""
+    bout = ceil_div(C, N)
+    lut = 6.7 * C * w / 8 + 1.5 * N * math.log2(2 * bout) * w / 8 + 8
+    return {"lut": int(lut), "ff": 2 * C * w + 2 * bout + 2 * clog2(ceil_div(C, M)) + 6}
+
+
+def _pack_cost(M: int, N: int, w: int) -> dict:
+    """The value buffer of ``B = 2M + N - 1`` entries (``w + 1`` bits: the value and its ``last`` flag), each fed
+    from every input lane and its shifts: ``3.78 (B (M + 1) (w + 1)) ** 0.785`` LUT, fitted to yosys on 13
+    standalone converters (``rtlgen core lanes``; 2..16 lanes, 16..64 channels: 279-3,419 LUT, -26..+43 %)."""
+    B = 2 * M + N - 1
+    return {"lut": int(3.78 * (B * (M + 1) * (w + 1)) ** 0.785), "ff": B * (w + 1) + 20}
 
 
 #: a stream FIFO at least this deep and this big maps to block RAM (yosys 0.23 synth_xilinx on cores/fifo.py

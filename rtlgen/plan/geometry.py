@@ -311,3 +311,17 @@ def window_delay_pixels(lay: ir.Conv, pix: int) -> int:
     if lay.group != 1 or (K, K) != (kh, kw):  # the embedded window's look-ahead below and right of the output origin
         return (K - 1 - pt) * W + (K - 1 - pl) + 2 * pix + (W if s > 1 else 0) + 2
     return (kh // 2) * W + kw // 2 + 2 * pix + (W if s > 1 else 0) + 2
+
+
+def converter_mode(c_in: int, lanes_in: int, lanes_out: int, c_out: int | None = None, slots: bool = False) -> str:
+    """The form of a lane converter (:attr:`rtlgen.cores.adapters.LaneConverter.mode`; the cost model prices it):
+    ``pass``, ``split``, ``gather``, ``slots`` (``slots`` asked and pixels kept) or ``pack``."""
+    M, N, c_out = lanes_in, lanes_out, c_in if c_out is None else c_out
+    if M == N and c_in == c_out:
+        return "pass"
+    full = c_in % M == 0 and c_out % N == 0
+    if full and M % N == 0:
+        return "split"
+    if full and N % M == 0:
+        return "gather"
+    return "slots" if slots and c_out == c_in else "pack"

@@ -64,6 +64,10 @@ def _par_candidates(n: int) -> list[int]:
     return out
 
 
+#: the walk below the binary search's target ends after this many targets in a row that the greedy cannot meet
+DESCEND_MISSES = 16
+
+
 def _cost(res, weights, budget):
     return sum(weights[k] * res[k] / max(getattr(budget, k) * UTILIZATION[k], 1e-9) for k in RESOURCES)
 
@@ -342,6 +346,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
     def lowest_feasible_target():
         lo = max((f[0] for f in fixed.values()), default=1)
         lo = max(lo, max(min(r[0] for r in table[lay.name]) for lay in macs))
+        lo_start = lo
         hi = max(max(r[0] for r in table[lay.name]) for lay in macs)
         hi = max(hi, lo)
         best = feasible(hi)
@@ -356,6 +361,22 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
                 hi, best = mid, ch
         if lo != hi:
             best = feasible(hi)
+        # the greedy's feasibility is not monotone in T (a choice that fits at T also meets any larger T, but the
+        # greedy may miss it there): walk down the cycle counts the layers can take below the one found
+        T_found = max(best[lay.name][1] for lay in macs) if macs else hi
+        below = sorted({int(c) for lay in macs for c in arrays[lay.name][0] if lo_start <= c < T_found}, reverse=True)
+        misses = 0
+        for T in below:
+            if T >= T_found:
+                continue
+            ch = feasible(T)
+            if ch is None:
+                misses += 1
+                if misses >= DESCEND_MISSES:
+                    break
+                continue
+            best, misses = ch, 0
+            T_found = max(best[lay.name][1] for lay in macs)
         return best
 
     def full_totals(plan, extra):
