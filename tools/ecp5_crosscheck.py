@@ -46,6 +46,7 @@ CORES = {
     "input": ("input", "--h 32 --w 32 --c 3 --lanes 3"),
     "shortcut_a": ("shortcut_a", "--h 16 --w 16 --c 16 --pad-before 8 --pad-after 8"),
     "fifo": ("fifo", "--depth 64 --lanes 2"),
+    "lanes_slots": ("lanes", "--c 16 --lanes-in 8 --lanes-out 3 --slots"),
 }
 DEVICE = ["--85k", "--package", "CABGA381", "--speed", "8"]
 FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']*)':\s*([0-9.]+)\s*MHz")
