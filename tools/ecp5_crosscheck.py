@@ -187,8 +187,9 @@ def body(rows: list[dict], freq: float, note: str = "") -> str:
         "The ceiling of this flow for a core with multipliers: yosys 0.23 `synth_ecp5` maps a product to "
         "MULT18X18D without its input/output registers (no register packing, unlike DSP48E2 in `synth_xilinx`), so "
         "a register -> MULT18X18D -> register path is ~7.4 ns routed (3.1 ns multiplier, ~3.9 ns routing to and from "
-        "the DSP column: 136 MHz); conv_shift's worst path is exactly that, conv_ref's the requant's DSP48E2-sized "
-        "(27x18) partial product, two MULT18X18D and an add on ECP5. "
+        "the DSP column: 136 MHz); conv_shift's and conv_ref's worst paths are that (a MAC product into its first "
+        "partial-sum register; the requant's saturation compares are cut into registered chunks of at most 24 bits). "
+        "pool_max's is its line buffer's asynchronous LUT-RAM read, the max compare and the write-back in one cycle. "
         "conv_lut is conv_shift with fabric multipliers (`--mult lut`: shift-and-add partial products, registered): "
         "no hard multiplier on any path, so its figure times rtlgen's own pipelining (window generator, MAC trees, "
         "requant, FIFOs) on real routing" + _lut_note(rows)
