@@ -235,10 +235,6 @@ class LaneConverter(wiring.Component):
         super().__init__({"i": In(act_signature(lanes_in, width)), "o": Out(act_signature(lanes_out, width))})
 
     @property
-    def passthrough(self) -> bool:
-        return self.lanes_in == self.lanes_out and self.c_in == self.c_out
-
-    @property
     def mode(self) -> str:
         """``pass``, ``split`` (M = k*N, no tail beats: a beat is sent as k slices), ``gather`` (N = k*M, no tail
         beats: k beats are concatenated), ``slots`` (two pixel registers; ``slots=True`` and ``c_out == c_in``) or
