@@ -326,9 +326,14 @@ class LaneConverter(wiring.Component):
         full = [Signal(name=f"full{s}") for s in range(2)]
         lastf = [Signal(name=f"last{s}") for s in range(2)]
         ws, rs = Signal(name="ws"), Signal(name="rs")
-        ib, ob = Signal(range(max(bin_, 2)), name="ib"), Signal(range(max(bout, 2)), name="ob")
+        ib = Signal(range(max(bin_, 2)), name="ib")
+        # the output position (slot, beat) one-hot, rotated by each output beat: lane j is an AND-OR of the
+        # channels it can carry (no decoder, no mux tree; yosys maps wide muxes over flip-flops poorly), and a
+        # slot's final beat is one of two of its bits (no beat counter)
+        pos = Signal(2 * bout, init=1, name="opos")
         ifire, ofire = Signal(), Signal()
-        iend, oend = (ib == bin_ - 1) | self.i.payload.last, ob == bout - 1
+        iend = (ib == bin_ - 1) | self.i.payload.last
+        oend = Const(1) if bout == 1 else pos[bout - 1] | pos[2 * bout - 1]
         m.d.comb += [
             self.i.ready.eq(~Mux(ws, full[1], full[0])),
             self.o.valid.eq(Mux(rs, full[1], full[0])),
@@ -349,12 +354,7 @@ class LaneConverter(wiring.Component):
         with m.If(ifire & iend):
             m.d.sync += ws.eq(~ws)
         with m.If(ofire):
-            m.d.sync += [ob.eq(Mux(oend, 0, ob + 1)), rs.eq(rs ^ oend)]
-        # the output position (slot, beat) one-hot, rotated by each output beat: lane j is an AND-OR of the
-        # channels it can carry (no decoder, no mux tree; yosys maps wide muxes over flip-flops poorly)
-        pos = Signal(2 * bout, init=1, name="opos")
-        with m.If(ofire):
-            m.d.sync += pos.eq(pos.rotate_left(1))
+            m.d.sync += [pos.eq(pos.rotate_left(1)), rs.eq(rs ^ oend)]
         lanes = []
         for j in range(N):
             terms = [Mux(pos[s * bout + b], slot[s][b * N + j], 0) for s in range(2) for b in range(bout)

@@ -190,6 +190,10 @@ class Reducer(wiring.Component):
             with m.Else():
                 m.d.comb += b_new.eq(b + 1)
         m.d.sync += [b.eq(b_new), t.eq(t_new), seq.eq(seq_new)]
+        if inner > 1:
+            b_pre = Signal(range(inner), init=1)  # (b + 1) mod inner: the delay lines' read-ahead address
+            with m.If(step):
+                m.d.sync += b_pre.eq(Mux(b_pre == inner - 1, 0, b_pre + 1))
 
         # delay lines of open windows (one per slot), read-modify-write at beat index b
         xs = [lane(self.i.payload.data, i, self.w_in, True) for i in range(L)]
@@ -203,11 +207,14 @@ class Reducer(wiring.Component):
             if inner == 1:
                 m.d.comb += word.eq(self._reg(m, f"acc{j}", wdata, we))
             else:
+                # the next beat's entry is read one step ahead into the port's output register (address b_pre,
+                # a register): the read-max-write cycle starts at a flip-flop, not at a RAM read. No forwarding:
+                # entry b_pre was last written inner >= 2 steps earlier.
                 mem = memory.Memory(shape=unsigned(L * wa), depth=inner, init=[])
                 m.submodules[f"line{j}"] = mem
                 wp = mem.write_port()
-                rp = mem.read_port(transparent_for=(wp,))
-                m.d.comb += [wp.addr.eq(b), wp.data.eq(wdata), wp.en.eq(we), rp.addr.eq(b_new), rp.en.eq(1),
+                rp = mem.read_port()
+                m.d.comb += [wp.addr.eq(b), wp.data.eq(wdata), wp.en.eq(we), rp.addr.eq(b_pre), rp.en.eq(step),
                              word.eq(rp.data)]
             news = []
             for i in range(L):

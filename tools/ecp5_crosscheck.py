@@ -189,7 +189,9 @@ def body(rows: list[dict], freq: float, note: str = "") -> str:
         "a register -> MULT18X18D -> register path is ~7.4 ns routed (3.1 ns multiplier, ~3.9 ns routing to and from "
         "the DSP column: 136 MHz); conv_shift's and conv_ref's worst paths are that (a MAC product into its first "
         "partial-sum register; the requant's saturation compares are cut into registered chunks of at most 24 bits). "
-        "pool_max's is its line buffer's asynchronous LUT-RAM read, the max compare and the write-back in one cycle. "
+        "pool_max reads each line-buffer entry one beat ahead into a register (121.2 MHz when the read, the max "
+        "compare and the write-back shared one cycle); its worst path is now the short-frame fill multiplexer, the "
+        "max compare and the write-back. "
         "conv_lut is conv_shift with fabric multipliers (`--mult lut`: shift-and-add partial products, registered): "
         "no hard multiplier on any path, so its figure times rtlgen's own pipelining (window generator, MAC trees, "
         "requant, FIFOs) on real routing" + _lut_note(rows)
