@@ -376,3 +376,36 @@ def test_dense_weight_register_costed_as_built(storage):
     _, lut_rom = cost.layer_config_cost(layer, po, pi, 1, False, "dsp", "lut", pi)
     load = cost.FF_PER_URAM_LOAD if storage == "uram" else 0  # the URAM weight loader
     assert with_reg["ff"] - lut_rom["ff"] - load == (po * pi * 8 + pi * 8 if regs else 0)
+
+
+def test_input_stage_cost_follows_the_table():
+    """The input stage's ROM is priced by its contents (yosys, 3 lanes: a random table 96 LUT, the bundled models'
+    ``p - 128`` -- one inverted bit per channel -- 4 LUT), not as a full 256 x 8 ROM per lane."""
+    import numpy as np
+
+    p = np.arange(256)
+    rnd = np.random.default_rng(1).integers(-128, 128, (3, 256))
+    flip, _ = cost.input_stage_cost(np.stack([p - 128] * 3), 3)
+    ident, _ = cost.input_stage_cost(np.stack([p] * 3), 3)
+    full, ff = cost.input_stage_cost(rnd, 3)
+    assert flip == ident == 4
+    assert 90 <= full <= 110 and 20 <= ff <= 40
+    # one channel per beat: each bit's ROM spans three channels' tables
+    assert cost.input_stage_cost(rnd, 1)[0] > full // 3 and cost.input_stage_cost(np.stack([p - 128] * 3), 1)[0] == 4
+    # a bit that is a different pixel bit per channel is a function of the beat too
+    mixed = np.stack([p, (p << 1) & 0xFF, p])
+    assert cost.input_stage_cost(mixed, 1)[0] > 4
+
+
+def test_classifier_and_global_pool_costs_near_yosys(r8_u96):
+    """Calibrated on yosys (ResNet8/ResNet20 @ ultra96v2): the dense classifier (64 -> 10, och 1 ich 1, LUT
+    multiplier) 348-370 LUT / 228-252 FF, the 16-lane global average pool (shift requant) 1,001-1,033 LUT / 1,174 FF;
+    the model stays within 30 % of both (their edges' FIFOs and converters excluded)."""
+    net, _ = r8_u96
+    d = next(lay for lay in net.layers if isinstance(lay, ir.Dense))
+    _, res = cost.layer_config_cost(d, 1, 1, 1, False, "lut", "bram", 1)
+    assert 0.7 * 348 <= res["lut"] <= 1.3 * 370 and 0.7 * 228 <= res["ff"] <= 1.3 * 252
+    g = next(lay for lay in net.layers if isinstance(lay, ir.Pool) and lay.is_global)
+    _, gres, lanes = cost.fixed_stage_costs(net)[g.name]
+    assert lanes == 16
+    assert 0.7 * 1001 <= gres["lut"] <= 1.3 * 1033 and 0.7 * 1174 <= gres["ff"] <= 1.3 * 1174

@@ -32,6 +32,16 @@ FF_PER_MAC = 60
 #: rounding, clamp) and its output FIFO's credit logic, per output lane
 FF_PER_REQUANT_LANE = 150
 LUT_PER_STAGE = 400  # control, counters, handshake, window generator, requant (shift)
+#: a dense core's control (no window generator): yosys on the ResNet8/ResNet20 classifiers (64 -> 10, och 1 ich 1,
+#: LUT multiplier) 348 / 370 LUT and 252 / 228 FF with the multiplier and requant, against 647 / 735 and 1,185 / 1,169
+#: planned with a conv's LUT_PER_STAGE
+LUT_PER_DENSE_STAGE = 150
+FF_PER_DENSE_STAGE = 20
+#: a global average pool whose requant is a shift (no product), per lane: the per-channel sum in LUT RAM, the add,
+#: rounding and clamp registers. yosys (ResNet8 and ResNet20 @ ultra96v2, 64 channels, 16 lanes): 1,033 / 1,001 LUT
+#: (LUT RAM counted as LUTs) and 1,174 FF each
+LUT_PER_GAVG_LANE = 55
+FF_PER_GAVG_LANE = 60
 LUT_PER_REQUANT_LANE = 60
 #: start-up weight load of a URAM memory (UltraRAM has no initial contents): write-address counter, loaded flag,
 #: write enable and its share of the top's ``wload`` daisy chain (the payload is broadcast, no per-memory register)
@@ -112,8 +122,9 @@ def conv_config_cost(layer, po, pi, pp, packing, mult, storage, lanes_in, tp=1):
     lanes = po * pp
     # the requant (cores/requant.py RequantStage) has och_par lanes: packed pixel pairs leave one after the other
     dsp += po * requant_dsp_per_lane(layer, po)  # the requant's (and residual's) products (cores/requant.py)
-    lut += LUT_PER_STAGE + lanes * LUT_PER_REQUANT_LANE
-    ff = mults * FF_PER_MAC + 2 * LUT_PER_STAGE + lanes * FF_PER_REQUANT_LANE
+    dense = isinstance(layer, ir.Dense)
+    lut += (LUT_PER_DENSE_STAGE if dense else LUT_PER_STAGE) + lanes * LUT_PER_REQUANT_LANE
+    ff = mults * FF_PER_MAC + (FF_PER_DENSE_STAGE if dense else 2 * LUT_PER_STAGE) + lanes * FF_PER_REQUANT_LANE
     wbits = weight_word_bits(po, pi, tp)
     depth = ceil_div(O, po) * ceil_div(KK, tp) * ceil_div(C, pi)
     bram = uram = 0
@@ -310,8 +321,10 @@ def fixed_stage_costs(net, target: int | None = None, lanes: dict | None = None)
         # FF: the pipelined requant of adds, average pools and requant cores (<= 2 adders per stage, output FIFO)
         ff = 200 + (FF_PER_REQUANT_LANE if isinstance(lay, (ir.Add, ir.Requantize, ir.Pool)) else 40) * lanes_
         res = {"dsp": 0, "lut": 150 + 30 * lanes_, "ff": ff, "bram36": 0, "uram": 0}
-        if isinstance(lay, ir.InputStage) and not lay.passthrough:
-            res["lut"] += 8 * 4 * lanes_  # a 256 x 8 table ROM per lane (one pixel of C lanes per beat) in LUTs
+        if isinstance(lay, ir.InputStage):
+            res["lut"], res["ff"] = input_stage_cost(lay.table, lanes_)
+        elif isinstance(lay, ir.Pool) and lay.is_global and lay.mode == "avg" and not slimmed(lay):
+            res["lut"], res["ff"] = 150 + LUT_PER_GAVG_LANE * lanes_, 200 + FF_PER_GAVG_LANE * lanes_
         if isinstance(lay, ir.Pool) and not lay.is_global:
             res["bram36"] = 0.5
         if isinstance(lay, ir.Pool) and lay.mode == "avg" and lay.requant is not None:
@@ -319,6 +332,30 @@ def fixed_stage_costs(net, target: int | None = None, lanes: dict | None = None)
                                       avg_pool_sum_bits(lay))
         out[lay.name] = (cyc, res, lanes_)
     return out
+
+
+def input_stage_cost(table, lanes: int) -> tuple[int, int]:
+    """(LUT, FF) of the input stage (cores/input_stage.py) from its tables' contents: each output bit of a lane's ROM
+    (``ceil(C / lanes) * 256`` entries) that is not a constant or a pixel bit (possibly inverted) costs 4 LUT6 (+ MUXF7/8)
+    per 256 entries; the rest is wiring. yosys, 3 lanes: a random table 96 LUT, an ImageNet-normalising one 83, the
+    bundled models' ``p - 128`` (one inverted bit) 4; 26 FF (output register, valid/last, beat counter)."""
+    import numpy as np
+
+    t = np.asarray(table, dtype=np.int64) & 0xFF
+    C = t.shape[0]
+    bpp = ceil_div(C, lanes)
+    px = np.arange(256)
+    lits = [np.zeros(256, dtype=np.int64), np.ones(256, dtype=np.int64)]
+    lits += [(px >> k) & 1 for k in range(8)] + [1 - ((px >> k) & 1) for k in range(8)]
+    lut = 4
+    for lane_ in range(lanes):
+        chans = [b * lanes + lane_ for b in range(bpp) if b * lanes + lane_ < C]
+        for k in range(8):
+            cols = [(t[c] >> k) & 1 for c in chans]
+            if any(all(np.array_equal(col, x) for col in cols) for x in lits):
+                continue
+            lut += 4 * bpp
+    return lut, 2 + 8 * lanes + (clog2(bpp) if bpp > 1 else 0)
 
 
 def min_resources(table, fixed):

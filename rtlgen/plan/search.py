@@ -324,6 +324,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
         with the Lagrangian weights of the resources that overflow raised round by round."""
         for w0 in starts:
             weights = dict(w0)
+            flips, prev = 0, None
             for _ in range(16):
                 chosen, tot = choose(T, weights)
                 if chosen is None:
@@ -337,10 +338,14 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
                         if fits(tot2):
                             return ch2
                         over_by = tot2
-                for k in RESOURCES:
+                # the layers' choices flip together (all DSP -> all fabric): each change of the overflowing set
+                # halves the step (in log weight), closing in on the balance between them instead of oscillating
+                over_set = frozenset(k for k in RESOURCES if over_by[k] > room(k))
+                flips += prev is not None and over_set != prev
+                prev = over_set
+                for k in over_set:
                     over = over_by[k] / room(k)
-                    if over > 1:
-                        weights[k] *= min(1.0 + 2.0 * (over - 1.0), 4.0) + 0.25
+                    weights[k] *= (min(1.0 + 2.0 * (over - 1.0), 4.0) + 0.25) ** (0.5 ** flips)
         return None
 
     def lowest_feasible_target():
