@@ -170,9 +170,10 @@ def test_stream_adapters_are_costed(r8_u96):
 def test_greedy_plan_walks_below_the_binary_search(r8_u96):
     """The greedy's feasibility is not monotone in the target (ResNet8 @ Ultra96-V2: it meets 15,360 cycles but not
     15,994, so a binary search alone stops at 16,129): the planner walks down the layers' cycle counts below the
-    target found. The plan is no slower than the 15,361 cycles per frame landed before the walk."""
+    target found. The plan is no slower than the 15,361 cycles per frame landed before the walk, nor than the 14,977
+    measured in RTL since (the Lagrangian weights' damped steps keep it there with the recalibrated fixed stages)."""
     _, plan = r8_u96
-    assert plan.cycles_per_frame <= 15361
+    assert plan.cycles_per_frame <= 14977
 
 
 def test_adapter_cost_model():

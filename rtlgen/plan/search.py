@@ -110,14 +110,32 @@ def _candidates(layer, allow_lut_mult, allow_packing, storages, allow_tap=True):
 SEARCHES = ("greedy", "knapsack")
 
 
+class _KeyGroups:
+    """The candidates of one layer grouped by a key (their DSP count), sorted once: :meth:`cheapest` is then a
+    segmented minimum (the knapsack asks it thousands of times per plan)."""
+
+    def __init__(self, keys: np.ndarray):
+        self.order = np.argsort(keys, kind="stable")
+        sk = keys[self.order]
+        self.starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]]) if len(sk) else np.zeros(0, dtype=np.int64)
+        self.sizes = np.diff(np.r_[self.starts, len(sk)])
+
+    def cheapest(self, cost: np.ndarray) -> np.ndarray:
+        """Indices of the cheapest finite ``cost`` per distinct key (the lowest index among equal costs), in
+        increasing key order."""
+        if not len(self.order):
+            return self.order
+        c = cost[self.order]
+        m = np.minimum.reduceat(c, self.starts)
+        hit = np.flatnonzero(c == np.repeat(m, self.sizes))
+        grp = np.repeat(np.arange(len(self.starts)), self.sizes)[hit]
+        first = hit[np.r_[True, grp[1:] != grp[:-1]]]
+        return self.order[first[np.isfinite(m)]]
+
+
 def _cheapest_per_key(keys: np.ndarray, cost: np.ndarray) -> np.ndarray:
     """Indices of the cheapest finite ``cost`` for each distinct ``keys`` value, in increasing key order."""
-    idx = np.flatnonzero(np.isfinite(cost))
-    if not len(idx):
-        return idx
-    order = idx[np.lexsort((cost[idx], keys[idx]))]
-    _, first = np.unique(keys[order], return_index=True)
-    return order[first]
+    return _KeyGroups(keys).cheapest(cost)
 
 
 def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = None, clock_mhz: float | None = None,
@@ -221,6 +239,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
         return chosen, dict(zip(RESOURCES, tot))
 
     dsp_of = {name: a[1][:, ri["dsp"]].astype(np.int64) for name, a in arrays.items()}
+    groups_of = {name: _KeyGroups(d) for name, d in dsp_of.items()}
 
     def choose_dp(T, weights, guide):
         """The DSPs as a knapsack: a dynamic programme over the DSP count (exact for DSPs, whose packing and
@@ -244,10 +263,10 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
             cost = np.where(cyc <= T, res_eff @ wv_other, np.inf)
             dsp = dsp_of[lay.name]
             if lay.name not in proj_of:
-                j = _cheapest_per_key(dsp, cost)
+                j = groups_of[lay.name].cheapest(cost)
                 if not len(j):
                     return None, None
-                items.append(((lay.name,), dsp[j], cost[j], [(int(x),) for x in j]))
+                items.append(((lay.name,), dsp[j], cost[j], j[:, None]))
                 continue
             pname = proj_of[lay.name]
             pcyc, pres, ppis, pok = arrays[pname]
@@ -255,9 +274,10 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
             pdsp = dsp_of[pname]
             ks, cs, hs, ps = [], [], [], []
             for pi_val in np.unique(pis[np.isfinite(cost)]):
-                hj = np.flatnonzero(np.isfinite(cost) & (pis == pi_val))
+                # the cheapest host per DSP count of this ich_par: the pair's cheapest per total is among them
+                hj = groups_of[lay.name].cheapest(np.where(pis == pi_val, cost, np.inf))
                 pmask = np.where(ppis == pi_val, pcost, np.inf)
-                pj = _cheapest_per_key(pdsp, pmask)
+                pj = groups_of[pname].cheapest(pmask)
                 if not len(pj):
                     continue
                 ks.append((dsp[hj][:, None] + pdsp[pj][None, :]).ravel())
@@ -268,7 +288,7 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
                 return None, None
             ks, cs, hs, ps = (np.concatenate(x) for x in (ks, cs, hs, ps))
             j = _cheapest_per_key(ks, cs)
-            items.append(((lay.name, pname), ks[j], cs[j], [(int(hs[x]), int(ps[x])) for x in j]))
+            items.append(((lay.name, pname), ks[j], cs[j], np.stack([hs[j], ps[j]], axis=1)))
         f = np.full(cap_d + 1, np.inf)
         f[0] = 0.0
         back = []
