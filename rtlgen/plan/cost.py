@@ -161,11 +161,9 @@ def line_buffer_cost(W: int, C: int, K: int, stride, lanes: int, pp: int, tp: in
     ports = tp * pp * LUT_PER_TAP_PORT if tp > 1 else 0
     if line_copy_style(words, lanes * 8) == "distributed":
         return 0, tp * pp * LUTS_PER_LUTRAM * lutram_primitives(words, lanes * 8) + ports
-    if tp == 1:
-        lb_bits = (K - 1) * W * C * 8
-        return max(math.ceil(lb_bits / 36864 * 2) / 2, (K - 1) * 0.5), 0
-    # each copy its own width-bound BRAM; matches yosys within 1 BRAM36 on ResNet8 @ Ultra96-V2 (the earlier
-    # per-bit estimate was 25 BRAM36 low)
+    # each copy its own width-bound BRAM (a 16-lane copy is 128 bits wide: two BRAM36 however shallow); matches yosys
+    # within 1 BRAM36 per layer on ResNet8 @ Ultra96-V2 and ResNet20 @ KV260 (the per-bit estimate of (K-1) rows,
+    # used for one tap per beat until 2026-12-06, was 3-7 BRAM36 low per layer: 61.5 planned, 163 in yosys)
     return tp * pp * rom_blocks(lanes * 8, words, "bram"), ports
 
 
