@@ -146,8 +146,9 @@ def plan_network(net: ir.Network, board: str = "kv260", budget: Budget | None = 
     ``search``: ``"greedy"`` (each layer its cheapest configuration under the resource weights) or ``"knapsack"``
     (where the greedy choice overflows, also a dynamic programme that spends the DSPs exactly where they save the
     most of the other resources: faster plans where DSPs and LUTs both bind, e.g. ResNet8 @ KV260 5,632 instead of
-    6,144 cycles per frame (6,336 instead of 6,913 without taps), ResNet20 @ Ultra96-V2 55,296 instead of 59,904;
-    slower to plan).
+    6,144 cycles per frame, ResNet20 @ Ultra96-V2 49,152 instead of 53,248 (2026-12-06; about as much CPU as the
+    greedy since its DSP groups are sorted once per layer, e.g. 87 s for ResNet20 @ Ultra96-V2; not yet the default:
+    its plans are not measured in RTL and yosys).
 
     ``taps``: also consider tap parallelism (``tap_par`` > 1: several kernel taps per window beat); off, every conv
     reads one tap per beat as before."""
